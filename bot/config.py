@@ -1,0 +1,120 @@
+"""Settings, read from the environment and `.env` (the names are the bot's public interface)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IdList = Annotated[frozenset[int], NoDecode]
+
+# What to put in each setting, said when it is missing or wrong.
+HINTS: dict[str, str] = {
+    "BOT_TOKEN": "the token @BotFather gave you, e.g. BOT_TOKEN=123456:ABC-DEF",
+    "TELEGRAM_BASE_URL": "a URL such as https://api.telegram.org/bot or http://127.0.0.1:8081/bot",
+    "PANEL_URL": "the panel's API v2 URL, e.g. https://fortunesmm.com/api/v2, or leave it unset "
+    "for demo mode",
+    "PANEL_KEY": "the API key from your panel's account page",
+    "DATABASE_PATH": "a file path, e.g. data/bot.sqlite3",
+    "ADMIN_IDS": "comma-separated Telegram user ids, e.g. ADMIN_IDS=12345,67890",
+    "ALLOWED_USER_IDS": "comma-separated Telegram user ids, e.g. ALLOWED_USER_IDS=12345,67890",
+    "STATUS_POLL_INTERVAL": "a number of seconds ≥ 1, e.g. STATUS_POLL_INTERVAL=60",
+    "SECRET_KEY": "a long random string, e.g. from: python -c 'import secrets; "
+    "print(secrets.token_urlsafe(32))'",
+    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+    "ORDER_TIMEOUT": "minutes ≥ 1 before an abandoned order wizard ends, e.g. ORDER_TIMEOUT=15",
+    "CATALOG_TTL": "seconds the services list is cached, e.g. CATALOG_TTL=3600",
+    "SANDBOX_SPEED": "a number > 0; 1 = demo orders finish in about two minutes",
+    "SANDBOX_LATENCY": "seconds ≥ 0 the sandbox panel waits before answering",
+    "RATE_LIMIT_PER_MINUTE": "a whole number ≥ 1, e.g. RATE_LIMIT_PER_MINUTE=10",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the text names it and says what to put there."""
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    bot_token: SecretStr = Field(alias="BOT_TOKEN")
+    telegram_base_url: str = Field("https://api.telegram.org/bot", alias="TELEGRAM_BASE_URL")
+    panel_url: str | None = Field(None, alias="PANEL_URL")
+    panel_key: SecretStr | None = Field(None, alias="PANEL_KEY")
+    database_path: Path = Field(Path("data/bot.sqlite3"), alias="DATABASE_PATH")
+    admin_ids: IdList = Field(frozenset(), alias="ADMIN_IDS")
+    allowed_user_ids: IdList = Field(frozenset(), alias="ALLOWED_USER_IDS")
+    status_poll_interval: float = Field(60.0, ge=1, alias="STATUS_POLL_INTERVAL")
+    secret_key: SecretStr | None = Field(None, alias="SECRET_KEY")
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+    order_timeout: float = Field(15.0, ge=1, alias="ORDER_TIMEOUT")
+    catalog_ttl: float = Field(3600.0, ge=0, alias="CATALOG_TTL")
+    sandbox_speed: float = Field(1.0, gt=0, alias="SANDBOX_SPEED")
+    sandbox_latency: float = Field(0.0, ge=0, alias="SANDBOX_LATENCY")
+    rate_limit_per_minute: int = Field(10, ge=1, alias="RATE_LIMIT_PER_MINUTE")
+
+    @field_validator("admin_ids", "allowed_user_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: object) -> object:
+        """Reads "1, 2,3" as {1, 2, 3}."""
+        if isinstance(value, str):
+            parts = [p for p in value.replace(";", ",").replace(" ", ",").split(",") if p]
+            return frozenset(int(p) for p in parts)
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("panel_url", "telegram_base_url", mode="before")
+    @classmethod
+    def _check_url(cls, value: object) -> object:
+        """Accepts only http(s) URLs; an empty PANEL_URL means demo mode."""
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("panel_key", "secret_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """Treats an empty secret as unset."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _check_level(cls, value: object) -> object:
+        """Accepts the standard logging level names, any case."""
+        level = str(value).strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("unknown level")
+        return level
+
+    @property
+    def demo_mode(self) -> bool:
+        """True when no PANEL_URL is set: the built-in sandbox panel serves every order."""
+        return self.panel_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Reads the settings; raises ConfigError naming the first bad setting and what to put."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]).upper() if error["loc"] else "a setting"
+        problem = "is missing" if error["type"] == "missing" else "is invalid"
+        if error["type"] != "missing":
+            problem += f" ({error['msg']})"
+        hint = HINTS.get(name, "see .env.example")
+        raise ConfigError(f"Setting {name} {problem}: set it to {hint}.") from None
