@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 PER_UNITS = Decimal(1000)
 
@@ -47,7 +47,12 @@ def order_cost(rate: Decimal, quantity: int) -> Decimal:
 def format_money(amount: Decimal, currency: str = "", places: int = 4) -> str:
     """Rounds only for display: at least 2 and at most `places` decimals, trailing zeros trimmed."""
     quantum = Decimal(1).scaleb(-places)
-    text = f"{amount.quantize(quantum, rounding=ROUND_HALF_UP):f}"
+    with localcontext() as context:  # enough digits that quantize never fails on big amounts
+        context.prec = max(context.prec, amount.adjusted() + places + 2)
+        rounded = amount.quantize(quantum, rounding=ROUND_HALF_UP)
+    if rounded.is_zero():
+        rounded = rounded.copy_abs()  # "-0.00001" shows as 0.00, not -0.00
+    text = f"{rounded:f}"
     if "." in text:
         whole, frac = text.split(".")
         frac = frac.rstrip("0").ljust(2, "0")
