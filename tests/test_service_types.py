@@ -17,7 +17,7 @@ def service(type_: str = "Default", *, min_: int = 50, max_: int = 10_000,
             rate: str = "0.90", dripfeed: bool | None = None) -> Service:
     """A service row as the panel would list it."""
     return Service(service=1, name="Followers", type=type_, category="Instagram",
-                   rate=Decimal(rate), min=min_, max=max_, dripfeed=dripfeed)  # type: ignore[arg-type]
+                   rate=Decimal(rate), min=min_, max=max_, dripfeed=dripfeed)
 
 
 def fill(type_: str, answers: dict[str, str], svc: Service | None = None) -> dict[str, str]:

@@ -77,7 +77,7 @@ class Service:
     max: int
     refill: bool = False
     cancel: bool = False
-    dripfeed: bool = False
+    dripfeed: bool | None = None  # None: the panel does not say (drip-feed is then offered)
     desc: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -100,7 +100,7 @@ class Service:
             max=to_int(data.get("max")) or 1_000_000_000,
             refill=to_bool(data.get("refill")),
             cancel=to_bool(data.get("cancel")),
-            dripfeed=to_bool(data.get("dripfeed")),
+            dripfeed=to_bool(data["dripfeed"]) if "dripfeed" in data else None,
             desc=str(data.get("desc") or data.get("description") or "").strip(),
             extra={k: v for k, v in data.items() if k not in known},
         )
