@@ -1,0 +1,1702 @@
+"""Fake Telegram Bot API for offline tests: one in-memory world, reachable in-process or over HTTP.
+
+The world (:class:`FakeTelegram`) plays both sides of a chat: it answers the bot's Bot API calls
+with Telegram's own rules and error texts (text length after entity parsing, malformed HTML,
+callback_data size, button count, "message is not modified", blocked users, flood control, unknown
+chats), and it plays the user with ``user_sends`` / ``user_presses``, which build update dicts the
+way Telegram sends them.
+
+Two ways in, one world:
+
+* in-process: ``FakeRequest(world)`` is a PTB ``BaseRequest``; give it to
+  ``Application.builder().request(...).get_updates_request(...)`` and push updates with
+  ``await feed(app, world.user_sends(...))``;
+* over HTTP: ``FakeTelegramServer(world)`` serves the Bot API on ``127.0.0.1:<random port>``
+  (``server.base_url`` is ``http://127.0.0.1:PORT/bot``), with real ``getUpdates`` long polling,
+  for a bot started as a subprocess or a PTB ``Application`` built with ``.base_url(...)``.
+
+Every update built by ``user_sends``/``user_presses``/``block`` is returned *and* queued for
+``getUpdates``. ``feed`` removes the update from that queue before processing it, so feeding and
+polling never deliver the same update twice; in-process tests that only ``feed`` never look at the
+queue. Do not mix ``feed`` with a polling Updater on the same update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+import string
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, TypeVar
+
+from telegram import Update
+from telegram.ext import Application, CallbackContext
+from telegram.request import BaseRequest, RequestData
+
+__all__ = [
+    "BOT_ID",
+    "BOT_USERNAME",
+    "ERR_NOT_MODIFIED",
+    "ApiError",
+    "FakeButton",
+    "FakeMessage",
+    "FakeRequest",
+    "FakeTelegram",
+    "FakeTelegramServer",
+    "HtmlParseError",
+    "feed",
+    "parse_html",
+]
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+
+BOT_ID = 1000
+BOT_USERNAME = "smm_test_bot"
+BOT_FIRST_NAME = "SMM Test Bot"
+BOT_USER: JSON = {
+    "id": BOT_ID,
+    "is_bot": True,
+    "first_name": BOT_FIRST_NAME,
+    "username": BOT_USERNAME,
+}
+
+MAX_TEXT_LENGTH = 4096
+MAX_CALLBACK_DATA_BYTES = 64
+MAX_INLINE_BUTTONS = 100
+MAX_ANSWER_TEXT = 200
+
+ERR_NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
+ERR_QUERY_INVALID = (
+    "Bad Request: query is too old and response timeout expired or query ID is invalid"
+)
+ERR_METHOD_NOT_FOUND = "Bad Request: method not found"
+
+_TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
+_URL_RE = re.compile(r"/bot([^/]+)/([A-Za-z_]+)/?")
+_COMMAND_RE = re.compile(r"/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,64})?")
+_BOT_COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
+_INT_RE = re.compile(r"-?\d+")
+
+_INT_PARAMS = frozenset(
+    {
+        "chat_id",
+        "message_id",
+        "offset",
+        "limit",
+        "timeout",
+        "cache_time",
+        "message_thread_id",
+        "from_chat_id",
+        "user_id",
+        "reply_to_message_id",
+    }
+)
+_JSON_PARAMS = frozenset(
+    {
+        "reply_markup",
+        "entities",
+        "commands",
+        "scope",
+        "allowed_updates",
+        "link_preview_options",
+        "reply_parameters",
+        "caption_entities",
+        "message_ids",
+    }
+)
+_BOOL_PARAMS = frozenset(
+    {
+        "show_alert",
+        "disable_notification",
+        "protect_content",
+        "drop_pending_updates",
+        "disable_web_page_preview",
+        "allow_sending_without_reply",
+        "allow_paid_broadcast",
+    }
+)
+_BUTTON_ACTIONS = frozenset(
+    {
+        "url",
+        "callback_data",
+        "web_app",
+        "login_url",
+        "switch_inline_query",
+        "switch_inline_query_current_chat",
+        "switch_inline_query_chosen_chat",
+        "copy_text",
+        "callback_game",
+        "pay",
+    }
+)
+_CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and small helpers
+# --------------------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """A Bot API error answer: HTTP status, Telegram's description and optional parameters."""
+
+    def __init__(self, status: int, description: str, parameters: JSON | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+    def body(self) -> JSON:
+        """Return the JSON body Telegram answers with."""
+        out: JSON = {"ok": False, "error_code": self.status, "description": self.description}
+        if self.parameters:
+            out["parameters"] = self.parameters
+        return out
+
+
+def _bad(description: str) -> ApiError:
+    """Build a 400 Bad Request error (description must include the "Bad Request: " prefix)."""
+    return ApiError(400, description)
+
+
+def _u16(text: str) -> int:
+    """Return the length of ``text`` in UTF-16 code units, the unit of entity offsets."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _now() -> int:
+    """Return the current Unix time as Telegram dates are."""
+    return int(time.time())
+
+
+def _canon(obj: Any) -> str:
+    """Return a canonical JSON string used to compare markups and entities."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def decode_params(raw: Mapping[str, Any]) -> JSON:
+    """Decode Bot API parameters as Telegram does: JSON for objects, ints for ids, bools."""
+    out: JSON = {}
+    for key, value in raw.items():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            if key in _JSON_PARAMS:
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    if key == "reply_markup":
+                        raise _bad(
+                            "Bad Request: can't parse reply keyboard markup JSON object"
+                        ) from None
+                    raise _bad(f"Bad Request: can't parse {key} JSON object") from None
+            elif key in _INT_PARAMS and _INT_RE.fullmatch(value.strip()):
+                value = int(value.strip())
+            elif key in _BOOL_PARAMS:
+                value = value.strip().lower() in ("true", "1")
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# HTML entity parsing, after tdlib's parse_html
+# --------------------------------------------------------------------------------------------
+
+
+class HtmlParseError(ValueError):
+    """Malformed HTML text; the message is tdlib's, without the "can't parse entities" prefix."""
+
+
+_HTML_TAGS = frozenset(
+    {
+        "a",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "u",
+        "ins",
+        "s",
+        "strike",
+        "del",
+        "code",
+        "pre",
+        "tg-spoiler",
+        "span",
+        "blockquote",
+    }
+)
+_TAG_ENTITY = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "tg-spoiler": "spoiler",
+    "span": "spoiler",
+    "code": "code",
+    "pre": "pre",
+    "blockquote": "blockquote",
+}
+_NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+_TRIM_CHARS = " \t\r\n"
+
+
+def _decode_entity(text: str, pos: int) -> tuple[str | None, int]:
+    """Decode an HTML character reference at ``pos`` as tdlib does (only lt/gt/amp/quot/#N)."""
+    n = len(text)
+    end = pos + 1
+    if end < n and text[end] == "#":
+        end += 1
+        if end < n and text[end] == "x":
+            end += 1
+            start = end
+            while end < n and text[end] in string.hexdigits:
+                end += 1
+            code = int(text[start:end], 16) if end > start else 0
+        else:
+            start = end
+            while end < n and text[end] in string.digits:
+                end += 1
+            code = int(text[start:end]) if end > start else 0
+        if code == 0 or code >= 0x10FFFF or end - pos >= 10 or 0xD800 <= code <= 0xDFFF:
+            return None, pos
+        char = chr(code)
+    else:
+        start = end
+        while end < n and text[end] in string.ascii_letters:
+            end += 1
+        named = _NAMED_ENTITIES.get(text[start:end])
+        if named is None:
+            return None, pos
+        char = named
+    if end < n and text[end] == ";":
+        end += 1
+    return char, end
+
+
+def parse_html(text: str) -> tuple[str, list[JSON]]:
+    """Parse Telegram HTML into (plain text, UTF-16 entities) or raise HtmlParseError."""
+    out: list[str] = []
+    u16 = 0
+    stack: list[tuple[str, int, str]] = []
+    entities: list[JSON] = []
+    n = len(text)
+    i = 0
+
+    def at(pos: int) -> int:
+        return len(text[:pos].encode("utf-8"))
+
+    while i < n:
+        char = text[i]
+        if char == "&":
+            decoded, nxt = _decode_entity(text, i)
+            if decoded is not None:
+                out.append(decoded)
+                u16 += _u16(decoded)
+                i = nxt
+                continue
+        if char != "<":
+            out.append(char)
+            u16 += _u16(char)
+            i += 1
+            continue
+        begin = i
+        i += 1
+        if i >= n:
+            raise HtmlParseError(f"Unclosed start tag at byte offset {at(begin)}")
+        if text[i] != "/":
+            j = i
+            while j < n and not text[j].isspace() and text[j] != ">":
+                j += 1
+            if j >= n:
+                raise HtmlParseError(f"Unclosed start tag at byte offset {at(begin)}")
+            tag = text[i:j].lower()
+            if tag not in _HTML_TAGS:
+                raise HtmlParseError(f'Unsupported start tag "{tag}" at byte offset {at(begin)}')
+            i = j
+            argument = ""
+            while True:
+                while i < n and text[i].isspace():
+                    i += 1
+                if i >= n:
+                    raise HtmlParseError(f"Unclosed start tag at byte offset {at(begin)}")
+                if text[i] == ">":
+                    break
+                name_begin = i
+                while i < n and not text[i].isspace() and text[i] not in "=>":
+                    i += 1
+                name = text[name_begin:i].lower()
+                if not name:
+                    raise HtmlParseError(
+                        f'Empty attribute name in the tag "{tag}" at byte offset {at(begin)}'
+                    )
+                while i < n and text[i].isspace():
+                    i += 1
+                if i < n and text[i] != "=":
+                    if tag == "blockquote" and name == "expandable":
+                        argument = "expandable"
+                        continue
+                    raise HtmlParseError(
+                        "Expected equal sign in declaration of an attribute of the tag "
+                        f'"{tag}" at byte offset {at(begin)}'
+                    )
+                i += 1
+                while i < n and text[i].isspace():
+                    i += 1
+                if i >= n:
+                    raise HtmlParseError(f"Unclosed start tag at byte offset {at(begin)}")
+                if text[i] in "'\"":
+                    quote = text[i]
+                    i += 1
+                    chars: list[str] = []
+                    while i < n and text[i] != quote:
+                        if text[i] == "&":
+                            decoded, nxt = _decode_entity(text, i)
+                            if decoded is not None:
+                                chars.append(decoded)
+                                i = nxt
+                                continue
+                        chars.append(text[i])
+                        i += 1
+                    if i >= n:
+                        raise HtmlParseError(f"Unclosed start tag at byte offset {at(begin)}")
+                    i += 1
+                    value = "".join(chars)
+                else:
+                    token_begin = i
+                    while i < n and (text[i].isalnum() or text[i] in ".-"):
+                        i += 1
+                    value = text[token_begin:i].lower()
+                    if i >= n or (not text[i].isspace() and text[i] != ">"):
+                        raise HtmlParseError(
+                            f"Unexpected end of name token at byte offset {at(token_begin)}"
+                        )
+                if tag == "a" and name == "href":
+                    argument = value
+                elif tag == "code" and name == "class" and value.startswith("language-"):
+                    argument = value[len("language-") :]
+                elif tag == "span" and name == "class" and value.startswith("tg-"):
+                    argument = value[len("tg-") :]
+            if tag == "span" and argument != "spoiler":
+                raise HtmlParseError(
+                    f'Tag "span" must have class "tg-spoiler" at byte offset {at(begin)}'
+                )
+            stack.append((tag, u16, argument))
+            i += 1
+            continue
+        # end tag
+        if not stack:
+            raise HtmlParseError(f"Unexpected end tag at byte offset {at(begin)}")
+        i += 1
+        j = i
+        while j < n and not text[j].isspace() and text[j] != ">":
+            j += 1
+        end_name = text[i:j].lower()
+        while j < n and text[j].isspace():
+            j += 1
+        if j >= n or text[j] != ">":
+            raise HtmlParseError(f"Unclosed end tag at byte offset {at(begin)}")
+        tag, start, argument = stack[-1]
+        if end_name and end_name != tag:
+            raise HtmlParseError(
+                f'Unmatched end tag at byte offset {at(begin)}, expected "</{tag}>", '
+                f'found "</{end_name}>"'
+            )
+        stack.pop()
+        i = j + 1
+        length = u16 - start
+        if length <= 0:
+            continue
+        entity: JSON = {"offset": start, "length": length}
+        if tag == "a":
+            if not argument:
+                continue
+            entity.update(type="text_link", url=argument)
+        elif tag == "pre":
+            entity["type"] = "pre"
+            for k, inner in enumerate(entities):
+                if (
+                    inner["type"] == "code"
+                    and inner["offset"] == start
+                    and inner["length"] == length
+                    and inner.get("language")
+                ):
+                    entity["language"] = inner["language"]
+                    del entities[k]
+                    break
+        elif tag == "code":
+            entity["type"] = "code"
+            if argument and stack and stack[-1][0] == "pre":
+                entity["language"] = argument
+        elif tag == "blockquote":
+            entity["type"] = "expandable_blockquote" if argument else "blockquote"
+        else:
+            entity["type"] = _TAG_ENTITY[tag]
+        entities.append(entity)
+    if stack:
+        raise HtmlParseError(f'Can\'t find end tag corresponding to start tag "{stack[-1][0]}"')
+    for entity in entities:
+        if entity["type"] == "code":
+            entity.pop("language", None)
+    entities.sort(key=lambda e: (e["offset"], -e["length"]))
+    return "".join(out), entities
+
+
+def _trim(plain: str, entities: list[JSON]) -> tuple[str, list[JSON]]:
+    """Strip leading/trailing whitespace as Telegram does, moving or cutting entities."""
+    stripped_left = plain.lstrip(_TRIM_CHARS)
+    shift = _u16(plain) - _u16(stripped_left)
+    result = stripped_left.rstrip(_TRIM_CHARS)
+    total = _u16(result)
+    out: list[JSON] = []
+    for entity in entities:
+        begin = max(entity["offset"] - shift, 0)
+        end = min(entity["offset"] + entity["length"] - shift, total)
+        if end > begin:
+            out.append({**entity, "offset": begin, "length": end - begin})
+    return result, out
+
+
+# --------------------------------------------------------------------------------------------
+# World state
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeMessage:
+    """One message in a chat as Telegram keeps it: ``plain`` is what users see, ``html`` as sent."""
+
+    chat_id: int
+    message_id: int
+    from_bot: bool
+    user_id: int
+    html: str
+    plain: str
+    entities: list[JSON] = field(default_factory=list)
+    parse_mode: str | None = None
+    reply_markup: JSON | None = None
+    date: int = 0
+    edit_count: int = 0
+    edit_date: int | None = None
+    deleted: bool = False
+    reply_to: int | None = None
+    seq: int = 0
+
+    @property
+    def text(self) -> str:
+        """Return the text as Telegram shows it (HTML parsed away)."""
+        return self.plain
+
+    @property
+    def inline_keyboard(self) -> list[list[JSON]]:
+        """Return the raw inline keyboard rows, empty when the message has none."""
+        if self.reply_markup and isinstance(self.reply_markup.get("inline_keyboard"), list):
+            return self.reply_markup["inline_keyboard"]  # type: ignore[no-any-return]
+        return []
+
+    def buttons(self) -> list[list[tuple[str, str | None]]]:
+        """Return inline buttons as rows of (text, callback_data or url or None)."""
+        return [
+            [(b.get("text", ""), b.get("callback_data", b.get("url"))) for b in row]
+            for row in self.inline_keyboard
+        ]
+
+    def copy(self) -> FakeMessage:
+        """Return a deep copy (a snapshot safe to keep while the world changes)."""
+        return copy.deepcopy(self)
+
+
+@dataclass(frozen=True)
+class FakeButton:
+    """An inline button found on a bot message."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    data: str | None
+    url: str | None
+
+
+@dataclass
+class _Chat:
+    """A chat the bot can talk in (a user started it, or a group added it)."""
+
+    id: int
+    type: str
+    first_name: str | None = None
+    username: str | None = None
+    title: str | None = None
+    messages: list[FakeMessage] = field(default_factory=list)
+    next_message_id: int = 1
+    blocked: bool = False
+    last_user_seq: int = 0
+    reply_keyboard: JSON | None = None
+
+    def as_dict(self) -> JSON:
+        """Return the Chat object as Telegram sends it."""
+        out: JSON = {"id": self.id, "type": self.type}
+        if self.type == "private":
+            out["first_name"] = self.first_name or "Tester"
+            if self.username:
+                out["username"] = self.username
+        else:
+            out["title"] = self.title or f"Group {self.id}"
+        return out
+
+
+class FakeTelegram:
+    """The in-memory Bot API server and the users who talk to the bot; thread-safe."""
+
+    def __init__(self, *, strict_chats: bool = True) -> None:
+        """Create an empty world; ``strict_chats`` makes unknown chat ids "chat not found"."""
+        self.strict_chats = strict_chats
+        self.lock = threading.RLock()
+        self._cond = threading.Condition(self.lock)
+        self.calls: list[tuple[str, JSON]] = []
+        self.callback_answers: dict[str, JSON] = {}
+        self.chat_actions: list[tuple[int, str]] = []
+        self.webhook_deleted = 0
+        self._chats: dict[int, _Chat] = {}
+        self._users: dict[int, JSON] = {}
+        self._updates: list[JSON] = []
+        self._next_update_id = 1
+        self._next_query_id = 7_000_000_000_000_000_001
+        self._pending_queries: dict[str, tuple[int, int]] = {}
+        self._commands: dict[tuple[str, str], list[JSON]] = {}
+        self._flood: dict[int | None, list[int]] = {}
+        self._seq = 0
+        self._closed = False
+        self._methods: dict[str, tuple[str, Callable[[JSON], Any]]] = {
+            name.lower(): (name, fn)
+            for name, fn in {
+                "getMe": self._get_me,
+                "deleteWebhook": self._delete_webhook,
+                "getWebhookInfo": self._get_webhook_info,
+                "getUpdates": self._get_updates,
+                "sendMessage": self._send_message,
+                "editMessageText": self._edit_message_text,
+                "editMessageReplyMarkup": self._edit_message_reply_markup,
+                "answerCallbackQuery": self._answer_callback_query,
+                "deleteMessage": self._delete_message,
+                "setMyCommands": self._set_my_commands,
+                "getMyCommands": self._get_my_commands,
+                "deleteMyCommands": self._delete_my_commands,
+                "sendChatAction": self._send_chat_action,
+                "close": self._true,
+                "logOut": self._true,
+            }.items()
+        }
+
+    # ---------------------------------------------------------------- request entry points
+
+    def handle(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        *,
+        token: str | None = None,
+        block: bool = False,
+    ) -> tuple[int, JSON]:
+        """Answer one Bot API call: (HTTP status, JSON body); ``block`` long-polls getUpdates."""
+        try:
+            name, decoded = self._begin(method, params, token)
+        except ApiError as exc:
+            return exc.status, exc.body()
+        if name == "getUpdates" and block:
+            self._wait_for_updates(decoded)
+        return self._dispatch(name, decoded)
+
+    async def handle_async(
+        self, method: str, params: Mapping[str, Any], *, token: str | None = None
+    ) -> tuple[int, JSON]:
+        """Answer one Bot API call from an event loop; getUpdates long-polls without blocking."""
+        try:
+            name, decoded = self._begin(method, params, token)
+        except ApiError as exc:
+            return exc.status, exc.body()
+        if name == "getUpdates":
+            deadline = time.monotonic() + self._poll_timeout(decoded)
+            offset = self._offset(decoded)
+            while time.monotonic() < deadline:
+                with self.lock:
+                    if self._closed or self._available(offset):
+                        break
+                await asyncio.sleep(0.01)
+        return self._dispatch(name, decoded)
+
+    def _begin(self, method: str, params: Mapping[str, Any], token: str | None) -> tuple[str, JSON]:
+        """Check the token, decode and record the call; return the canonical method name."""
+        if token is not None and not _TOKEN_RE.fullmatch(token):
+            raise ApiError(404, "Not Found")
+        entry = self._methods.get(method.lower())
+        name = entry[0] if entry else method
+        try:
+            decoded = decode_params(params)
+        except ApiError:
+            with self.lock:
+                self.calls.append((name, dict(params)))
+            raise
+        with self.lock:
+            self.calls.append((name, copy.deepcopy(decoded)))
+        if entry is None:
+            raise _bad(ERR_METHOD_NOT_FOUND)
+        return name, decoded
+
+    def _dispatch(self, name: str, params: JSON) -> tuple[int, JSON]:
+        """Run the handler of ``name`` under the lock and wrap its result."""
+        with self._cond:
+            try:
+                result = self._methods[name.lower()][1](params)
+            except ApiError as exc:
+                return exc.status, exc.body()
+            finally:
+                self._cond.notify_all()
+        return 200, {"ok": True, "result": result}
+
+    # ---------------------------------------------------------------- bot-side methods
+
+    def _true(self, params: JSON) -> bool:
+        return True
+
+    def _get_me(self, params: JSON) -> JSON:
+        return {
+            **BOT_USER,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+    def _delete_webhook(self, params: JSON) -> bool:
+        self.webhook_deleted += 1
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        return True
+
+    def _get_webhook_info(self, params: JSON) -> JSON:
+        return {
+            "url": "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
+
+    @staticmethod
+    def _offset(params: JSON) -> int:
+        offset = params.get("offset", 0)
+        return offset if isinstance(offset, int) else 0
+
+    @staticmethod
+    def _poll_timeout(params: JSON) -> float:
+        timeout = params.get("timeout", 0)
+        return float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 0.0
+
+    def _available(self, offset: int) -> bool:
+        if offset < 0:
+            return bool(self._updates)
+        return any(u["update_id"] >= offset for u in self._updates)
+
+    def _wait_for_updates(self, params: JSON) -> None:
+        offset = self._offset(params)
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._closed or self._available(offset), timeout=self._poll_timeout(params)
+            )
+
+    def _get_updates(self, params: JSON) -> list[JSON]:
+        offset = self._offset(params)
+        limit = params.get("limit", 100)
+        limit = min(max(limit, 1), 100) if isinstance(limit, int) else 100
+        if offset > 0:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            selected = self._updates
+        elif offset < 0:
+            selected = self._updates[offset:]
+        else:
+            selected = self._updates
+        return copy.deepcopy(selected[:limit])
+
+    def _chat_for(self, params: JSON) -> _Chat:
+        chat_id = params.get("chat_id")
+        if chat_id is None or chat_id == "":
+            raise _bad("Bad Request: chat_id is empty")
+        if isinstance(chat_id, str):
+            if not _INT_RE.fullmatch(chat_id.strip()):
+                raise _bad("Bad Request: chat not found")
+            chat_id = int(chat_id)
+        if not isinstance(chat_id, int):
+            raise _bad("Bad Request: chat not found")
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            if self.strict_chats:
+                raise _bad("Bad Request: chat not found")
+            chat = self._open(chat_id, chat_id, None, None, None)
+        return chat
+
+    def _check_flood(self, chat_id: int) -> None:
+        for key in (chat_id, None):
+            pending = self._flood.get(key)
+            if pending:
+                retry_after = pending.pop(0)
+                raise ApiError(
+                    429,
+                    f"Too Many Requests: retry after {retry_after}",
+                    {"retry_after": retry_after},
+                )
+
+    @staticmethod
+    def _check_blocked(chat: _Chat) -> None:
+        if chat.blocked:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+
+    @staticmethod
+    def _render(text: Any, parse_mode: Any, entities: Any) -> tuple[str, str, list[JSON]]:
+        """Return (raw, plain, entities) of a message text, enforcing Telegram's text rules."""
+        if text is None or text == "":
+            raise _bad("Bad Request: message text is empty")
+        raw = text if isinstance(text, str) else str(text)
+        mode = parse_mode.lower() if isinstance(parse_mode, str) else ""
+        if mode == "html":
+            try:
+                plain, ents = parse_html(raw)
+            except HtmlParseError as exc:
+                raise _bad(f"Bad Request: can't parse entities: {exc}") from None
+        elif mode == "":
+            plain = raw
+            ents = [dict(e) for e in entities] if isinstance(entities, list) else []
+        elif mode in ("markdown", "markdownv2"):
+            plain, ents = raw, []  # Markdown is not modelled: the raw text is what you get
+        else:
+            raise _bad("Bad Request: unsupported parse_mode")
+        plain, ents = _trim(plain, ents)
+        if not plain:
+            raise _bad("Bad Request: message text is empty")
+        if len(plain) > MAX_TEXT_LENGTH:
+            raise _bad("Bad Request: message is too long")
+        return raw, plain, ents
+
+    @staticmethod
+    def _check_markup(markup: Any) -> JSON | None:
+        """Validate a reply_markup object as Telegram does; return a private copy."""
+        if markup is None:
+            return None
+        if not isinstance(markup, dict):
+            raise _bad("Bad Request: can't parse reply keyboard markup JSON object")
+        if "inline_keyboard" in markup:
+            rows = markup["inline_keyboard"]
+            if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+                raise _bad(
+                    'Bad Request: field "inline_keyboard" of the InlineKeyboardMarkup should be '
+                    "an Array of Arrays"
+                )
+            if sum(len(r) for r in rows) > MAX_INLINE_BUTTONS:
+                raise _bad("Bad Request: reply markup is too long")
+            for row in rows:
+                for button in row:
+                    if not isinstance(button, dict):
+                        raise _bad(
+                            "Bad Request: can't parse inline keyboard button: "
+                            "InlineKeyboardButton must be an Object"
+                        )
+                    if not isinstance(button.get("text"), str):
+                        raise _bad(
+                            "Bad Request: can't parse inline keyboard button: "
+                            'Field "text" must be of type String'
+                        )
+                    if not _BUTTON_ACTIONS & set(button):
+                        raise _bad(
+                            "Bad Request: can't parse inline keyboard button: "
+                            "Text buttons are unallowed in the inline keyboard"
+                        )
+                    if "callback_data" in button:
+                        data = button["callback_data"]
+                        if not isinstance(data, str) or not (
+                            1 <= len(data.encode("utf-8")) <= MAX_CALLBACK_DATA_BYTES
+                        ):
+                            raise _bad("Bad Request: BUTTON_DATA_INVALID")
+                    if "url" in button:
+                        url = button["url"]
+                        if not isinstance(url, str) or not re.match(r"(https?|tg)://\S+$", url):
+                            raise _bad("Bad Request: BUTTON_URL_INVALID")
+            return copy.deepcopy(markup)
+        if {"keyboard", "remove_keyboard", "force_reply"} & set(markup):
+            return copy.deepcopy(markup)
+        raise _bad("Bad Request: can't parse reply keyboard markup JSON object")
+
+    def _message_dict(self, msg: FakeMessage, *, with_reply: bool = True) -> JSON:
+        chat = self._chats[msg.chat_id]
+        sender = BOT_USER if msg.from_bot else self._users.get(msg.user_id, {"id": msg.user_id})
+        out: JSON = {
+            "message_id": msg.message_id,
+            "from": copy.deepcopy(sender),
+            "chat": chat.as_dict(),
+            "date": msg.date,
+        }
+        if msg.edit_date is not None:
+            out["edit_date"] = msg.edit_date
+        if with_reply and msg.reply_to is not None:
+            replied = self._find(chat, msg.reply_to)
+            if replied is not None:
+                out["reply_to_message"] = self._message_dict(replied, with_reply=False)
+        out["text"] = msg.plain
+        if msg.entities:
+            out["entities"] = copy.deepcopy(msg.entities)
+        if msg.inline_keyboard:
+            out["reply_markup"] = {"inline_keyboard": copy.deepcopy(msg.inline_keyboard)}
+        return out
+
+    @staticmethod
+    def _find(chat: _Chat, message_id: Any) -> FakeMessage | None:
+        for msg in chat.messages:
+            if msg.message_id == message_id and not msg.deleted:
+                return msg
+        return None
+
+    def _bump(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _send_message(self, params: JSON) -> JSON:
+        chat = self._chat_for(params)
+        self._check_flood(chat.id)
+        self._check_blocked(chat)
+        raw, plain, entities = self._render(
+            params.get("text"), params.get("parse_mode"), params.get("entities")
+        )
+        markup = self._check_markup(params.get("reply_markup"))
+        reply_to = params.get("reply_to_message_id")
+        reply_parameters = params.get("reply_parameters")
+        allow_missing = bool(params.get("allow_sending_without_reply"))
+        if isinstance(reply_parameters, dict):
+            reply_to = reply_parameters.get("message_id")
+            allow_missing = bool(reply_parameters.get("allow_sending_without_reply"))
+        if reply_to is not None and self._find(chat, reply_to) is None:
+            if not allow_missing:
+                raise _bad("Bad Request: message to be replied not found")
+            reply_to = None
+        if markup is not None and "inline_keyboard" not in markup:
+            chat.reply_keyboard = None if "remove_keyboard" in markup else markup
+        msg = FakeMessage(
+            chat_id=chat.id,
+            message_id=chat.next_message_id,
+            from_bot=True,
+            user_id=BOT_ID,
+            html=raw,
+            plain=plain,
+            entities=entities,
+            parse_mode=params.get("parse_mode"),
+            reply_markup=markup if markup and "inline_keyboard" in markup else None,
+            date=_now(),
+            reply_to=reply_to,
+            seq=self._bump(),
+        )
+        chat.next_message_id += 1
+        chat.messages.append(msg)
+        return self._message_dict(msg)
+
+    def _editable(self, params: JSON) -> tuple[_Chat, FakeMessage]:
+        if "inline_message_id" in params:
+            raise _bad("Bad Request: MESSAGE_ID_INVALID")
+        chat = self._chat_for(params)
+        if params.get("message_id") is None:
+            raise _bad("Bad Request: message identifier is not specified")
+        msg = self._find(chat, params.get("message_id"))
+        if msg is None:
+            raise _bad("Bad Request: message to edit not found")
+        self._check_flood(chat.id)
+        self._check_blocked(chat)
+        if not msg.from_bot:
+            raise _bad("Bad Request: message can't be edited")
+        return chat, msg
+
+    def _edit_markup(self, params: JSON) -> JSON | None:
+        markup = self._check_markup(params.get("reply_markup"))
+        if markup is not None and "inline_keyboard" not in markup:
+            raise _bad("Bad Request: inline keyboard expected")
+        if markup is not None and not any(markup["inline_keyboard"]):
+            return None
+        return markup
+
+    def _apply_edit(
+        self,
+        msg: FakeMessage,
+        raw: str,
+        plain: str,
+        entities: list[JSON],
+        markup: JSON | None,
+        parse_mode: str | None,
+    ) -> JSON:
+        old_keyboard = msg.inline_keyboard
+        new_keyboard = markup["inline_keyboard"] if markup else []
+        if (
+            plain == msg.plain
+            and _canon(entities) == _canon(msg.entities)
+            and _canon(new_keyboard) == _canon(old_keyboard)
+        ):
+            raise _bad(ERR_NOT_MODIFIED)
+        msg.html, msg.plain, msg.entities, msg.parse_mode = raw, plain, entities, parse_mode
+        msg.reply_markup = markup
+        msg.edit_count += 1
+        msg.edit_date = _now()
+        msg.seq = self._bump()
+        return self._message_dict(msg)
+
+    def _edit_message_text(self, params: JSON) -> JSON:
+        _, msg = self._editable(params)
+        raw, plain, entities = self._render(
+            params.get("text"), params.get("parse_mode"), params.get("entities")
+        )
+        markup = self._edit_markup(params)
+        return self._apply_edit(msg, raw, plain, entities, markup, params.get("parse_mode"))
+
+    def _edit_message_reply_markup(self, params: JSON) -> JSON:
+        _, msg = self._editable(params)
+        markup = self._edit_markup(params)
+        return self._apply_edit(
+            msg, msg.html, msg.plain, copy.deepcopy(msg.entities), markup, msg.parse_mode
+        )
+
+    def _delete_message(self, params: JSON) -> bool:
+        chat = self._chat_for(params)
+        if params.get("message_id") is None:
+            raise _bad("Bad Request: message identifier is not specified")
+        msg = self._find(chat, params.get("message_id"))
+        if msg is None:
+            raise _bad("Bad Request: message to delete not found")
+        if chat.type != "private" and not msg.from_bot:
+            raise _bad("Bad Request: message can't be deleted")
+        msg.deleted = True
+        msg.seq = self._bump()
+        return True
+
+    def _answer_callback_query(self, params: JSON) -> bool:
+        query_id = str(params.get("callback_query_id", ""))
+        if query_id not in self._pending_queries:
+            raise _bad(ERR_QUERY_INVALID)
+        text = params.get("text")
+        if isinstance(text, str) and len(text) > MAX_ANSWER_TEXT:
+            raise _bad("Bad Request: MESSAGE_TOO_LONG")
+        if params.get("url"):
+            raise _bad("Bad Request: URL_INVALID")
+        del self._pending_queries[query_id]
+        self.callback_answers[query_id] = copy.deepcopy(params)
+        return True
+
+    @staticmethod
+    def _commands_key(params: JSON) -> tuple[str, str]:
+        scope = params.get("scope") or {"type": "default"}
+        return _canon(scope), str(params.get("language_code") or "")
+
+    def _set_my_commands(self, params: JSON) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list):
+            raise _bad("Bad Request: can't parse commands JSON object")
+        if len(commands) > 100:
+            raise _bad("Bad Request: BOT_COMMANDS_TOO_MUCH")
+        for command in commands:
+            if not isinstance(command, dict):
+                raise _bad("Bad Request: can't parse BotCommand: BotCommand must be an Object")
+            name = command.get("command")
+            if not isinstance(name, str) or not _BOT_COMMAND_NAME_RE.fullmatch(name):
+                raise _bad("Bad Request: BOT_COMMAND_INVALID")
+            description = command.get("description")
+            if not isinstance(description, str) or not 1 <= len(description) <= 256:
+                raise _bad("Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        self._commands[self._commands_key(params)] = copy.deepcopy(commands)
+        return True
+
+    def _get_my_commands(self, params: JSON) -> list[JSON]:
+        return copy.deepcopy(self._commands.get(self._commands_key(params), []))
+
+    def _delete_my_commands(self, params: JSON) -> bool:
+        self._commands.pop(self._commands_key(params), None)
+        return True
+
+    def _send_chat_action(self, params: JSON) -> bool:
+        chat = self._chat_for(params)
+        self._check_blocked(chat)
+        action = params.get("action")
+        if action not in _CHAT_ACTIONS:
+            raise _bad("Bad Request: wrong parameter action in request")
+        self.chat_actions.append((chat.id, str(action)))
+        return True
+
+    # ---------------------------------------------------------------- the user side
+
+    def _open(
+        self,
+        user_id: int,
+        chat_id: int,
+        first_name: str | None,
+        username: str | None,
+        title: str | None,
+    ) -> _Chat:
+        """Register a user and their chat; None name fields keep what is known already."""
+        user = self._users.get(user_id)
+        if user is None:
+            user = {"id": user_id, "is_bot": False, "first_name": "Tester", "language_code": "en"}
+            self._users[user_id] = user
+        if first_name is not None:
+            user["first_name"] = first_name
+        if username is not None:
+            user["username"] = username
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            if chat_id > 0:
+                chat = _Chat(chat_id, "private")
+            else:
+                chat = _Chat(chat_id, "supergroup" if chat_id < -(10**12) else "group", title=title)
+            self._chats[chat_id] = chat
+        if chat.type == "private" and chat_id == user_id:
+            chat.first_name = user["first_name"]
+            chat.username = user.get("username")
+        return chat
+
+    def open_chat(
+        self,
+        user_id: int,
+        *,
+        first_name: str | None = None,
+        username: str | None = None,
+        chat_id: int | None = None,
+        title: str | None = None,
+    ) -> None:
+        """Register a user (and their chat) so the bot may write there (like pressing Start)."""
+        with self._cond:
+            self._open(
+                user_id, user_id if chat_id is None else chat_id, first_name, username, title
+            )
+            self._cond.notify_all()
+
+    def push_update(self, update: JSON) -> JSON:
+        """Queue an update for getUpdates (assigning update_id if missing) and return it."""
+        with self._cond:
+            if "update_id" not in update:
+                update["update_id"] = self._next_update_id
+            self._next_update_id = max(self._next_update_id, update["update_id"] + 1)
+            self._updates.append(copy.deepcopy(update))
+            self._seq += 1
+            self._cond.notify_all()
+            return update
+
+    def discard_update(self, update_id: int) -> None:
+        """Remove an update from the getUpdates queue (``feed`` does this)."""
+        with self.lock:
+            self._updates = [u for u in self._updates if u["update_id"] != update_id]
+
+    @property
+    def pending_updates(self) -> list[JSON]:
+        """Return a copy of the updates not yet confirmed by getUpdates."""
+        with self.lock:
+            return copy.deepcopy(self._updates)
+
+    def user_sends(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        first_name: str | None = None,
+        username: str | None = None,
+        chat_id: int | None = None,
+    ) -> JSON:
+        """Play a user sending ``text``; return the message update (also queued for getUpdates)."""
+        with self._cond:
+            chat = self._open(
+                user_id, user_id if chat_id is None else chat_id, first_name, username, None
+            )
+            chat.blocked = False
+            entities: list[JSON] = []
+            for match in _COMMAND_RE.finditer(text):
+                start = match.start()
+                if start == 0 or text[start - 1].isspace():
+                    entities.append(
+                        {
+                            "offset": _u16(text[:start]),
+                            "length": _u16(match.group()),
+                            "type": "bot_command",
+                        }
+                    )
+            msg = FakeMessage(
+                chat_id=chat.id,
+                message_id=chat.next_message_id,
+                from_bot=False,
+                user_id=user_id,
+                html=text,
+                plain=text,
+                entities=entities,
+                date=_now(),
+            )
+            chat.next_message_id += 1
+            chat.messages.append(msg)
+            message = self._message_dict(msg)
+            if not entities:
+                message.pop("entities", None)
+            update = self.push_update({"update_id": self._next_update_id, "message": message})
+            chat.last_user_seq = self._seq
+            msg.seq = self._seq
+            return update
+
+    def user_presses(
+        self,
+        user_id: int,
+        message_id: int,
+        data: str,
+        *,
+        chat_id: int | None = None,
+        force: bool = False,
+    ) -> JSON:
+        """Play a user pressing an inline button; the data must be on the keyboard unless forced."""
+        with self._cond:
+            cid = user_id if chat_id is None else chat_id
+            chat = self._chats.get(cid)
+            msg = self._find(chat, message_id) if chat else None
+            if not force:
+                if chat is None or msg is None:
+                    raise ValueError(f"no visible message {message_id} in chat {cid}")
+                datas = [b.get("callback_data") for row in msg.inline_keyboard for b in row]
+                if data not in datas:
+                    raise ValueError(
+                        f"message {message_id} in chat {cid} has no button with data {data!r}; "
+                        f"buttons: {msg.buttons()} (use force=True to forge)"
+                    )
+            if chat is None:
+                chat = self._open(user_id, cid, None, None, None)
+            if user_id not in self._users:
+                self._open(user_id, cid, None, None, None)
+            if msg is not None:
+                message: JSON = self._message_dict(msg)
+            else:  # InaccessibleMessage, as Telegram sends for deleted/unknown messages
+                message = {"chat": chat.as_dict(), "message_id": message_id, "date": 0}
+            query_id = str(self._next_query_id)
+            self._next_query_id += 1
+            self._pending_queries[query_id] = (cid, message_id)
+            query: JSON = {
+                "id": query_id,
+                "from": copy.deepcopy(self._users[user_id]),
+                "message": message,
+                "chat_instance": str(abs(cid) * 7 + 13),
+                "data": data,
+            }
+            update = self.push_update({"update_id": self._next_update_id, "callback_query": query})
+            chat.last_user_seq = self._seq
+            return update
+
+    def user_clicks(self, user_id: int, label: str, *, chat_id: int | None = None) -> JSON:
+        """Find the newest button whose text contains ``label`` and press it."""
+        cid = user_id if chat_id is None else chat_id
+        button = self.find_button(cid, label)
+        if button is None or button.data is None:
+            raise ValueError(f"no callback button {label!r} in chat {cid}: {self.bot_texts(cid)}")
+        return self.user_presses(user_id, button.message_id, button.data, chat_id=chat_id)
+
+    def block(self, chat_id: int) -> JSON:
+        """Make the user block the bot (403 from now on); return the my_chat_member update."""
+        with self._cond:
+            chat = self._chats.get(chat_id) or self._open(chat_id, chat_id, None, None, None)
+            chat.blocked = True
+            user = self._users.get(
+                chat_id, {"id": chat_id, "is_bot": False, "first_name": "Tester"}
+            )
+            member = {
+                "chat": chat.as_dict(),
+                "from": copy.deepcopy(user),
+                "date": _now(),
+                "old_chat_member": {"user": dict(BOT_USER), "status": "member"},
+                "new_chat_member": {"user": dict(BOT_USER), "status": "kicked", "until_date": 0},
+            }
+            return self.push_update({"update_id": self._next_update_id, "my_chat_member": member})
+
+    def unblock(self, chat_id: int) -> None:
+        """Make the user unblock the bot (``user_sends`` also does, like pressing Restart)."""
+        with self.lock:
+            if chat_id in self._chats:
+                self._chats[chat_id].blocked = False
+
+    def flood(self, chat_id: int | None, retry_after: int, *, times: int = 1) -> None:
+        """Make the next ``times`` send/edit calls to ``chat_id`` (None: any chat) answer 429."""
+        with self.lock:
+            self._flood.setdefault(chat_id, []).extend([retry_after] * times)
+
+    def close(self) -> None:
+        """Wake all long polls and make new ones return at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Undo ``close`` so getUpdates long-polls again."""
+        with self.lock:
+            self._closed = False
+
+    # ---------------------------------------------------------------- readers
+
+    def chat(self, chat_id: int) -> list[FakeMessage]:
+        """Return snapshots of the visible messages of a chat (edits applied, deletions gone)."""
+        with self.lock:
+            chat = self._chats.get(chat_id)
+            return [m.copy() for m in chat.messages if not m.deleted] if chat else []
+
+    def message(self, chat_id: int, message_id: int) -> FakeMessage | None:
+        """Return a snapshot of any message, deleted ones included (check ``.deleted``)."""
+        with self.lock:
+            chat = self._chats.get(chat_id)
+            for msg in chat.messages if chat else []:
+                if msg.message_id == message_id:
+                    return msg.copy()
+            return None
+
+    def bot_messages(self, chat_id: int) -> list[FakeMessage]:
+        """Return snapshots of the visible bot messages of a chat."""
+        return [m for m in self.chat(chat_id) if m.from_bot]
+
+    def last_bot_message(self, chat_id: int) -> FakeMessage | None:
+        """Return the newest visible bot message of a chat, or None."""
+        messages = self.bot_messages(chat_id)
+        return messages[-1] if messages else None
+
+    def bot_texts(self, chat_id: int) -> list[str]:
+        """Return the plain texts of the visible bot messages of a chat, oldest first."""
+        return [m.plain for m in self.bot_messages(chat_id)]
+
+    @staticmethod
+    def buttons(message: FakeMessage) -> list[list[tuple[str, str | None]]]:
+        """Return the inline buttons of a message as rows of (text, callback_data or url)."""
+        return message.buttons()
+
+    def find_button(self, chat_id: int, text_substring: str) -> FakeButton | None:
+        """Return the newest inline button whose text contains ``text_substring``, or None."""
+        for msg in reversed(self.bot_messages(chat_id)):
+            for row in msg.inline_keyboard:
+                for button in row:
+                    if text_substring in button.get("text", ""):
+                        return FakeButton(
+                            chat_id,
+                            msg.message_id,
+                            button.get("text", ""),
+                            button.get("callback_data"),
+                            button.get("url"),
+                        )
+        return None
+
+    def reply_keyboard(self, chat_id: int) -> list[list[str]] | None:
+        """Return the texts of the reply keyboard currently shown in a chat, or None."""
+        with self.lock:
+            chat = self._chats.get(chat_id)
+            if chat is None or chat.reply_keyboard is None:
+                return None
+            rows = chat.reply_keyboard.get("keyboard") or []
+            return [[b if isinstance(b, str) else b.get("text", "") for b in row] for row in rows]
+
+    def calls_to(self, method: str) -> list[JSON]:
+        """Return the parameters of every recorded call to ``method`` (case-insensitive)."""
+        with self.lock:
+            return [p for name, p in self.calls if name.lower() == method.lower()]
+
+    def answer_to(self, update: JSON) -> JSON | None:
+        """Return the answerCallbackQuery parameters for a callback_query update, or None."""
+        query_id = update.get("callback_query", {}).get("id")
+        with self.lock:
+            return self.callback_answers.get(str(query_id))
+
+    def commands(self, *, scope: JSON | None = None, language_code: str = "") -> list[JSON]:
+        """Return the commands set by setMyCommands for a scope and language."""
+        with self.lock:
+            return self._get_my_commands({"scope": scope, "language_code": language_code})
+
+    def mark(self) -> int:
+        """Return the current change counter, for ``wait_for_text(..., since=mark)``."""
+        with self.lock:
+            return self._seq
+
+    # ---------------------------------------------------------------- waiting
+
+    def _text_matcher(
+        self, chat_id: int, substring: str, since: int | None
+    ) -> Callable[[], FakeMessage | None]:
+        def match() -> FakeMessage | None:
+            with self.lock:
+                chat = self._chats.get(chat_id)
+                if chat is None:
+                    return None
+                floor = chat.last_user_seq if since is None else since
+                for msg in reversed(chat.messages):
+                    if msg.from_bot and not msg.deleted and msg.seq > floor:
+                        if substring in msg.plain:
+                            return msg.copy()
+                return None
+
+        return match
+
+    def _timeout_report(self, what: str, chat_id: int | None) -> str:
+        detail = f"; bot texts in chat {chat_id}: {self.bot_texts(chat_id)!r}" if chat_id else ""
+        return f"timed out waiting for {what}{detail}"
+
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 10.0) -> T:
+        """Block until ``predicate()`` is truthy (re-checked on every change); return its value."""
+        result: list[T] = []
+
+        def check() -> bool:
+            value = predicate()
+            if value:
+                result.append(value)
+                return True
+            return False
+
+        with self._cond:
+            if self._cond.wait_for(check, timeout=timeout):
+                return result[-1]
+        raise AssertionError(self._timeout_report("predicate", None))
+
+    async def wait_for_async(
+        self,
+        predicate: Callable[[], T | None],
+        timeout: float = 10.0,  # noqa: ASYNC109 - same signature as the blocking wait_for
+    ) -> T:
+        """Like ``wait_for`` but polls without blocking the event loop (for in-loop bots)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(self._timeout_report("predicate", None))
+            await asyncio.sleep(0.01)
+
+    def wait_for_text(
+        self, chat_id: int, substring: str, timeout: float = 10.0, *, since: int | None = None
+    ) -> FakeMessage:
+        """Block until a bot message containing ``substring`` is sent/edited after ``since``.
+
+        ``since`` None means "after the user's latest action in that chat"; pass 0 for any time,
+        or a ``mark()`` value.
+        """
+        match = self._text_matcher(chat_id, substring, since)
+        try:
+            return self.wait_for(match, timeout)
+        except AssertionError:
+            raise AssertionError(self._timeout_report(repr(substring), chat_id)) from None
+
+    async def wait_for_text_async(
+        self,
+        chat_id: int,
+        substring: str,
+        timeout: float = 10.0,  # noqa: ASYNC109 - same signature as wait_for_text
+        *,
+        since: int | None = None,
+    ) -> FakeMessage:
+        """Like ``wait_for_text`` but without blocking the event loop."""
+        match = self._text_matcher(chat_id, substring, since)
+        try:
+            return await self.wait_for_async(match, timeout)
+        except AssertionError:
+            raise AssertionError(self._timeout_report(repr(substring), chat_id)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# In-process: a PTB request class
+# --------------------------------------------------------------------------------------------
+
+
+def _split_url(url: str) -> tuple[str | None, str | None]:
+    """Return (token, method) of a Bot API URL, or (None, None) when it is not one."""
+    path = urllib.parse.urlsplit(url).path
+    for start in range(len(path)):
+        if path.startswith("/bot", start):
+            match = _URL_RE.fullmatch(path[start:])
+            if match:
+                return match.group(1), match.group(2)
+    return None, None
+
+
+class FakeRequest(BaseRequest):
+    """A PTB ``BaseRequest`` that answers from a FakeTelegram instead of the network."""
+
+    def __init__(self, world: FakeTelegram) -> None:
+        """Bind the request to a world; use one instance per Application slot."""
+        self.world = world
+
+    @property
+    def read_timeout(self) -> float | None:
+        """Return the default read timeout (unused: nothing goes over the network)."""
+        return 5.0
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to tear down."""
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: object = BaseRequest.DEFAULT_NONE,
+        write_timeout: object = BaseRequest.DEFAULT_NONE,
+        connect_timeout: object = BaseRequest.DEFAULT_NONE,
+        pool_timeout: object = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        """Hand the call to the world as Telegram would receive it (form values, JSON-encoded)."""
+        token, api_method = _split_url(url)
+        if api_method is None:
+            return 404, b'{"ok":false,"error_code":404,"description":"Not Found"}'
+        params = request_data.json_parameters if request_data else {}
+        status, body = await self.world.handle_async(api_method, params, token=token)
+        return status, json.dumps(body).encode("utf-8")
+
+
+async def feed(
+    app: Application[Any, Any, Any, Any, Any, Any], update: JSON, *, raise_errors: bool = True
+) -> None:
+    """Process one update dict in ``app`` (inside ``async with app``); re-raise handler errors.
+
+    The update is removed from the world's getUpdates queue first. With ``raise_errors`` the
+    first exception a (blocking) handler raised is re-raised after the app's own error handlers
+    have run, so a Telegram rejection fails the test instead of being only logged.
+    """
+    request = app.bot.request
+    if isinstance(request, FakeRequest) and "update_id" in update:
+        request.world.discard_update(update["update_id"])
+    errors: list[BaseException] = []
+
+    async def collect(_: object, context: CallbackContext[Any, Any, Any, Any]) -> None:
+        if context.error is not None:
+            errors.append(context.error)
+
+    app.add_error_handler(collect)
+    try:
+        await app.process_update(Update.de_json(copy.deepcopy(update), app.bot))
+    finally:
+        app.remove_error_handler(collect)
+    if raise_errors and errors:
+        raise errors[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Over HTTP
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_body(content_type: str, body: bytes) -> JSON:
+    """Decode a request body sent as JSON, urlencoded form or multipart form."""
+    kind = content_type.split(";")[0].strip().lower()
+    if not body:
+        return {}
+    if kind == "application/json":
+        decoded = json.loads(body.decode("utf-8"))
+        if not isinstance(decoded, dict):
+            raise _bad("Bad Request: invalid JSON body")
+        return decoded
+    if kind == "multipart/form-data":
+        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+        message = BytesParser(policy=HTTP).parsebytes(head + body)
+        out: JSON = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if not isinstance(name, str) or not isinstance(payload, bytes):
+                continue
+            filename = part.get_filename()
+            if filename:
+                out[name] = {"filename": filename, "size": len(payload)}
+            else:
+                out[name] = payload.decode("utf-8", "replace")
+        return out
+    return dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    world: FakeTelegram
+    content_types: list[str]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hang up; report anything else as usual."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+    def do_GET(self) -> None:
+        """Serve a GET call (parameters in the query string)."""
+        self._serve()
+
+    def do_POST(self) -> None:
+        """Serve a POST call (JSON, urlencoded or multipart body)."""
+        self._serve()
+
+    def _reply(self, status: int, body: JSON) -> None:
+        """Send a JSON answer, tolerating a client that already hung up."""
+        data = json.dumps(body).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except ConnectionError:  # the bot went away mid long poll (e.g. it was terminated)
+            self.close_connection = True
+
+    def _serve(self) -> None:
+        parts = urllib.parse.urlsplit(self.path)
+        match = _URL_RE.fullmatch(parts.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if match is None:
+            self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+            return
+        content_type = self.headers.get("Content-Type") or ""
+        self.server.content_types.append(content_type.split(";")[0].strip())
+        params: JSON = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+        try:
+            params.update(_parse_body(content_type, body))
+        except (ValueError, ApiError) as exc:
+            error = exc if isinstance(exc, ApiError) else _bad("Bad Request: invalid request body")
+            self._reply(error.status, error.body())
+            return
+        status, payload = self.server.world.handle(
+            match.group(2), params, token=match.group(1), block=True
+        )
+        self._reply(status, payload)
+
+
+class FakeTelegramServer:
+    """The world served over HTTP on 127.0.0.1 (random port) from a daemon thread."""
+
+    def __init__(self, world: FakeTelegram | None = None, host: str = "127.0.0.1") -> None:
+        """Create (not start) a server for ``world`` (a new one when None)."""
+        self.world = world if world is not None else FakeTelegram()
+        self._httpd = _Server((host, 0), _Handler)
+        self._httpd.world = self.world
+        self._httpd.content_types = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """Return the TCP port the server listens on."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """Return the Bot API base URL; the bot appends ``<token>/<method>``."""
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def content_types(self) -> list[str]:
+        """Return the Content-Type of every Bot API request received, in order."""
+        return list(self._httpd.content_types)
+
+    def start(self) -> FakeTelegramServer:
+        """Start serving in a daemon thread; return self."""
+        self.world.reopen()
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Release long polls, stop serving and close the socket."""
+        self.world.close()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeTelegramServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # Shortcuts to the world, so HTTP tests can talk to the server object alone.
+
+    def push_update(self, update: JSON) -> JSON:
+        """Queue an update for the bot's getUpdates."""
+        return self.world.push_update(update)
+
+    def user_sends(self, user_id: int, text: str, **kwargs: Any) -> JSON:
+        """Queue a user message (see ``FakeTelegram.user_sends``)."""
+        return self.world.user_sends(user_id, text, **kwargs)
+
+    def user_presses(self, user_id: int, message_id: int, data: str, **kwargs: Any) -> JSON:
+        """Queue a button press (see ``FakeTelegram.user_presses``)."""
+        return self.world.user_presses(user_id, message_id, data, **kwargs)
+
+    def user_clicks(self, user_id: int, label: str, **kwargs: Any) -> JSON:
+        """Queue a press on the newest button labelled ``label``."""
+        return self.world.user_clicks(user_id, label, **kwargs)
+
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 10.0) -> T:
+        """Block until ``predicate()`` is truthy (for a bot in another process or thread)."""
+        return self.world.wait_for(predicate, timeout)
+
+    def wait_for_text(
+        self, chat_id: int, substring: str, timeout: float = 10.0, *, since: int | None = None
+    ) -> FakeMessage:
+        """Block until the bot shows ``substring`` in the chat (see FakeTelegram.wait_for_text)."""
+        return self.world.wait_for_text(chat_id, substring, timeout, since=since)
+
+    async def wait_for_text_async(
+        self,
+        chat_id: int,
+        substring: str,
+        timeout: float = 10.0,  # noqa: ASYNC109 - same signature as wait_for_text
+        *,
+        since: int | None = None,
+    ) -> FakeMessage:
+        """Await the bot showing ``substring`` without blocking the loop (bot in this loop)."""
+        return await self.world.wait_for_text_async(chat_id, substring, timeout, since=since)
+
+    def __getattr__(self, name: str) -> Any:
+        """Delegate other readers and helpers (chat, bot_texts, block, flood, ...) to the world."""
+        if name.startswith("_") or name == "world":
+            raise AttributeError(name)
+        return getattr(self.world, name)
