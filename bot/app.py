@@ -1,0 +1,131 @@
+"""Builds the Application: settings → shared services → handlers, in the order they must match."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ContextTypes,
+    PersistenceInput,
+    TypeHandler,
+)
+from telegram.request import BaseRequest
+
+from bot import tracker
+from bot.catalog import Catalog
+from bot.concurrency import PerChatUpdateProcessor
+from bot.config import Settings
+from bot.crypto import KeyBox
+from bot.deps import DEPS_KEY, BotContext, Deps
+from bot.handlers import account, admin, catalog, errors, notify, orders, start, wizard
+from bot.logs import REDACTOR
+from bot.panel.client import PanelClient
+from bot.panel.sandbox import SANDBOX_URL, SandboxPanel
+from bot.ratelimit import UserRateLimiter
+from storage.db import close_database, open_database
+from storage.persistence import PERSIST_GROUP, SqlitePersistence, persist_now
+
+log = logging.getLogger(__name__)
+
+BotApp = Application[Any, BotContext, Any, Any, Any, Any]
+
+
+def build_application(settings: Settings, *, request: BaseRequest | None = None,
+                      updates_request: BaseRequest | None = None,
+                      sandbox: SandboxPanel | None = None) -> BotApp:
+    """The bot, ready for `run_polling` (tests pass a fake Bot API `request` and a sandbox)."""
+    token = settings.bot_token.get_secret_value()
+    REDACTOR.add(token)
+    persistence = SqlitePersistence(
+        settings.database_path,
+        # The shared services live in bot_data: nothing there is worth persisting.
+        store_data=PersistenceInput(bot_data=False, callback_data=False),
+        update_interval=10,
+    )
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.telegram_base_url)
+        .context_types(ContextTypes(context=BotContext))
+        .persistence(persistence)
+        .concurrent_updates(PerChatUpdateProcessor())
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .post_init(start_services)
+        .post_shutdown(stop_services)
+    )
+    if request is not None:
+        builder = builder.request(request).get_updates_request(updates_request or request)
+    app: BotApp = builder.build()
+    app.bot_data["settings"] = settings
+    app.bot_data["sandbox"] = sandbox
+    register_handlers(app)
+    return app
+
+
+async def start_services(app: BotApp) -> None:
+    """Opens the database and the panel client, and registers the command menu.
+
+    Called by `run_polling` (post_init); tests call it themselves after `app.initialize()`.
+    """
+    settings: Settings = app.bot_data["settings"]
+    sandbox: SandboxPanel | None = app.bot_data.get("sandbox")
+    db = await open_database(settings.database_path)
+    if settings.demo_mode and sandbox is None:
+        sandbox = SandboxPanel(speed=settings.sandbox_speed, latency=settings.sandbox_latency)
+    if settings.demo_mode:
+        assert sandbox is not None
+        panel = PanelClient(SANDBOX_URL, transport=sandbox.transport())
+        log.warning("DEMO MODE: PANEL_URL is not set, so orders go to the built-in sandbox "
+                    "panel. Nothing real is bought.")
+    else:
+        assert settings.panel_url is not None
+        panel = PanelClient(settings.panel_url)
+        sandbox = None
+    if settings.panel_key is not None:
+        REDACTOR.add(settings.panel_key.get_secret_value())
+    keybox = None
+    if settings.secret_key is not None:
+        REDACTOR.add(settings.secret_key.get_secret_value())
+        keybox = KeyBox(settings.secret_key.get_secret_value())
+    deps = Deps(
+        settings=settings, db=db, panel=panel,
+        catalog=Catalog(panel, db, ttl=settings.catalog_ttl),
+        limiter=UserRateLimiter(settings.rate_limit_per_minute),
+        keybox=keybox, sandbox=sandbox,
+    )
+    app.bot_data[DEPS_KEY] = deps
+    await app.bot.set_my_commands(start.bot_commands())
+    tracker.schedule(app)
+
+
+async def stop_services(app: BotApp) -> None:
+    """Closes what `start_services` opened."""
+    deps: Deps | None = app.bot_data.pop(DEPS_KEY, None)
+    if deps is None:
+        return
+    await deps.panel.aclose()
+    await close_database(deps.db)
+
+
+def register_handlers(app: BotApp) -> None:
+    """Adds every handler. Order matters: the first matching handler of a group wins."""
+    # The order wizard comes first: while a user is filling in an order, their text answers
+    # belong to it, not to the catalogue search that catches text otherwise.
+    modules = (wizard, start, catalog, orders, account, admin, notify)
+    for module in modules:
+        for handler in module.handlers():
+            app.add_handler(handler)
+    # Last of all: write the conversation state and user_data of this update to disk now, not
+    # at PTB's next periodic flush, so a crash mid-wizard loses nothing.
+    app.add_handler(TypeHandler(Update, persist_now), group=PERSIST_GROUP)
+    app.add_error_handler(errors.on_error)
+
+
+def updates_of_interest() -> list[str]:
+    """The update types the bot asks Telegram for."""
+    return [Update.MESSAGE, Update.CALLBACK_QUERY]

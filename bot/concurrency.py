@@ -1,0 +1,65 @@
+"""Update processing: chats run in parallel, each chat's updates one at a time and in order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from telegram import Update
+from telegram.ext import BaseUpdateProcessor
+
+
+def _chat_key(update: object) -> int | None:
+    """The chat (or, failing that, the user) an update belongs to; None for neither."""
+    if isinstance(update, Update):
+        if update.effective_chat is not None:
+            return update.effective_chat.id
+        if update.effective_user is not None:
+            return update.effective_user.id
+    return None
+
+
+class PerChatUpdateProcessor(BaseUpdateProcessor):
+    """Runs updates of different chats concurrently and those of one chat strictly in order.
+
+    PTB's default processes one update at a time, so a slow panel call for one user would hold
+    up everyone. Plain `concurrent_updates(True)` would let two taps of the same chat race in
+    the order wizard. So: one asyncio.Lock per chat (asyncio locks wake waiters first in, first
+    out, and PTB starts one task per update in arrival order, so a chat's updates run in
+    arrival order), and a semaphore bounding how many updates *run* at once. The semaphore is
+    taken after the chat lock, so a chat with a long queue cannot fill every slot with updates
+    that only wait for their own chat. PTB's own bound (`max_concurrent_updates`) is set high
+    for the same reason: it counts waiting updates too.
+    """
+
+    def __init__(self, max_running: int = 64, max_queued: int = 4096) -> None:
+        super().__init__(max_concurrent_updates=max_queued)
+        self._running = asyncio.Semaphore(max_running)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._waiting: dict[int, int] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Waits for this chat's turn, then for a free slot, then processes the update."""
+        key = _chat_key(update)
+        if key is None:
+            async with self._running:
+                await coroutine
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            async with lock, self._running:
+                await coroutine
+        finally:
+            self._waiting[key] -= 1
+            if self._waiting[key] == 0:
+                # Nobody else holds or waits for this lock: forget it so the dict stays small.
+                del self._waiting[key]
+                del self._locks[key]
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to tear down."""

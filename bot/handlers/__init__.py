@@ -1,0 +1,1 @@
+"""Telegram handlers, one module per feature; `bot.app.register_handlers` wires them in order."""

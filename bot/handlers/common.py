@@ -1,0 +1,117 @@
+"""Small helpers every handler uses: replying or editing safely, escaping, access checks."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
+from telegram.constants import ParseMode
+from telegram.error import BadRequest
+
+from bot.access import Account, account_for
+from bot.deps import BotContext
+from storage import users
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4096
+
+
+def esc(value: object) -> str:
+    """Escapes user- or panel-supplied text for an HTML message."""
+    return html.escape(str(value), quote=False)
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """Cuts a message to Telegram's limit, on a line boundary where possible."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind("\n", 0, limit - 2)
+    return text[: cut if cut > 0 else limit - 2] + "\n…"
+
+
+async def reply(update: Update, text: str,
+                markup: InlineKeyboardMarkup | None = None) -> Message | None:
+    """Sends a new HTML message to the update's chat."""
+    message = update.effective_message
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    if message is not None and update.callback_query is None:
+        return await message.reply_html(clip(text), reply_markup=markup,
+                                        disable_web_page_preview=True)
+    return await chat.send_message(clip(text), parse_mode=ParseMode.HTML, reply_markup=markup,
+                                   disable_web_page_preview=True)
+
+
+async def show(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    """Edits the message a button was pressed on (or sends one when there is none).
+
+    Pressing a button that would show the same thing again is not an error.
+    """
+    query = update.callback_query
+    if query is not None and query.message is not None and isinstance(query.message, Message):
+        try:
+            await query.edit_message_text(clip(text), parse_mode=ParseMode.HTML,
+                                          reply_markup=markup, disable_web_page_preview=True)
+        except BadRequest as exc:
+            if "not modified" not in str(exc).lower():
+                raise
+        return
+    await reply(update, text, markup)
+
+
+async def answer(query: CallbackQuery | None, text: str | None = None,
+                 alert: bool = False) -> None:
+    """Answers a button press (stops the spinner); never fails the handler."""
+    if query is None:
+        return
+    try:
+        await query.answer(text[:200] if text else None, show_alert=alert)
+    except BadRequest as exc:  # the query is too old to answer: nothing the user can see
+        log.debug("Could not answer callback query: %s", exc)
+
+
+async def remember_user(update: Update, context: BotContext) -> None:
+    """Records the user who wrote (and that they have not blocked the bot)."""
+    user = update.effective_user
+    if user is None:
+        return
+    await users.upsert_user(context.deps.db, telegram_id=user.id, name=user.full_name,
+                            language=user.language_code or "")
+
+
+NO_ACCESS = (
+    "This bot orders from a private SMM panel account, and you do not have access to it.\n"
+    "• Ask the bot's operator to add you (send them your id: <code>{user_id}</code>), or\n"
+    "• connect your own panel API key with /connect."
+)
+
+
+async def require_account(update: Update, context: BotContext) -> Account | None:
+    """The caller's panel account; tells them how to get access when they have none."""
+    user = update.effective_user
+    if user is None:
+        return None
+    account = await account_for(context.deps, user.id)
+    if account is None:
+        await answer(update.callback_query)
+        await reply(update, NO_ACCESS.format(user_id=user.id))
+    return account
+
+
+async def within_rate_limit(update: Update, context: BotContext) -> bool:
+    """Counts a panel-hitting action; tells the user to slow down when over the limit."""
+    user = update.effective_user
+    if user is None:
+        return False
+    wait = context.deps.limiter.try_acquire(user.id)
+    if wait <= 0:
+        return True
+    message = f"Too many requests: please wait {int(wait) + 1} s and try again."
+    if update.callback_query is not None:
+        await answer(update.callback_query, message, alert=True)
+    else:
+        await reply(update, message)
+    return False

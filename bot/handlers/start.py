@@ -1,0 +1,113 @@
+"""/start, /help and the main menu: what the user can do, given their access."""
+
+from __future__ import annotations
+
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
+
+from bot.access import account_for, role_of
+from bot.deps import BotContext
+from bot.handlers.common import answer, esc, remember_user, reply, show
+
+# The command menu Telegram shows (set at start-up), one line each.
+COMMANDS: list[tuple[str, str]] = [
+    ("start", "Main menu"),
+    ("order", "Place an order (/order <service id>)"),
+    ("services", "Browse or search services (/services <words>)"),
+    ("orders", "Your orders"),
+    ("status", "Status of orders: /status <ids>"),
+    ("refill", "Request a refill: /refill <ids>"),
+    ("cancelorder", "Cancel orders: /cancelorder <ids>"),
+    ("track", "Follow orders placed on the panel's site: /track <ids>"),
+    ("balance", "Your panel balance"),
+    ("notify", "Notifications: all changes, final only, or off"),
+    ("connect", "Use your own panel API key"),
+    ("disconnect", "Forget your panel API key"),
+    ("cancel", "Leave the order you are filling in"),
+    ("help", "What this bot can do"),
+]
+
+ADMIN_HELP = "\n\nAdmin: /stats, /allow &lt;id&gt;, /deny &lt;id&gt;."
+
+HELP = """<b>What I can do</b>
+/order – place an order: pick a service, answer a few questions, confirm.
+/services &lt;words&gt; – search the services; /services alone to browse.
+/orders – your orders; tap one for its card (refresh, refill, cancel).
+/status &lt;ids&gt; – the status of any of your orders.
+/refill &lt;ids&gt;, /cancelorder &lt;ids&gt; – refill or cancel orders.
+/track &lt;ids&gt; – follow orders you placed on the panel's website.
+/balance – your panel balance.
+/notify – which status changes I message you about.
+/connect, /disconnect – use your own panel API key, or stop using it.
+/cancel – leave the order you are filling in."""
+
+
+def bot_commands() -> list[BotCommand]:
+    """The command menu registered with Telegram."""
+    return [BotCommand(name, description) for name, description in COMMANDS]
+
+
+def menu_markup() -> InlineKeyboardMarkup:
+    """The main menu's buttons."""
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton("🛒 New order", callback_data="cat:0")],
+        [InlineKeyboardButton("📦 My orders", callback_data="ol:0"),
+         InlineKeyboardButton("💰 Balance", callback_data="bal")],
+    ])
+
+
+async def welcome_text(update: Update, context: BotContext) -> str:
+    """One short message saying what this user can do, given their access."""
+    user = update.effective_user
+    assert user is not None
+    deps = context.deps
+    account = await account_for(deps, user.id)
+    name = esc(user.first_name)
+    if account is None:
+        return (f"Hi {name}! This bot orders from a private SMM panel account, and you have no "
+                f"access to it yet.\nAsk the operator to add your id <code>{user.id}</code>"
+                + (", or connect your own panel API key with /connect." if deps.keybox else "."))
+    if account.demo:
+        access = ("⚠️ <b>Demo mode</b>: orders go to a built-in sandbox panel. Nothing real is "
+                  "bought and no money is spent; demo orders finish within a couple of minutes.")
+    elif account.own:
+        access = "You are using your own panel API key (/disconnect to stop)."
+    else:
+        access = "You order with the operator's panel account."
+        if deps.keybox is not None:
+            access += " You can /connect your own API key instead."
+    text = (f"Hi {name}! Order followers, likes, views and more from the panel, and I will "
+            f"tell you when each order changes.\n{access}\n\nTap <b>New order</b>, or see /help.")
+    if await role_of(deps, user.id) == "admin":
+        text += ADMIN_HELP
+    return text
+
+
+async def start(update: Update, context: BotContext) -> None:
+    """Greets the user with the main menu."""
+    await remember_user(update, context)
+    await reply(update, await welcome_text(update, context), menu_markup())
+
+
+async def open_menu(update: Update, context: BotContext) -> None:
+    """Shows the main menu in place of the message whose button was tapped."""
+    await answer(update.callback_query)
+    await show(update, await welcome_text(update, context), menu_markup())
+
+
+async def help_command(update: Update, context: BotContext) -> None:
+    """Lists the commands."""
+    user = update.effective_user
+    text = HELP
+    if user is not None and await role_of(context.deps, user.id) == "admin":
+        text += ADMIN_HELP
+    await reply(update, text)
+
+
+def handlers() -> list[BaseHandler[Update, BotContext, object]]:
+    """This module's handlers."""
+    return [
+        CommandHandler("start", start),
+        CommandHandler("help", help_command),
+        CallbackQueryHandler(open_menu, pattern=r"^menu$"),
+    ]

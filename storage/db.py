@@ -1,0 +1,439 @@
+"""The SQLite connection: opening, versioned migrations, and transactions on a shared connection.
+
+How the rest of the bot uses it
+-------------------------------
+``open_database(path)`` is called once at start-up (``post_init``); the connection it returns is
+shared by every handler and by the tracker, and closed with ``close_database`` in
+``post_shutdown``. It runs in autocommit mode (``isolation_level=None``): nothing is ever left in
+an implicit transaction, every write is an explicit ``BEGIN IMMEDIATE`` … ``COMMIT``.
+
+Why a lock
+----------
+One aiosqlite connection is one SQLite connection, and a transaction belongs to the connection,
+not to the asyncio task. If task A has begun a transaction and awaits, task B's statements on the
+same connection would land *inside A's transaction* (and vanish if A rolls back). So every
+repository function runs under a per-connection ``asyncio.Lock``:
+
+- writes go through ``transaction(db)``: lock, ``BEGIN IMMEDIATE``, body, ``COMMIT`` (``ROLLBACK``
+  on any exception, cancellation included);
+- reads go through ``reading(db)``: the same lock without ``BEGIN``, so a read never observes
+  another task's uncommitted writes.
+
+Both are re-entrant within a task: a repository function called inside an open
+``transaction(db)`` joins it instead of waiting for the lock. That is how callers compose several
+writes into one atomic unit::
+
+    async with transaction(db):
+        if await record_status(db, order.id, observed):
+            await enqueue_notification(db, chat_id=..., text=...)
+
+Other processes or other connections to the same file are serialised by SQLite itself (WAL mode,
+``busy_timeout`` of 5 s; ``BEGIN IMMEDIATE`` takes the write lock up front, so a transaction never
+fails half-way with SQLITE_BUSY on upgrade from read to write).
+
+Values: money is decimal TEXT (``decimal_text`` / ``text_decimal``), never REAL; times are unix
+seconds as REAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+BUSY_TIMEOUT_MS = 5000
+
+# Migration N (1-based) brings the schema from user_version N-1 to N. Append only: never edit a
+# migration that has shipped, add a new one.
+MIGRATIONS: list[str] = [
+    # v1: the core schema.
+    """
+    CREATE TABLE users (
+        telegram_id INTEGER PRIMARY KEY,
+        name        TEXT    NOT NULL DEFAULT '',
+        language    TEXT    NOT NULL DEFAULT '',
+        role        TEXT    NOT NULL DEFAULT 'other'
+                            CHECK (role IN ('admin', 'allowed', 'other')),
+        blocked     INTEGER NOT NULL DEFAULT 0,   -- the user has blocked the bot
+        panel_key   BLOB,                          -- the user's own panel key, encrypted by caller
+        created_at  REAL    NOT NULL,
+        updated_at  REAL    NOT NULL
+    );
+
+    CREATE TABLE orders (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_id         INTEGER NOT NULL REFERENCES users (telegram_id),
+        account          TEXT    NOT NULL,  -- 'operator' or 'user:<telegram_id>'
+        panel_order_id   INTEGER,           -- NULL until placed
+        service_id       INTEGER,           -- service snapshot (NULL for orders tracked by id)
+        service_name     TEXT,
+        service_type     TEXT,
+        service_rate     TEXT,              -- decimal, per 1000
+        service_currency TEXT,
+        service_refill   INTEGER,
+        service_cancel   INTEGER,
+        fields           TEXT    NOT NULL DEFAULT '{}',  -- JSON: the exact fields sent
+        quantity         INTEGER,
+        cost             TEXT,              -- decimal: the estimate shown before placing
+        state            TEXT    NOT NULL
+                                 CHECK (state IN ('draft', 'claimed', 'placed', 'failed',
+                                                  'unknown')),
+        error            TEXT,
+        status           TEXT,              -- last known panel status
+        charge           TEXT,              -- decimal
+        start_count      INTEGER,
+        remains          INTEGER,
+        currency         TEXT,
+        final            INTEGER NOT NULL DEFAULT 0,
+        created_at       REAL    NOT NULL,
+        updated_at       REAL    NOT NULL,
+        last_checked_at  REAL,
+        UNIQUE (account, panel_order_id)
+    );
+    CREATE INDEX orders_owner ON orders (owner_id, id);
+
+    CREATE TABLE order_status_history (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id    INTEGER NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+        status      TEXT    NOT NULL,
+        remains     INTEGER,
+        observed_at REAL    NOT NULL
+    );
+    CREATE INDEX order_status_history_order ON order_status_history (order_id, id);
+
+    CREATE TABLE refills (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id        INTEGER NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+        account         TEXT    NOT NULL,   -- copied from the order: refill ids are per account
+        panel_refill_id INTEGER NOT NULL,
+        status          TEXT    NOT NULL,
+        final           INTEGER NOT NULL DEFAULT 0,
+        created_at      REAL    NOT NULL,
+        updated_at      REAL    NOT NULL,
+        last_checked_at REAL,
+        UNIQUE (account, panel_refill_id)
+    );
+    CREATE INDEX refills_order ON refills (order_id);
+
+    CREATE TABLE refill_status_history (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        refill_id   INTEGER NOT NULL REFERENCES refills (id) ON DELETE CASCADE,
+        status      TEXT    NOT NULL,
+        observed_at REAL    NOT NULL
+    );
+    CREATE INDEX refill_status_history_refill ON refill_status_history (refill_id, id);
+
+    CREATE TABLE notifications (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id         INTEGER NOT NULL,
+        text            TEXT    NOT NULL,
+        payload         TEXT    NOT NULL DEFAULT '{}',  -- JSON for the sender (buttons, ...)
+        order_id        INTEGER REFERENCES orders (id) ON DELETE SET NULL,
+        state           TEXT    NOT NULL DEFAULT 'pending'
+                                CHECK (state IN ('pending', 'sent', 'dropped')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT,
+        created_at      REAL    NOT NULL,
+        next_attempt_at REAL,
+        sent_at         REAL
+    );
+    CREATE INDEX notifications_pending ON notifications (state, next_attempt_at, id);
+
+    CREATE TABLE services_cache (
+        source     TEXT PRIMARY KEY,   -- which panel URL / account the list was fetched for
+        payload    TEXT NOT NULL,      -- JSON, serialised by the caller (decimals as strings)
+        fetched_at REAL NOT NULL
+    );
+
+    CREATE TABLE ptb_user_data (
+        user_id INTEGER PRIMARY KEY,
+        data    TEXT NOT NULL
+    );
+    CREATE TABLE ptb_chat_data (
+        chat_id INTEGER PRIMARY KEY,
+        data    TEXT NOT NULL
+    );
+    CREATE TABLE ptb_bot_data (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        data TEXT NOT NULL
+    );
+    CREATE TABLE ptb_conversations (
+        name  TEXT NOT NULL,
+        key   TEXT NOT NULL,   -- JSON array: the conversation key tuple
+        state TEXT NOT NULL,   -- JSON
+        PRIMARY KEY (name, key)
+    );
+    """,
+    # v2: tracker back-off. When to poll an order next, and how many polls in a row the panel
+    # did not know it ("Incorrect order ID").
+    """
+    ALTER TABLE orders ADD COLUMN next_check_at REAL;
+    ALTER TABLE orders ADD COLUMN lost_strikes INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX orders_active ON orders (next_check_at) WHERE state = 'placed' AND final = 0;
+    """,
+    # v3: per-user notification preference.
+    """
+    ALTER TABLE users ADD COLUMN notify TEXT NOT NULL DEFAULT 'all'
+        CHECK (notify IN ('all', 'final', 'off'));
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def split_statements(script: str) -> list[str]:
+    """Splits an SQL script into complete statements (semicolons inside strings are safe)."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            if statement.strip(";").strip() and not _only_comments(statement):
+                statements.append(statement)
+            buffer = ""
+    return statements
+
+
+def _only_comments(statement: str) -> bool:
+    """True when a statement holds nothing but `--` comments and the semicolon."""
+    lines = (line.split("--", 1)[0].strip() for line in statement.splitlines())
+    return not "".join(lines).strip(";").strip()
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    """The schema version recorded in the file (PRAGMA user_version)."""
+    async with reading(db):
+        rows = list(await db.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def migrate(
+    db: aiosqlite.Connection, migrations: Iterable[str] = MIGRATIONS
+) -> int:
+    """Applies every migration newer than the file's user_version, each in its own transaction."""
+    scripts = list(migrations)
+    for version, script in enumerate(scripts, start=1):
+        async with transaction(db):
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            rows = list(await db.execute_fetchall("PRAGMA user_version"))
+            if int(rows[0][0]) >= version:
+                continue
+            for statement in split_statements(script):
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {version:d}")
+    return await schema_version(db)
+
+
+async def connect(path: str | Path) -> aiosqlite.Connection:
+    """Opens the file with this project's pragmas, without migrating (tests build old versions)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        db.row_factory = aiosqlite.Row
+        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+        await _enable_wal(db)
+        # In WAL mode NORMAL is durable against a crash of the process (SIGKILL included); only
+        # an OS crash or power loss can lose the last commits, never corrupt the file.
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _enable_wal(db: aiosqlite.Connection) -> None:
+    """Switches the file to WAL, retrying while another connection holds it during the switch."""
+    # Changing the journal mode needs the file to itself and does not wait on busy_timeout:
+    # two processes opening a brand-new file at once get "database is locked" here.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            rows = list(await db.execute_fetchall("PRAGMA journal_mode = WAL"))
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+            continue
+        if str(rows[0][0]).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot use WAL here: journal_mode is {rows[0][0]}")
+        return
+
+
+async def open_database(path: str | Path) -> aiosqlite.Connection:
+    """Opens (creating if needed) the database file and brings its schema up to date."""
+    db = await connect(path)
+    try:
+        await migrate(db)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def close_database(db: aiosqlite.Connection) -> None:
+    """Waits for the running transaction, if any, then closes the connection."""
+    async with _state(db).lock:
+        await db.close()
+    _states.pop(db, None)
+
+
+# --- transactions on a shared connection -------------------------------------------------
+
+
+@dataclass(eq=False)
+class _ConnectionState:
+    """Per-connection lock and the scope (one transaction or read) currently holding it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    active: object | None = None
+    writing: bool = False
+
+
+_states: weakref.WeakKeyDictionary[aiosqlite.Connection, _ConnectionState] = (
+    weakref.WeakKeyDictionary()
+)
+# The scopes the current task (and tasks it spawned meanwhile) holds, on any connection.
+_held_scopes: ContextVar[tuple[object, ...]] = ContextVar("storage_held_scopes", default=())
+
+
+def _state(db: aiosqlite.Connection) -> _ConnectionState:
+    """The lock bookkeeping of a connection, created on first use."""
+    state = _states.get(db)
+    if state is None:
+        state = _states[db] = _ConnectionState()
+    return state
+
+
+def _joins(state: _ConnectionState) -> bool:
+    """True when this task already holds the connection (a nested call)."""
+    return state.active is not None and state.active in _held_scopes.get()
+
+
+@asynccontextmanager
+async def _holding(state: _ConnectionState, *, writing: bool) -> AsyncIterator[None]:
+    """Takes the connection's lock and marks this task as its holder."""
+    async with state.lock:
+        scope = object()
+        state.active, state.writing = scope, writing
+        token = _held_scopes.set((*_held_scopes.get(), scope))
+        try:
+            yield
+        finally:
+            _held_scopes.reset(token)
+            state.active, state.writing = None, False
+
+
+def in_transaction(db: aiosqlite.Connection) -> bool:
+    """True when the current task is inside `transaction(db)`."""
+    state = _state(db)
+    return _joins(state) and state.writing
+
+
+@asynccontextmanager
+async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """`BEGIN IMMEDIATE` … `COMMIT` under the connection's lock; joins an enclosing one."""
+    state = _state(db)
+    if _joins(state):
+        if not state.writing:
+            raise RuntimeError("cannot start a transaction inside reading(db)")
+        yield db
+        return
+    async with _holding(state, writing=True):
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            yield db
+            await db.execute("COMMIT")
+        except BaseException:
+            await _rollback(db)
+            raise
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """Rolls back whatever is open; quiet when nothing is (BEGIN failed or COMMIT went through)."""
+    # aiosqlite queues each request before its first await and runs the queue in order, and a
+    # cancelled await does not unqueue a request: so this ROLLBACK always runs after the
+    # BEGIN/COMMIT it follows, and before anything the next lock holder sends.
+    with contextlib.suppress(sqlite3.Error, ValueError):
+        await db.execute("ROLLBACK")
+
+
+@asynccontextmanager
+async def reading(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """Holds the connection's lock for reads (no BEGIN); joins an enclosing transaction."""
+    state = _state(db)
+    if _joins(state):
+        yield db
+        return
+    async with _holding(state, writing=False):
+        yield db
+
+
+async def fetch_all(
+    db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
+) -> list[aiosqlite.Row]:
+    """Runs a query under `reading(db)` and returns every row."""
+    async with reading(db):
+        return list(await db.execute_fetchall(sql, params))
+
+
+async def fetch_one(
+    db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
+) -> aiosqlite.Row | None:
+    """Runs a query under `reading(db)` and returns its first row, or None."""
+    rows = await fetch_all(db, sql, params)
+    return rows[0] if rows else None
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def timestamp(now: float | None = None) -> float:
+    """`now` if given, else the current time: unix seconds, as stored."""
+    return time.time() if now is None else now
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """A Decimal as the TEXT stored for money (plain notation, exact); None stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, Decimal):
+        raise TypeError(f"money must be Decimal, not {type(value).__name__}")
+    if not value.is_finite():
+        raise ValueError(f"money must be finite, not {value}")
+    return format(value, "f")
+
+
+def text_decimal(value: Any) -> Decimal | None:
+    """Reads a decimal TEXT column back as Decimal; NULL stays None."""
+    if value is None:
+        return None
+    return Decimal(str(value))
+
+
+def opt_int(value: Any) -> int | None:
+    """An INTEGER column that may be NULL."""
+    return None if value is None else int(value)
+
+
+def opt_float(value: Any) -> float | None:
+    """A REAL column that may be NULL."""
+    return None if value is None else float(value)
+
+
+def opt_bool(value: Any) -> bool | None:
+    """A 0/1 column that may be NULL."""
+    return None if value is None else bool(value)

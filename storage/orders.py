@@ -1,0 +1,517 @@
+"""Orders: drafts, the atomic claim before sending, placement outcome, and what the tracker sees.
+
+Placement (the wizard)::
+
+    draft_id = await create_draft(db, owner_id=..., account=..., ...)   # state 'draft'
+    if await claim_order(db, draft_id, owner_id=user_id):               # exactly one winner
+        try:
+            panel_id = await panel.add(...)
+        except <the panel said no>:
+            await mark_failed(db, draft_id, error=...)                  # may be claimed again
+        except <timeout / connection lost after sending>:
+            await mark_outcome_unknown(db, draft_id, error=...)         # never re-sent blindly
+        else:
+            await mark_placed(db, draft_id, panel_order_id=panel_id)
+
+Tracking: `active_orders` lists placed, non-final orders due for a poll; `record_status` (one) or
+`apply_status_changes` (a batch) store what the panel said, add a history row only when the status
+changed, and queue the change's notification in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, Protocol
+
+import aiosqlite
+
+from bot.panel.models import FINAL_ORDER_STATUSES, normalize_status
+from storage.db import (
+    decimal_text,
+    fetch_all,
+    fetch_one,
+    opt_bool,
+    opt_float,
+    opt_int,
+    text_decimal,
+    timestamp,
+    transaction,
+)
+from storage.outbox import Notice, enqueue_notice
+
+OrderState = Literal["draft", "claimed", "placed", "failed", "unknown"]
+
+_ACCOUNT = re.compile(r"operator|user:-?\d+")
+
+
+class ObservedStatus(Protocol):
+    """What the panel says about an order; `bot.panel.models.OrderStatus` fits."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def charge(self) -> Decimal | None: ...
+
+    @property
+    def start_count(self) -> int | None: ...
+
+    @property
+    def remains(self) -> int | None: ...
+
+    @property
+    def currency(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One order: its service snapshot, what was sent, placement state and last panel status."""
+
+    id: int
+    owner_id: int
+    account: str
+    panel_order_id: int | None
+    service_id: int | None
+    service_name: str | None
+    service_type: str | None
+    service_rate: Decimal | None
+    service_currency: str | None
+    service_refill: bool | None
+    service_cancel: bool | None
+    fields: dict[str, Any]
+    quantity: int | None
+    cost: Decimal | None
+    state: OrderState
+    error: str | None
+    status: str | None
+    charge: Decimal | None
+    start_count: int | None
+    remains: int | None
+    currency: str | None
+    final: bool
+    created_at: float
+    updated_at: float
+    last_checked_at: float | None
+    next_check_at: float | None
+    lost_strikes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One observed status (of an order or a refill) and when it was seen."""
+
+    status: str
+    observed_at: float
+    remains: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One poll result for `apply_status_changes`; `notify` is queued only if status changed."""
+
+    order_id: int
+    status: ObservedStatus
+    next_check_at: float | None = None
+    notify: Notice | None = None
+
+
+_COLUMNS = (
+    "id, owner_id, account, panel_order_id, service_id, service_name, service_type,"
+    " service_rate, service_currency, service_refill, service_cancel, fields, quantity, cost,"
+    " state, error, status, charge, start_count, remains, currency, final, created_at,"
+    " updated_at, last_checked_at, next_check_at, lost_strikes"
+)
+
+
+def _order(row: Any) -> Order:
+    """Builds an Order from a row of `_COLUMNS`."""
+    return Order(
+        id=int(row["id"]),
+        owner_id=int(row["owner_id"]),
+        account=str(row["account"]),
+        panel_order_id=opt_int(row["panel_order_id"]),
+        service_id=opt_int(row["service_id"]),
+        service_name=row["service_name"],
+        service_type=row["service_type"],
+        service_rate=text_decimal(row["service_rate"]),
+        service_currency=row["service_currency"],
+        service_refill=opt_bool(row["service_refill"]),
+        service_cancel=opt_bool(row["service_cancel"]),
+        fields=json.loads(row["fields"]),
+        quantity=opt_int(row["quantity"]),
+        cost=text_decimal(row["cost"]),
+        state=row["state"],
+        error=row["error"],
+        status=row["status"],
+        charge=text_decimal(row["charge"]),
+        start_count=opt_int(row["start_count"]),
+        remains=opt_int(row["remains"]),
+        currency=row["currency"],
+        final=bool(row["final"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        last_checked_at=opt_float(row["last_checked_at"]),
+        next_check_at=opt_float(row["next_check_at"]),
+        lost_strikes=int(row["lost_strikes"]),
+    )
+
+
+def _check_account(account: str) -> None:
+    """Rejects an account label other than 'operator' or 'user:<telegram_id>'."""
+    if not _ACCOUNT.fullmatch(account):
+        raise ValueError(f"account must be 'operator' or 'user:<id>', not {account!r}")
+
+
+async def create_draft(
+    db: aiosqlite.Connection,
+    *,
+    owner_id: int,
+    account: str,
+    service_id: int,
+    service_name: str,
+    service_type: str,
+    rate: Decimal,
+    currency: str,
+    can_refill: bool,
+    can_cancel: bool,
+    fields: Mapping[str, Any],
+    quantity: int | None,
+    cost: Decimal,
+    now: float | None = None,
+) -> int:
+    """Stores a confirmed-to-be order with its service snapshot; the draft's id."""
+    _check_account(account)
+    at = timestamp(now)
+    async with transaction(db):
+        cursor = await db.execute(
+            "INSERT INTO orders (owner_id, account, service_id, service_name, service_type,"
+            " service_rate, service_currency, service_refill, service_cancel, fields, quantity,"
+            " cost, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
+            (
+                owner_id,
+                account,
+                service_id,
+                service_name,
+                service_type,
+                decimal_text(rate),
+                currency,
+                int(can_refill),
+                int(can_cancel),
+                json.dumps(dict(fields), ensure_ascii=False),
+                quantity,
+                decimal_text(cost),
+                at,
+                at,
+            ),
+        )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+async def claim_order(db: aiosqlite.Connection, draft_id: int, *, owner_id: int) -> bool:
+    """Takes a draft (or a failed order) for sending; True for exactly one concurrent caller."""
+    async with transaction(db):
+        cursor = await db.execute(
+            "UPDATE orders SET state = 'claimed', error = NULL, updated_at = ?"
+            " WHERE id = ? AND owner_id = ? AND state IN ('draft', 'failed')",
+            (timestamp(), draft_id, owner_id),
+        )
+    return cursor.rowcount == 1
+
+
+async def _move(
+    db: aiosqlite.Connection,
+    order_id: int,
+    *,
+    to: OrderState,
+    allowed_from: tuple[OrderState, ...],
+    error: str | None = None,
+    panel_order_id: int | None = None,
+) -> bool:
+    """Moves an order between placement states; False when it was not in `allowed_from`."""
+    marks = ", ".join("?" for _ in allowed_from)
+    async with transaction(db):
+        cursor = await db.execute(
+            "UPDATE orders SET state = ?, error = ?,"
+            " panel_order_id = COALESCE(?, panel_order_id), updated_at = ?"
+            f" WHERE id = ? AND state IN ({marks})",
+            (to, error, panel_order_id, timestamp(), order_id, *allowed_from),
+        )
+    return cursor.rowcount == 1
+
+
+async def mark_placed(db: aiosqlite.Connection, order_id: int, *, panel_order_id: int) -> bool:
+    """Records the panel's order id of a claimed (or outcome-unknown) order."""
+    return await _move(
+        db, order_id, to="placed", allowed_from=("claimed", "unknown"),
+        panel_order_id=panel_order_id,
+    )
+
+
+async def mark_failed(db: aiosqlite.Connection, order_id: int, *, error: str) -> bool:
+    """Records that the panel refused a claimed order; it may be claimed and sent again."""
+    return await _move(db, order_id, to="failed", allowed_from=("claimed", "unknown"), error=error)
+
+
+async def mark_outcome_unknown(db: aiosqlite.Connection, order_id: int, *, error: str) -> bool:
+    """Records that a claimed order was sent but no answer came: it must not be resent blindly."""
+    return await _move(db, order_id, to="unknown", allowed_from=("claimed",), error=error)
+
+
+async def track_order(
+    db: aiosqlite.Connection,
+    *,
+    owner_id: int,
+    account: str,
+    panel_order_id: int,
+    now: float | None = None,
+) -> Order:
+    """Follows an order placed elsewhere; returns the existing one if already known (any owner)."""
+    _check_account(account)
+    at = timestamp(now)
+    async with transaction(db):
+        await db.execute(
+            "INSERT INTO orders (owner_id, account, panel_order_id, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'placed', ?, ?)"
+            " ON CONFLICT (account, panel_order_id) DO NOTHING",
+            (owner_id, account, panel_order_id, at, at),
+        )
+        order = await get_order_by_panel_id(db, account=account, panel_order_id=panel_order_id)
+    assert order is not None
+    return order
+
+
+async def get_order(db: aiosqlite.Connection, order_id: int) -> Order | None:
+    """The order with this local id, or None."""
+    row = await fetch_one(db, f"SELECT {_COLUMNS} FROM orders WHERE id = ?", (order_id,))
+    return None if row is None else _order(row)
+
+
+async def get_order_by_panel_id(
+    db: aiosqlite.Connection, *, account: str, panel_order_id: int
+) -> Order | None:
+    """The order the panel knows by this id under this account, or None."""
+    row = await fetch_one(
+        db,
+        f"SELECT {_COLUMNS} FROM orders WHERE account = ? AND panel_order_id = ?",
+        (account, panel_order_id),
+    )
+    return None if row is None else _order(row)
+
+
+def _list_filter(owner_id: int | None, include_drafts: bool) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause shared by list_orders and count_orders."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if owner_id is not None:
+        clauses.append("owner_id = ?")
+        params.append(owner_id)
+    if not include_drafts:
+        clauses.append("state != 'draft'")
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return where, tuple(params)
+
+
+async def list_orders(
+    db: aiosqlite.Connection,
+    *,
+    owner_id: int | None = None,
+    limit: int = 10,
+    offset: int = 0,
+    include_drafts: bool = False,
+) -> list[Order]:
+    """Orders newest first, of one owner or everyone's; drafts left out unless asked for."""
+    where, params = _list_filter(owner_id, include_drafts)
+    rows = await fetch_all(
+        db,
+        f"SELECT {_COLUMNS} FROM orders{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )
+    return [_order(row) for row in rows]
+
+
+async def count_orders(
+    db: aiosqlite.Connection, *, owner_id: int | None = None, include_drafts: bool = False
+) -> int:
+    """How many orders list_orders would page through."""
+    where, params = _list_filter(owner_id, include_drafts)
+    row = await fetch_one(db, f"SELECT COUNT(*) FROM orders{where}", params)
+    return int(row[0]) if row is not None else 0
+
+
+async def active_orders(
+    db: aiosqlite.Connection, *, due_before: float | None = None, limit: int | None = None
+) -> list[Order]:
+    """Placed, not final orders (due by `due_before`, if given), most overdue first."""
+    due = "" if due_before is None else " AND (next_check_at IS NULL OR next_check_at <= ?)"
+    params: tuple[Any, ...] = () if due_before is None else (due_before,)
+    rows = await fetch_all(
+        db,
+        f"SELECT {_COLUMNS} FROM orders WHERE state = 'placed' AND final = 0{due}"
+        " ORDER BY COALESCE(next_check_at, 0), id LIMIT ?",
+        (*params, -1 if limit is None else limit),
+    )
+    return [_order(row) for row in rows]
+
+
+async def record_status(
+    db: aiosqlite.Connection,
+    order_id: int,
+    observed: ObservedStatus,
+    *,
+    now: float | None = None,
+    next_check_at: float | None = None,
+    notify: Notice | None = None,
+) -> bool:
+    """Stores a poll result; True (plus a history row and `notify` queued) if status changed."""
+    at = timestamp(now)
+    status = normalize_status(observed.status)
+    values = (
+        status,
+        decimal_text(observed.charge),
+        observed.start_count,
+        observed.remains,
+        observed.currency or None,
+    )
+    async with transaction(db):
+        row = await fetch_one(
+            db,
+            "SELECT status, charge, start_count, remains, currency FROM orders WHERE id = ?",
+            (order_id,),
+        )
+        if row is None:
+            raise LookupError(f"no order {order_id}")
+        changed: bool = row["status"] != status
+        touched = changed or tuple(row) != values
+        await db.execute(
+            "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
+            " final = ?, last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+            " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
+            (
+                *values,
+                int(status in FINAL_ORDER_STATUSES),
+                at,
+                next_check_at,
+                int(touched),
+                at,
+                order_id,
+            ),
+        )
+        if changed:
+            await db.execute(
+                "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
+                " VALUES (?, ?, ?, ?)",
+                (order_id, status, observed.remains, at),
+            )
+            if notify is not None:
+                await enqueue_notice(db, notify, order_id=order_id, now=at)
+    return changed
+
+
+async def apply_status_changes(
+    db: aiosqlite.Connection, observations: Sequence[Observation], *, now: float | None = None
+) -> list[int]:
+    """Stores a batch of poll results in one transaction; the ids whose status changed."""
+    at = timestamp(now)
+    changed: list[int] = []
+    async with transaction(db):
+        for seen in observations:
+            if await record_status(
+                db, seen.order_id, seen.status, now=at,
+                next_check_at=seen.next_check_at, notify=seen.notify,
+            ):
+                changed.append(seen.order_id)
+    return changed
+
+
+async def record_missing(
+    db: aiosqlite.Connection,
+    order_id: int,
+    *,
+    now: float | None = None,
+    next_check_at: float | None = None,
+) -> int:
+    """Counts a poll where the panel did not know the order; the strikes in a row so far."""
+    async with transaction(db):
+        await db.execute(
+            "UPDATE orders SET lost_strikes = lost_strikes + 1, last_checked_at = ?,"
+            " next_check_at = ? WHERE id = ?",
+            (timestamp(now), next_check_at, order_id),
+        )
+        row = await fetch_one(db, "SELECT lost_strikes FROM orders WHERE id = ?", (order_id,))
+    if row is None:
+        raise LookupError(f"no order {order_id}")
+    return int(row[0])
+
+
+async def schedule_check(
+    db: aiosqlite.Connection, order_id: int, *, next_check_at: float | None
+) -> None:
+    """Sets when the tracker should poll the order next (None: at the next round)."""
+    async with transaction(db):
+        await db.execute(
+            "UPDATE orders SET next_check_at = ? WHERE id = ?", (next_check_at, order_id)
+        )
+
+
+async def stop_tracking(db: aiosqlite.Connection, order_id: int, *, error: str) -> bool:
+    """Marks an order final without a final status (e.g. the panel lost it); False if unknown."""
+    async with transaction(db):
+        cursor = await db.execute(
+            "UPDATE orders SET final = 1, error = ?, updated_at = ? WHERE id = ?",
+            (error, timestamp(), order_id),
+        )
+    return cursor.rowcount == 1
+
+
+async def order_history(db: aiosqlite.Connection, order_id: int) -> list[StatusChange]:
+    """Every status change observed for an order, oldest first."""
+    rows = await fetch_all(
+        db,
+        "SELECT status, observed_at, remains FROM order_status_history"
+        " WHERE order_id = ? ORDER BY id",
+        (order_id,),
+    )
+    return [
+        StatusChange(str(r["status"]), float(r["observed_at"]), opt_int(r["remains"]))
+        for r in rows
+    ]
+
+
+async def orders_by_status(
+    db: aiosqlite.Connection, *, owner_id: int | None = None
+) -> dict[str, int]:
+    """Counts for /stats: by panel status once known ('Completed'…), else by state ('placed'…)."""
+    where, params = _list_filter(owner_id, include_drafts=False)
+    rows = await fetch_all(
+        db,
+        "SELECT CASE WHEN state = 'placed' THEN COALESCE(status, 'placed') ELSE state END AS k,"
+        f" COUNT(*) FROM orders{where} GROUP BY k",
+        params,
+    )
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+async def total_charged(
+    db: aiosqlite.Connection, *, owner_id: int | None = None
+) -> dict[str, Decimal]:
+    """Sum of the panel's charges per currency, added up as Decimal (never SQL REAL)."""
+    where, params = _list_filter(owner_id, include_drafts=False)
+    rows = await fetch_all(
+        db,
+        f"SELECT COALESCE(currency, service_currency, '') AS c, charge FROM orders{where}"
+        f" {'AND' if where else 'WHERE'} charge IS NOT NULL",
+        params,
+    )
+    totals: dict[str, Decimal] = {}
+    for row in rows:
+        amount = text_decimal(row["charge"])
+        assert amount is not None
+        totals[row["c"]] = totals.get(row["c"], Decimal(0)) + amount
+    return totals
+
