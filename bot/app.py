@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 from telegram import Update
 from telegram.ext import (
     AIORateLimiter,
@@ -37,8 +38,13 @@ BotApp = Application[Any, BotContext, Any, Any, Any, Any]
 
 def build_application(settings: Settings, *, request: BaseRequest | None = None,
                       updates_request: BaseRequest | None = None,
-                      sandbox: SandboxPanel | None = None) -> BotApp:
-    """The bot, ready for `run_polling` (tests pass a fake Bot API `request` and a sandbox)."""
+                      sandbox: SandboxPanel | None = None,
+                      panel_transport: httpx.AsyncBaseTransport | None = None) -> BotApp:
+    """The bot, ready for `run_polling`.
+
+    Tests pass a fake Bot API (`request`), the sandbox used in demo mode, and for a configured
+    PANEL_URL a `panel_transport` that stands in for the real panel.
+    """
     token = settings.bot_token.get_secret_value()
     REDACTOR.add(token)
     persistence = SqlitePersistence(
@@ -63,6 +69,7 @@ def build_application(settings: Settings, *, request: BaseRequest | None = None,
     app: BotApp = builder.build()
     app.bot_data["settings"] = settings
     app.bot_data["sandbox"] = sandbox
+    app.bot_data["panel_transport"] = panel_transport
     register_handlers(app)
     return app
 
@@ -84,7 +91,7 @@ async def start_services(app: BotApp) -> None:
                     "panel. Nothing real is bought.")
     else:
         assert settings.panel_url is not None
-        panel = PanelClient(settings.panel_url)
+        panel = PanelClient(settings.panel_url, transport=app.bot_data.get("panel_transport"))
         sandbox = None
     if settings.panel_key is not None:
         REDACTOR.add(settings.panel_key.get_secret_value())

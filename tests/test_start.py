@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.conftest import ADMIN, BotHarness
+from decimal import Decimal
+from pathlib import Path
+
+from bot.panel.sandbox import SandboxPanel
+from tests.conftest import ADMIN, OTHER, USER, BotHarness, start_harness, stop_harness
 
 
 async def test_start_in_demo_mode_says_nothing_real_is_bought(bot: BotHarness) -> None:
@@ -22,3 +26,19 @@ async def test_help_lists_commands_and_admin_extras_only_for_admins(bot: BotHarn
 async def test_command_menu_is_registered_at_start(bot: BotHarness) -> None:
     commands = [c["command"] for c in bot.world.commands()]
     assert {"start", "order", "orders", "status", "balance", "cancel", "help"} <= set(commands)
+
+
+async def test_operator_account_serves_allowed_users_only(tmp_path: Path) -> None:
+    sandbox = SandboxPanel(keys={"operator-key-123": Decimal("50")})
+    harness = await start_harness(
+        tmp_path, sandbox=sandbox, PANEL_URL="https://panel.example/api/v2",
+        PANEL_KEY="operator-key-123", ALLOWED_USER_IDS=str(USER),
+    )
+    try:
+        await harness.send("/start")
+        assert "operator's panel account" in harness.last().plain
+        await harness.send("/start", user=OTHER)
+        assert "no access" in harness.last(OTHER).plain
+        assert str(OTHER) in harness.last(OTHER).plain
+    finally:
+        await stop_harness(harness)
