@@ -11,6 +11,7 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    BaseUpdateProcessor,
     ContextTypes,
     PersistenceInput,
     TypeHandler,
@@ -18,6 +19,7 @@ from telegram.ext import (
 from telegram.request import BaseRequest
 
 from bot import tracker
+from bot.access import verify_secret_key
 from bot.catalog import Catalog
 from bot.concurrency import PerChatUpdateProcessor
 from bot.config import Settings
@@ -39,11 +41,13 @@ BotApp = Application[Any, BotContext, Any, Any, Any, Any]
 def build_application(settings: Settings, *, request: BaseRequest | None = None,
                       updates_request: BaseRequest | None = None,
                       sandbox: SandboxPanel | None = None,
-                      panel_transport: httpx.AsyncBaseTransport | None = None) -> BotApp:
+                      panel_transport: httpx.AsyncBaseTransport | None = None,
+                      update_processor: BaseUpdateProcessor | None = None) -> BotApp:
     """The bot, ready for `run_polling`.
 
     Tests pass a fake Bot API (`request`), the sandbox used in demo mode, and for a configured
-    PANEL_URL a `panel_transport` that stands in for the real panel.
+    PANEL_URL a `panel_transport` that stands in for the real panel. `update_processor` replaces
+    the per-chat one (the concurrency benchmark compares it with sequential processing).
     """
     token = settings.bot_token.get_secret_value()
     REDACTOR.add(token)
@@ -59,7 +63,8 @@ def build_application(settings: Settings, *, request: BaseRequest | None = None,
         .base_url(settings.telegram_base_url)
         .context_types(ContextTypes(context=BotContext))
         .persistence(persistence)
-        .concurrent_updates(PerChatUpdateProcessor())
+        .concurrent_updates(PerChatUpdateProcessor() if update_processor is None
+                            else update_processor)
         .rate_limiter(AIORateLimiter(max_retries=3))
         .post_init(start_services)
         .post_shutdown(stop_services)
@@ -81,6 +86,7 @@ async def start_services(app: BotApp) -> None:
     """
     settings: Settings = app.bot_data["settings"]
     sandbox: SandboxPanel | None = app.bot_data.get("sandbox")
+    await verify_secret_key(settings)  # stored keys undecryptable: SecretKeyMismatch, exit 2
     db = await open_database(settings.database_path)
     if settings.demo_mode and sandbox is None:
         sandbox = SandboxPanel(speed=settings.sandbox_speed, latency=settings.sandbox_latency)
@@ -121,11 +127,19 @@ async def stop_services(app: BotApp) -> None:
 
 def register_handlers(app: BotApp) -> None:
     """Adds every handler. Order matters: the first matching handler of a group wins."""
-    # The order wizard comes first: while a user is filling in an order, their text answers
-    # belong to it, not to the catalogue search that catches text otherwise.
-    modules = (wizard, start, catalog, orders, account, admin, notify)
+    # /connect's key prompt comes first: the message after "/connect" is a key, and nobody else
+    # may see it (the search would echo it). It only matches /connect, or the one message after.
+    # Then the order wizard: while a user is filling in an order, their text answers belong to
+    # it, not to the catalogue search that catches text otherwise.
+    modules = (account, wizard, start, catalog, orders, admin, notify)
+    # Before all of them, in a group of its own: whoever writes has not blocked the bot.
+    for handler, group in notify.early_handlers():
+        app.add_handler(handler, group=group)
+    settings: Settings = app.bot_data["settings"]
     for module in modules:
-        for handler in module.handlers():
+        # The wizard's conversation times out after ORDER_TIMEOUT, so it takes the settings.
+        built = wizard.handlers(settings) if module is wizard else module.handlers()
+        for handler in built:
             app.add_handler(handler)
     # Last of all: write the conversation state and user_data of this update to disk now, not
     # at PTB's next periodic flush, so a crash mid-wizard loses nothing.

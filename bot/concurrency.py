@@ -31,9 +31,16 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
     taken after the chat lock, so a chat with a long queue cannot fill every slot with updates
     that only wait for their own chat. PTB's own bound (`max_concurrent_updates`) is set high
     for the same reason: it counts waiting updates too.
+
+    An update keeps its slot while it waits for the panel, so the bound must be well above the
+    number of panel calls under way at once, or a crowd of slow orders would hold every slot and
+    /help would queue behind them again. An update waiting on I/O costs a few kilobytes, so the
+    bound is generous (PTB's default for `concurrent_updates(True)`): with 64, 200 users on a
+    panel answering in 1 s already made wizard steps wait ~0.2 s for a slot
+    (benchmarks/bench_concurrency.py).
     """
 
-    def __init__(self, max_running: int = 64, max_queued: int = 4096) -> None:
+    def __init__(self, max_running: int = 256, max_queued: int = 4096) -> None:
         super().__init__(max_concurrent_updates=max_queued)
         self._running = asyncio.Semaphore(max_running)
         self._locks: dict[int, asyncio.Lock] = {}

@@ -24,7 +24,7 @@ HINTS: dict[str, str] = {
     "SECRET_KEY": "a long random string, e.g. from: python -c 'import secrets; "
     "print(secrets.token_urlsafe(32))'",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
-    "ORDER_TIMEOUT": "minutes ≥ 1 before an abandoned order wizard ends, e.g. ORDER_TIMEOUT=15",
+    "ORDER_TIMEOUT": "minutes (> 0) before an abandoned order wizard ends, e.g. ORDER_TIMEOUT=15",
     "CATALOG_TTL": "seconds the services list is cached, e.g. CATALOG_TTL=3600",
     "SANDBOX_SPEED": "a number > 0; 1 = demo orders finish in about two minutes",
     "SANDBOX_LATENCY": "seconds ≥ 0 the sandbox panel waits before answering",
@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     status_poll_interval: float = Field(60.0, ge=1, alias="STATUS_POLL_INTERVAL")
     secret_key: SecretStr | None = Field(None, alias="SECRET_KEY")
     log_level: str = Field("INFO", alias="LOG_LEVEL")
-    order_timeout: float = Field(15.0, ge=1, alias="ORDER_TIMEOUT")
+    order_timeout: float = Field(15.0, gt=0, alias="ORDER_TIMEOUT")
     catalog_ttl: float = Field(3600.0, ge=0, alias="CATALOG_TTL")
     sandbox_speed: float = Field(1.0, gt=0, alias="SANDBOX_SPEED")
     sandbox_latency: float = Field(0.0, ge=0, alias="SANDBOX_LATENCY")

@@ -8,6 +8,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bot.config import ConfigError
+
 # Encrypted once with the configured SECRET_KEY and kept in the database, so a start-up with a
 # different SECRET_KEY is noticed at once instead of on a user's first order.
 CANARY = b"smm-panel-bot key check"
@@ -16,6 +18,10 @@ _WRONG = "stored panel keys cannot be decrypted with this SECRET_KEY"
 
 class WrongSecretKey(Exception):
     """Stored keys cannot be decrypted with this SECRET_KEY."""
+
+
+class SecretKeyMismatch(ConfigError):
+    """At start-up: the panel keys in the database were encrypted with another SECRET_KEY."""
 
 
 class KeyBox:

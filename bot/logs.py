@@ -26,20 +26,21 @@ class RedactSecrets(logging.Filter):
         exc_text = None
         if record.exc_info:
             exc_text = logging.Formatter().formatException(record.exc_info)
-        cleaned = self._clean(message)
+        cleaned = self.clean(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         if exc_text is not None:
-            cleaned_exc = self._clean(exc_text)
+            cleaned_exc = self.clean(exc_text)
             if cleaned_exc != exc_text:
                 record.exc_info, record.exc_text = None, None
                 record.msg = f"{record.msg}\n{cleaned_exc}"
                 record.args = None
         return True
 
-    def _clean(self, text: str) -> str:
+    def clean(self, text: str) -> str:
         """The text with every secret replaced."""
-        for secret in self._secrets:
+        # Longest first, so a secret that contains another is blanked whole.
+        for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
 
@@ -47,8 +48,14 @@ class RedactSecrets(logging.Filter):
 REDACTOR = RedactSecrets()
 
 
+# Loggers that print whole updates or requests at DEBUG: PTB logs every incoming update (a key a
+# user sends with /connect included) before any handler can delete it, httpx logs URLs.
+QUIET_LOGGERS = ("httpx", "httpcore", "apscheduler", "aiosqlite")
+NEVER_DEBUG_LOGGERS = ("telegram",)
+
+
 def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
-    """Configures the root logger; httpx and its friends are kept quiet (they log URLs)."""
+    """Configures the root logger; loggers that would print secrets are kept above DEBUG."""
     for secret in secrets:
         REDACTOR.add(secret)
     handler = logging.StreamHandler()
@@ -57,5 +64,7 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiosqlite"):
+    for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for chatty in NEVER_DEBUG_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLevelNamesMapping()[level]))

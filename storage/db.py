@@ -187,6 +187,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE users ADD COLUMN notify TEXT NOT NULL DEFAULT 'all'
         CHECK (notify IN ('all', 'final', 'off'));
     """,
+    # v4: facts about the database itself, e.g. the SECRET_KEY canary (storage/meta.py).
+    """
+    CREATE TABLE meta (
+        name       TEXT PRIMARY KEY,
+        value      BLOB NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

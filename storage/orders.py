@@ -41,7 +41,7 @@ from storage.db import (
     timestamp,
     transaction,
 )
-from storage.outbox import Notice, enqueue_notice
+from storage.outbox import Notice, enqueue_notice, enqueue_notices
 
 OrderState = Literal["draft", "claimed", "placed", "failed", "unknown"]
 
@@ -304,13 +304,18 @@ async def get_order_by_panel_id(
     return None if row is None else _order(row)
 
 
-def _list_filter(owner_id: int | None, include_drafts: bool) -> tuple[str, tuple[Any, ...]]:
+def _list_filter(
+    owner_id: int | None, include_drafts: bool, account: str | None = None
+) -> tuple[str, tuple[Any, ...]]:
     """The WHERE clause shared by list_orders and count_orders."""
     clauses: list[str] = []
     params: list[Any] = []
     if owner_id is not None:
         clauses.append("owner_id = ?")
         params.append(owner_id)
+    if account is not None:
+        clauses.append("account = ?")
+        params.append(account)
     if not include_drafts:
         clauses.append("state != 'draft'")
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -321,12 +326,13 @@ async def list_orders(
     db: aiosqlite.Connection,
     *,
     owner_id: int | None = None,
+    account: str | None = None,
     limit: int = 10,
     offset: int = 0,
     include_drafts: bool = False,
 ) -> list[Order]:
-    """Orders newest first, of one owner or everyone's; drafts left out unless asked for."""
-    where, params = _list_filter(owner_id, include_drafts)
+    """Orders newest first, of one owner and/or account (or all); drafts only when asked for."""
+    where, params = _list_filter(owner_id, include_drafts, account)
     rows = await fetch_all(
         db,
         f"SELECT {_COLUMNS} FROM orders{where} ORDER BY id DESC LIMIT ? OFFSET ?",
@@ -336,10 +342,14 @@ async def list_orders(
 
 
 async def count_orders(
-    db: aiosqlite.Connection, *, owner_id: int | None = None, include_drafts: bool = False
+    db: aiosqlite.Connection,
+    *,
+    owner_id: int | None = None,
+    account: str | None = None,
+    include_drafts: bool = False,
 ) -> int:
     """How many orders list_orders would page through."""
-    where, params = _list_filter(owner_id, include_drafts)
+    where, params = _list_filter(owner_id, include_drafts, account)
     row = await fetch_one(db, f"SELECT COUNT(*) FROM orders{where}", params)
     return int(row[0]) if row is not None else 0
 
@@ -357,6 +367,40 @@ async def active_orders(
         (*params, -1 if limit is None else limit),
     )
     return [_order(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class DueOrder:
+    """An order due for a status check: only what the tracker needs to poll and report it."""
+
+    id: int
+    owner_id: int
+    account: str
+    panel_order_id: int
+    service_id: int | None
+    service_name: str | None
+    service_currency: str | None
+    status: str | None
+    created_at: float
+
+
+async def due_orders(
+    db: aiosqlite.Connection, *, due_before: float, limit: int | None = None
+) -> list[DueOrder]:
+    """What `active_orders(due_before=...)` lists, read lean (the tracker reads thousands)."""
+    rows = await fetch_all(
+        db,
+        "SELECT id, owner_id, account, panel_order_id, service_id, service_name,"
+        " service_currency, status, created_at FROM orders"
+        " WHERE state = 'placed' AND final = 0 AND panel_order_id IS NOT NULL"
+        " AND (next_check_at IS NULL OR next_check_at <= ?)"
+        " ORDER BY COALESCE(next_check_at, 0), id LIMIT ?",
+        (due_before, -1 if limit is None else limit),
+    )
+    return [
+        DueOrder(int(r[0]), int(r[1]), str(r[2]), int(r[3]), r[4], r[5], r[6], r[7], float(r[8]))
+        for r in rows
+    ]
 
 
 async def record_status(
@@ -416,17 +460,108 @@ async def record_status(
 async def apply_status_changes(
     db: aiosqlite.Connection, observations: Sequence[Observation], *, now: float | None = None
 ) -> list[int]:
-    """Stores a batch of poll results in one transaction; the ids whose status changed."""
+    """Stores a batch of poll results in one transaction; the ids whose status changed.
+
+    The same as `record_status` for each observation in turn (history row and `notify` only on
+    a change; LookupError, and nothing written, if an order is unknown), in a handful of
+    statements for the whole batch rather than several per order: the tracker writes
+    thousands of these per cycle.
+    """
     at = timestamp(now)
-    changed: list[int] = []
+    if not observations:
+        return []
     async with transaction(db):
+        current: dict[int, tuple[Any, ...]] = {}
+        wanted = sorted({seen.order_id for seen in observations})
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await fetch_all(
+                db,
+                "SELECT id, status, charge, start_count, remains, currency FROM orders"
+                f" WHERE id IN ({marks})",
+                tuple(chunk),
+            )
+            current.update((int(row[0]), tuple(row)[1:]) for row in rows)
+        updates: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        notices: list[tuple[Notice, int]] = []
+        changed: list[int] = []
         for seen in observations:
-            if await record_status(
-                db, seen.order_id, seen.status, now=at,
-                next_check_at=seen.next_check_at, notify=seen.notify,
-            ):
+            before = current.get(seen.order_id)
+            if before is None:
+                raise LookupError(f"no order {seen.order_id}")
+            observed = seen.status
+            status = normalize_status(observed.status)
+            values = (
+                status,
+                decimal_text(observed.charge),
+                observed.start_count,
+                observed.remains,
+                observed.currency or None,
+            )
+            moved = before[0] != status
+            touched = moved or before != values
+            updates.append((
+                *values, int(status in FINAL_ORDER_STATUSES), at, seen.next_check_at,
+                int(touched), at, seen.order_id,
+            ))
+            if moved:
+                history.append((seen.order_id, status, observed.remains, at))
+                if seen.notify is not None:
+                    notices.append((seen.notify, seen.order_id))
                 changed.append(seen.order_id)
+            current[seen.order_id] = values
+        await db.executemany(
+            "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
+            " final = ?, last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+            " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
+            updates,
+        )
+        if history:
+            await db.executemany(
+                "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
+                " VALUES (?, ?, ?, ?)",
+                history,
+            )
+        await enqueue_notices(db, notices, now=at)
     return changed
+
+
+async def record_checks(
+    db: aiosqlite.Connection, observations: Sequence[Observation], *, now: float | None = None
+) -> int:
+    """Stores poll results that leave an order's status as it was, in one statement; how many.
+
+    The tracker's bulk path for the many orders that did not move: counts, charge and the next
+    check are written, but no history row and no notification. A row whose status changed since
+    the caller read it is left alone (the next poll records that change properly), so this never
+    writes a status change without its history.
+    """
+    at = timestamp(now)
+    rows = []
+    for seen in observations:
+        observed = seen.status
+        values = (
+            decimal_text(observed.charge),
+            observed.start_count,
+            observed.remains,
+            observed.currency or None,
+        )
+        rows.append((*values, at, seen.next_check_at, *values, at,
+                     seen.order_id, normalize_status(observed.status)))
+    if not rows:
+        return 0
+    async with transaction(db):
+        cursor = await db.executemany(
+            "UPDATE orders SET charge = ?, start_count = ?, remains = ?, currency = ?,"
+            " last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+            " updated_at = CASE WHEN charge IS NOT ? OR start_count IS NOT ? OR remains IS NOT ?"
+            " OR currency IS NOT ? THEN ? ELSE updated_at END"
+            " WHERE id = ? AND status = ?",
+            rows,
+        )
+    return max(cursor.rowcount, 0)
 
 
 async def record_missing(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -99,6 +99,29 @@ async def enqueue_notice(
         order_id=order_id,
         now=now,
     )
+
+
+async def enqueue_notices(
+    db: aiosqlite.Connection,
+    notices: Sequence[tuple[Notice, int | None]],
+    *,
+    now: float | None = None,
+) -> int:
+    """Queues many `(notice, order_id)` at once, in order (one statement); how many."""
+    if not notices:
+        return 0
+    at = timestamp(now)
+    rows = [
+        (notice.chat_id, notice.text, json.dumps(dict(notice.payload)), order_id, at)
+        for notice, order_id in notices
+    ]
+    async with transaction(db):
+        await db.executemany(
+            "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+    return len(rows)
 
 
 async def get_notification(db: aiosqlite.Connection, notification_id: int) -> Notification | None:

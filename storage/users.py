@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -107,6 +108,22 @@ async def get_user(db: aiosqlite.Connection, telegram_id: int) -> User | None:
     return None if row is None else _user(row)
 
 
+async def get_users(
+    db: aiosqlite.Connection, telegram_ids: Iterable[int]
+) -> dict[int, User]:
+    """The known users among these ids, by id (one query per 500 ids, not one per user)."""
+    wanted = sorted(set(telegram_ids))
+    found: dict[int, User] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        rows = await fetch_all(
+            db, f"SELECT {_COLUMNS} FROM users WHERE telegram_id IN ({marks})", tuple(chunk)
+        )
+        found.update((user.telegram_id, user) for user in map(_user, rows))
+    return found
+
+
 async def set_role(db: aiosqlite.Connection, telegram_id: int, role: Role) -> None:
     """Sets a user's role, creating the user if the bot has not met them yet."""
     _check_role(role)
@@ -192,3 +209,11 @@ async def admin_user_ids(db: aiosqlite.Connection) -> set[int]:
     """Ids of the administrators."""
     rows = await fetch_all(db, "SELECT telegram_id FROM users WHERE role = 'admin'")
     return {int(row[0]) for row in rows}
+
+
+async def stored_panel_keys(db: aiosqlite.Connection) -> dict[int, bytes]:
+    """Every user's own panel key, still encrypted, by Telegram id (for the start-up check)."""
+    rows = await fetch_all(
+        db, "SELECT telegram_id, panel_key FROM users WHERE panel_key IS NOT NULL"
+    )
+    return {int(row[0]): bytes(row[1]) for row in rows}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import pytest
 
 from bot.app import BotApp, build_application, start_services, stop_services
@@ -19,6 +21,14 @@ TOKEN = "123456:TEST-TOKEN-abcdefghijklmnop"
 USER = 42
 OTHER = 43
 ADMIN = 7
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stops aiosqlite worker threads a test left open: they are not daemon threads, so one
+    left running would keep the test process alive after the last test."""
+    for obj in gc.get_objects():
+        if isinstance(obj, aiosqlite.Connection) and getattr(obj, "_running", False):
+            obj.stop()
 
 
 @pytest.fixture(autouse=True)

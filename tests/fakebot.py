@@ -636,8 +636,10 @@ class FakeTelegram:
             name, decoded = self._begin(method, params, token)
         except ApiError as exc:
             return exc.status, exc.body()
-        if name == "getUpdates" and block:
-            self._wait_for_updates(decoded)
+        if name == "getUpdates":
+            self._confirm(decoded)
+            if block:
+                self._wait_for_updates(decoded)
         return self._dispatch(name, decoded)
 
     async def handle_async(
@@ -649,6 +651,7 @@ class FakeTelegram:
         except ApiError as exc:
             return exc.status, exc.body()
         if name == "getUpdates":
+            self._confirm(decoded)
             deadline = time.monotonic() + self._poll_timeout(decoded)
             offset = self._offset(decoded)
             while time.monotonic() < deadline:
@@ -729,6 +732,14 @@ class FakeTelegram:
         if offset < 0:
             return bool(self._updates)
         return any(u["update_id"] >= offset for u in self._updates)
+
+    def _confirm(self, params: JSON) -> None:
+        """Forget the updates below a positive offset as soon as the call arrives, not after the
+        long poll: Telegram does, so a bot that dies mid poll is not given them again."""
+        offset = self._offset(params)
+        if offset > 0:
+            with self.lock:
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
 
     def _wait_for_updates(self, params: JSON) -> None:
         offset = self._offset(params)

@@ -471,6 +471,28 @@ def test_http_get_updates_long_poll() -> None:
         assert server.pending_updates == []
 
 
+def test_http_get_updates_confirms_the_offset_before_the_long_poll() -> None:
+    # Telegram forgets the updates below the offset when the call arrives: a bot killed while
+    # its long poll is open must not be given them again after a restart.
+    with (
+        FakeTelegramServer() as server,
+        httpx.Client(base_url=server.base_url + TOKEN + "/") as client,
+    ):
+        update = server.user_sends(USER, "/start")
+        confirm = {"offset": str(update["update_id"] + 1), "timeout": "5"}
+        poll = threading.Thread(target=client.post, args=("getUpdates",),
+                                kwargs={"data": confirm, "timeout": 10})
+        poll.start()  # stays open: nothing new arrives
+        deadline = time.monotonic() + 5
+        while not server.calls_to("getUpdates") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert poll.is_alive()  # still long-polling...
+        assert server.pending_updates == []  # ...and the update is already forgotten
+        server.stop()  # releases the long poll
+        poll.join(timeout=5)
+
+
 async def test_fake_request_helpers_share_one_world(world: FakeTelegram) -> None:
     with FakeTelegramServer(world) as server:
         assert server.world is world

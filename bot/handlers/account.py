@@ -1,13 +1,216 @@
-"""Placeholder: filled in by its feature's work."""
+"""/connect and /disconnect: a user's own panel API key, checked, encrypted, never shown again.
+
+How /connect fits with the other handlers (all in group 0, where only the first match runs):
+the "connect" conversation is registered FIRST (bot/app.py), before the order wizard and the
+catalogue's text search. While it waits for a key, the next text message is the key and nothing
+else sees it (not the search, which would echo it; not the wizard, which would keep it in
+user_data). It waits for one message only: /cancel, any other command or any button press ends
+the wait (the command is not run: the user is told to send it again), and so does a silence of
+five minutes (while the JobQueue runs). The wait is persistent: a restart between "/connect" and
+the key does not send the key to the search. /connect works anywhere, also in the middle of an
+order: the wizard keeps its place and its next answer goes to it again.
+
+Demo mode: the key is checked against the sandbox panel, so only the sandbox's keys connect; a
+real panel's key is refused there (and never leaves the process).
+"""
 
 from __future__ import annotations
 
-from telegram import Update
-from telegram.ext import BaseHandler
+import logging
 
+from telegram import Message, Update
+from telegram.constants import ChatType, ParseMode
+from telegram.error import TelegramError
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.access import account_for
 from bot.deps import BotContext
+from bot.handlers.common import answer, clip, esc, remember_user, reply, within_rate_limit
+from bot.logs import REDACTOR
+from bot.money import format_money
+from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
+from storage import users
+
+log = logging.getLogger(__name__)
+
+WAITING_KEY = 1
+END = ConversationHandler.END
+KEY_WAIT_SECONDS = 300
+
+TURNED_OFF = "Connecting your own key is turned off on this bot."
+PRIVATE_ONLY = ("Connect your key in a private chat with me, never in a group: everyone here "
+                "could read it.")
+ASK_KEY = ("Send me your panel API key (on your panel's account or API page). I delete the "
+           "message at once and keep the key encrypted. /cancel to stop.")
+DELETE_IT = "⚠️ Delete the message with your key yourself: I could not."
+NOT_A_KEY = "That does not look like a panel API key (one word, no spaces)."
+REFUSED = "That key was refused by the panel; nothing was stored."
+CANNOT_CHECK = "Could not check the key now; try again in a minute. Nothing was stored."
+SEND_AGAIN = " Send the key again, or /cancel."
+DEMO_HINT = " (Demo mode: only the sandbox panel's keys work on this bot.)"
+
+MIN_KEY, MAX_KEY = 8, 256
+
+
+async def connect(update: Update, context: BotContext) -> int:
+    """Connects the key sent with the command, or asks for it."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    if message is None or chat is None or user is None:
+        return END
+    key = " ".join(context.args or [])
+    # The key leaves the chat before anything else happens, whatever the answer will be.
+    deleted = await _delete(message) if key else True
+    warning = "" if deleted else "\n" + DELETE_IT
+    if chat.type != ChatType.PRIVATE:
+        await _say(update, PRIVATE_ONLY + warning)
+        return END
+    if context.deps.keybox is None:
+        await _say(update, TURNED_OFF + warning)
+        return END
+    await remember_user(update, context)
+    if not key:
+        await _say(update, ASK_KEY)
+        return WAITING_KEY
+    await _connect_key(update, context, key, warning)
+    return END
+
+
+async def receive_key(update: Update, context: BotContext) -> int | None:
+    """Takes the key sent after /connect; asks again when it is not accepted."""
+    message = update.effective_message
+    if message is None or message.text is None:
+        return None
+    deleted = await _delete(message)
+    connected = await _connect_key(update, context, message.text.strip(),
+                                   "" if deleted else "\n" + DELETE_IT, retry=SEND_AGAIN)
+    return END if connected else None
+
+
+async def cancel(update: Update, context: BotContext) -> int:
+    """Stops waiting for a key."""
+    await reply(update, "OK, no key was connected.")
+    return END
+
+
+async def leave_for_command(update: Update, context: BotContext) -> int:
+    """Another command while a key is awaited: stop waiting, and say to send it again."""
+    message = update.effective_message
+    command = (message.text or "").split()[0] if message is not None and message.text else ""
+    await reply(update, f"I stopped waiting for your key (nothing was connected). Send "
+                        f"{esc(command[:40])} again.")
+    return END
+
+
+async def leave_for_button(update: Update, context: BotContext) -> int:
+    """A button while a key is awaited: stop waiting, and say to tap again."""
+    await answer(update.callback_query,
+                 "I stopped waiting for your key (nothing was connected). Tap again.", alert=True)
+    return END
+
+
+async def disconnect(update: Update, context: BotContext) -> None:
+    """Forgets the user's own panel key."""
+    user = update.effective_user
+    if user is None:
+        return
+    deps = context.deps
+    stored = await users.get_user(deps.db, user.id)
+    if stored is None or stored.panel_key is None:
+        await reply(update, "You have no panel API key connected.")
+        return
+    await users.set_panel_key(deps.db, user.id, None)
+    log.info("User %d disconnected their own panel key", user.id)
+    account = await account_for(deps, user.id)
+    if account is None:
+        now = "You have no access to order now; /connect a key again to order."
+    elif account.demo:
+        now = "You are back on the demo sandbox."
+    else:
+        now = "Your orders now use the operator's panel account."
+    await reply(update, "I have forgotten your panel API key. Orders placed with it stay on "
+                        f"your panel account; I no longer follow them.\n{now}")
+
+
+async def _connect_key(update: Update, context: BotContext, key: str, warning: str,
+                       retry: str = "") -> bool:
+    """Checks the key with a balance request, then stores it encrypted; True when connected."""
+    user = update.effective_user
+    deps = context.deps
+    keybox = deps.keybox
+    if user is None or keybox is None:
+        return False
+    if not MIN_KEY <= len(key) <= MAX_KEY or any(c.isspace() for c in key):
+        await _say(update, NOT_A_KEY + retry + warning)
+        return False
+    # From now on no log line can show the key, whatever happens next.
+    REDACTOR.add(key)
+    if not await within_rate_limit(update, context):
+        return False
+    try:
+        balance = await deps.panel.balance(key)
+    except PanelError as exc:
+        demo = DEMO_HINT if deps.sandbox is not None else ""
+        if exc.kind is PanelErrorKind.INVALID_KEY:
+            text = REFUSED
+        else:
+            text = f"The panel did not accept the key ({esc(REDACTOR.clean(exc.text))}); " \
+                   "nothing was stored."
+        log.info("User %d tried to connect a panel key: refused (%s)", user.id, exc.kind.value)
+        await _say(update, text + demo + retry + warning)
+        return False
+    except PanelClientError as exc:
+        log.warning("User %d tried to connect a panel key: %s", user.id, type(exc).__name__)
+        await _say(update, CANNOT_CHECK + retry + warning)
+        return False
+    await users.set_panel_key(deps.db, user.id, keybox.encrypt(key))
+    log.info("User %d connected their own panel key", user.id)
+    await _say(update, f"✅ Key connected. Balance: "
+                        f"{esc(format_money(balance.balance, balance.currency))}.\n"
+                        "Your orders now use your own panel account. /disconnect to stop."
+                        + warning)
+    return True
+
+
+async def _say(update: Update, text: str) -> None:
+    """Sends a message to the chat without quoting: the message it answers may be deleted."""
+    chat = update.effective_chat
+    if chat is not None:
+        await chat.send_message(clip(text), parse_mode=ParseMode.HTML)
+
+
+async def _delete(message: Message) -> bool:
+    """Deletes a message that carries a key; False when Telegram would not."""
+    try:
+        return await message.delete()
+    except TelegramError as exc:
+        log.info("Could not delete a key message in chat %d: %s", message.chat_id, exc)
+        return False
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:
-    """This module's handlers."""
-    return []
+    """This module's handlers (the conversation must be registered before the wizard's)."""
+    return [
+        ConversationHandler(
+            entry_points=[CommandHandler("connect", connect)],
+            states={
+                WAITING_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_key)],
+            },
+            fallbacks=[
+                CommandHandler("cancel", cancel),
+                MessageHandler(filters.COMMAND, leave_for_command),
+                CallbackQueryHandler(leave_for_button),
+            ],
+            allow_reentry=True,
+            conversation_timeout=KEY_WAIT_SECONDS,
+            name="connect",
+            persistent=True,
+        ),
+        CommandHandler("disconnect", disconnect),
+    ]

@@ -1,13 +1,279 @@
-"""Placeholder: filled in by its feature's work."""
+"""The services catalogue: categories, a category's services, search, and a service's card.
+
+Every page is built from the cached ServiceIndex (never a panel call per tap) and edits the
+message whose button was tapped. Callback data: `cat:<page>`, `cs:<category index>:<page>`,
+`sr:<page>` (the query lives in user_data), `svc:<id>[:<where Back goes>]`.
+"""
 
 from __future__ import annotations
 
-from telegram import Update
-from telegram.ext import BaseHandler
+import logging
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
+
+from bot.access import Account
+from bot.callbacks import int_arg, pack, unpack
+from bot.catalog import ServiceIndex
 from bot.deps import BotContext
+from bot.handlers.common import answer, esc, reply, require_account, show, within_rate_limit
+from bot.keyboards import button, cut, nav_row, page_of
+from bot.money import format_money
+from bot.panel.errors import PanelClientError
+from bot.panel.models import Service
+from bot.service_types import Pricing, form_for
+
+log = logging.getLogger(__name__)
+
+CATEGORIES_PER_PAGE = 10
+SERVICES_PER_PAGE = 8
+QUERY_MAX = 100
+DESC_MAX = 1500
+SEARCH_KEY = "catalog_search"
+
+UNREACHABLE = "The panel could not be reached, so I cannot show its services. Try again soon."
+
+
+# --- what a service looks like -------------------------------------------------------------
+
+
+def price(service: Service, currency: str) -> str:
+    """The service's price as the panel means it: per 1000, or per package (HTML)."""
+    amount = esc(format_money(service.rate, currency))
+    if form_for(service.type).pricing is Pricing.PER_PACKAGE:
+        return f"{amount} per package"
+    return f"{amount} per 1000"
+
+
+def service_line(service: Service, currency: str, *, category: bool = False) -> str:
+    """One service in a list: id, name, price and bounds (HTML)."""
+    where = f" <i>({esc(cut(service.category, 40))})</i>" if category else ""
+    return (f"<b>#{service.service}</b> {esc(cut(service.name, 90))}{where}\n"
+            f"    {price(service, currency)} · {service.min:,}–{service.max:,}")
+
+
+def yes_no(flag: bool) -> str:
+    """A flag as a word."""
+    return "yes" if flag else "no"
+
+
+def service_card_text(service: Service, currency: str) -> str:
+    """A service's card: everything the panel says about it (HTML)."""
+    lines = [
+        f"<b>#{service.service} {esc(service.name)}</b>",
+        f"Category: {esc(service.category)}",
+        f"Type: {esc(service.type)}",
+        f"Price: {price(service, currency)}",
+        f"Order between {service.min:,} and {service.max:,}",
+        f"Refill: {yes_no(service.refill)} · Cancel: {yes_no(service.cancel)}",
+    ]
+    if service.desc:
+        desc = service.desc if len(service.desc) <= DESC_MAX else service.desc[:DESC_MAX] + "…"
+        lines += ["", esc(desc)]
+    return "\n".join(lines)
+
+
+# --- pages (pure: text and buttons from the index) ------------------------------------------
+
+
+Page = tuple[str, InlineKeyboardMarkup]
+
+
+def categories_page(index: ServiceIndex, page: int, note: str = "") -> Page:
+    """The categories, CATEGORIES_PER_PAGE at a time, with ◀ ▶ and Back to the menu."""
+    names, page, pages = page_of(index.categories, page, CATEGORIES_PER_PAGE)
+    first = page * CATEGORIES_PER_PAGE
+    rows = [
+        [button(f"{name} ({len(index.by_category[name])})", "cs", first + i, 0)]
+        for i, name in enumerate(names)
+    ]
+    rows.append(nav_row(page, pages, lambda p: pack("cat", p)))
+    rows.append([InlineKeyboardButton("◀ Menu", callback_data="menu")])
+    head = f"{esc(note)}\n\n" if note else ""
+    if not index.services:
+        return head + "The panel lists no services right now.", InlineKeyboardMarkup(rows)
+    text = (f"{head}<b>Services</b>: {len(index.services):,} in {len(index.categories):,} "
+            f"categories" + (f" (page {page + 1}/{pages})" if pages > 1 else "") + ".\n"
+            "Pick a category, or type words to search (a service id works too).")
+    return text, InlineKeyboardMarkup(rows)
+
+
+def category_page(index: ServiceIndex, category: int, page: int) -> Page | None:
+    """One category's services, SERVICES_PER_PAGE at a time; None if there is no such category."""
+    if not 0 <= category < len(index.categories):
+        return None
+    name = index.categories[category]
+    services, page, pages = page_of(index.by_category[name], page, SERVICES_PER_PAGE)
+    lines = [f"<b>{esc(name)}</b>: {len(index.by_category[name]):,} services"
+             + (f" (page {page + 1}/{pages})" if pages > 1 else ""), ""]
+    lines += [service_line(s, index.currency) for s in services]
+    lines += ["", "Tap a service for its details."]
+    rows = [[button(f"#{s.service} {s.name}", "svc", s.service, "cs", category, page)]
+            for s in services]
+    rows.append(nav_row(page, pages, lambda p: pack("cs", category, p)))
+    rows.append([button("◀ Categories", "cat", category // CATEGORIES_PER_PAGE)])
+    return "\n".join(lines), InlineKeyboardMarkup(rows)
+
+
+def search_page(index: ServiceIndex, query: str, page: int) -> Page:
+    """The services matching every word of `query` (an exact id first), a page at a time."""
+    found = index.search(query)
+    shown = f"“{esc(cut(query, QUERY_MAX))}”"
+    back = [button("◀ Categories", "cat", 0)]
+    if not found:
+        text = f"No service matches {shown}. Try fewer words, or browse the categories."
+        return text, InlineKeyboardMarkup([back])
+    services, page, pages = page_of(found, page, SERVICES_PER_PAGE)
+    lines = [f"🔎 {shown}: {len(found):,} service{'s' if len(found) != 1 else ''}"
+             + (f" (page {page + 1}/{pages})" if pages > 1 else ""), ""]
+    lines += [service_line(s, index.currency, category=True) for s in services]
+    rows = [[button(f"#{s.service} {s.name}", "svc", s.service, "sr", page)] for s in services]
+    rows.append(nav_row(page, pages, lambda p: pack("sr", p)))
+    rows.append(back)
+    return "\n".join(lines), InlineKeyboardMarkup(rows)
+
+
+def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page:
+    """A service's card with "Order this" and Back (to the page it was picked from)."""
+    if back[:1] == ["sr"] and int_arg(back, 1) is not None:
+        back_data = pack("sr", int_arg(back, 1))
+    elif back[:1] == ["cs"] and int_arg(back, 1) is not None and int_arg(back, 2) is not None:
+        back_data = pack("cs", int_arg(back, 1), int_arg(back, 2))
+    else:  # no origin given: the service's own category, on the page that shows it
+        category = index.categories.index(service.category)
+        position = index.by_category[service.category].index(service)
+        back_data = pack("cs", category, position // SERVICES_PER_PAGE)
+    rows = [
+        [button("🛒 Order this", "new", service.service)],
+        [InlineKeyboardButton("◀ Back", callback_data=back_data)],
+    ]
+    return service_card_text(service, index.currency), InlineKeyboardMarkup(rows)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+async def load_index(update: Update, context: BotContext, retry: str) -> ServiceIndex | None:
+    """The caller's catalogue (cached); on a failure with nothing cached, says so with Retry."""
+    account = await require_account(update, context)
+    if account is None:
+        return None
+    return await index_for(update, context, account, retry)
+
+
+async def index_for(update: Update, context: BotContext, account: Account,
+                    retry: str) -> ServiceIndex | None:
+    """The account's catalogue; only a first fetch reaches the panel (and counts as one)."""
+    catalog = context.deps.catalog
+    if catalog.cached(account.id) is None and not await within_rate_limit(update, context):
+        return None
+    try:
+        return await catalog.get(account.id, account.key)
+    except PanelClientError as exc:
+        log.warning("Catalogue of %s unavailable: %s", account.id, exc)
+        await answer(update.callback_query)
+        markup = InlineKeyboardMarkup([[InlineKeyboardButton("🔄 Retry", callback_data=retry)]])
+        await show(update, UNREACHABLE, markup)
+        return None
+
+
+async def show_categories(update: Update, context: BotContext) -> None:
+    """Shows a page of categories (the menu's "New order", Back, ◀ ▶)."""
+    query = update.callback_query
+    page = int_arg(unpack(query.data if query else None), 1) or 0
+    index = await load_index(update, context, pack("cat", page))
+    if index is None:
+        return
+    await answer(query)
+    await show(update, *categories_page(index, page))
+
+
+async def show_category(update: Update, context: BotContext) -> None:
+    """Shows a page of one category's services."""
+    query = update.callback_query
+    parts = unpack(query.data if query else None)
+    category, page = int_arg(parts, 1), int_arg(parts, 2) or 0
+    index = await load_index(update, context, pack("cat", 0))
+    if index is None:
+        return
+    await answer(query)
+    built = category_page(index, category, page) if category is not None else None
+    if built is None:  # the catalogue changed since the button was made, or forged data
+        built = categories_page(index, 0, "The service list has changed: pick the category again.")
+    await show(update, *built)
+
+
+async def show_search_page(update: Update, context: BotContext) -> None:
+    """Shows another page of the last search."""
+    query = update.callback_query
+    page = int_arg(unpack(query.data if query else None), 1) or 0
+    index = await load_index(update, context, pack("sr", page))
+    if index is None:
+        return
+    await answer(query)
+    words = (context.user_data or {}).get(SEARCH_KEY)
+    if not isinstance(words, str) or not words:
+        await show(update, *categories_page(index, 0, "That search has expired: type it again."))
+        return
+    await show(update, *search_page(index, words, page))
+
+
+async def show_service(update: Update, context: BotContext) -> None:
+    """Shows a service's card."""
+    query = update.callback_query
+    parts = unpack(query.data if query else None)
+    service_id = int_arg(parts, 1)
+    index = await load_index(update, context, pack("cat", 0))
+    if index is None:
+        return
+    service = index.by_id.get(service_id) if service_id is not None else None
+    if service is None:
+        await answer(query, "That service is no longer offered.")
+        await show(update, *categories_page(index, 0))
+        return
+    await answer(query)
+    await show(update, *service_page(index, service, parts[2:]))
+
+
+async def search(update: Update, context: BotContext, words: str) -> None:
+    """Replies with the first page of services matching `words`."""
+    index = await load_index(update, context, pack("sr", 0))
+    if index is None:
+        return
+    words = " ".join(words.split())[:QUERY_MAX]
+    if context.user_data is not None:
+        context.user_data[SEARCH_KEY] = words
+    await reply(update, *search_page(index, words, 0))
+
+
+async def services_command(update: Update, context: BotContext) -> None:
+    """/services shows the categories; /services <words> searches."""
+    words = " ".join(context.args or [])
+    if words.strip():
+        await search(update, context, words)
+        return
+    index = await load_index(update, context, pack("cat", 0))
+    if index is not None:
+        await reply(update, *categories_page(index, 0))
+
+
+async def search_text(update: Update, context: BotContext) -> None:
+    """Text typed outside any form is a search of the catalogue."""
+    message = update.effective_message
+    if message is None or not message.text:
+        return
+    await search(update, context, message.text)
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:
     """This module's handlers."""
-    return []
+    return [
+        CommandHandler("services", services_command),
+        CallbackQueryHandler(show_categories, pattern=r"^cat:"),
+        CallbackQueryHandler(show_category, pattern=r"^cs:"),
+        CallbackQueryHandler(show_search_page, pattern=r"^sr:"),
+        CallbackQueryHandler(show_service, pattern=r"^svc:"),
+        # Any other plain text in a private chat: the order wizard (registered earlier) takes
+        # its answers first, so what reaches this handler is a search.
+        MessageHandler(filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, search_text),
+    ]

@@ -1,13 +1,112 @@
-"""Placeholder: filled in by its feature's work."""
+"""/notify: which order changes the tracker messages you about (every change, final only, off)."""
 
 from __future__ import annotations
 
-from telegram import Update
-from telegram.ext import BaseHandler
+from typing import Final, cast
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, TypeHandler
+
+from bot.callbacks import pack, unpack
 from bot.deps import BotContext
+from bot.handlers.common import answer, esc, remember_user, reply, show
+from storage import users
+from storage.users import NOTIFY_MODES, NotifyMode
+
+#: Runs before every other handler group: a user who writes has unblocked the bot.
+SEEN_GROUP: Final = -1
+
+LABELS: Final[dict[str, str]] = {
+    "all": "Every change",
+    "final": "Final only",
+    "off": "Off",
+}
+MEANINGS: Final[dict[str, str]] = {
+    "all": "every status change of your orders (Pending → In progress → Completed)",
+    "final": "only when an order ends: Completed, Partial, Canceled, or lost",
+    "off": "nothing; you can still look at /orders",
+}
+
+
+def notify_text(mode: str, *, saved: bool = False) -> str:
+    """The /notify message: the current mode and what each choice means."""
+    lead = "Saved. " if saved else ""
+    lines = [f"{lead}<b>Notifications</b>: {LABELS[mode]} – {MEANINGS[mode]}.", ""]
+    lines += [f"• <b>{LABELS[m]}</b>: {MEANINGS[m]}" for m in LABELS]
+    lines += ["", "Refills are reported when they end, unless notifications are off."]
+    return "\n".join(lines)
+
+
+def notify_markup(mode: str) -> InlineKeyboardMarkup:
+    """One button per mode, the current one ticked."""
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton(("✅ " if m == mode else "") + LABELS[m], callback_data=pack("nt", m))
+        for m in LABELS
+    ]])
+
+
+async def _current_mode(update: Update, context: BotContext) -> str:
+    """The caller's mode, recording them first (a user row holds the preference)."""
+    await remember_user(update, context)
+    user = update.effective_user
+    known = await users.get_user(context.deps.db, user.id) if user is not None else None
+    return known.notify if known is not None else "all"
+
+
+async def notify_command(update: Update, context: BotContext) -> None:
+    """Shows the notification mode, or sets it from `/notify all|final|off`."""
+    user = update.effective_user
+    if user is None:
+        return
+    mode = await _current_mode(update, context)
+    args = context.args or []
+    if not args:
+        await reply(update, notify_text(mode), notify_markup(mode))
+        return
+    wanted = args[0].strip().lower()
+    if wanted not in NOTIFY_MODES:
+        await reply(update, f"Unknown choice “{esc(args[0][:30])}”: use all, final or off.",
+                    notify_markup(mode))
+        return
+    await users.set_notify(context.deps.db, user.id, cast(NotifyMode, wanted))
+    await reply(update, notify_text(wanted, saved=True), notify_markup(wanted))
+
+
+async def notify_pressed(update: Update, context: BotContext) -> None:
+    """A mode button: saves the choice and ticks it."""
+    query = update.callback_query
+    user = update.effective_user
+    if query is None or user is None:
+        return
+    parts = unpack(query.data)
+    wanted = parts[1] if len(parts) == 2 else ""
+    if wanted not in NOTIFY_MODES:
+        await answer(query, "This button is no longer valid.")
+        return
+    await _current_mode(update, context)
+    await users.set_notify(context.deps.db, user.id, cast(NotifyMode, wanted))
+    await answer(query, f"Notifications: {LABELS[wanted]}")
+    await show(update, notify_text(wanted, saved=True), notify_markup(wanted))
+
+
+async def user_is_back(update: Update, context: BotContext) -> None:
+    """Clears the 'blocked the bot' mark of a user who writes again, so messages resume."""
+    user = update.effective_user
+    if user is None:
+        return
+    known = await users.get_user(context.deps.db, user.id)
+    if known is not None and known.blocked:
+        await users.set_blocked(context.deps.db, user.id, False)
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:
     """This module's handlers."""
-    return []
+    return [
+        CommandHandler("notify", notify_command),
+        CallbackQueryHandler(notify_pressed, pattern=r"^nt:"),
+    ]
+
+
+def early_handlers() -> list[tuple[BaseHandler[Update, BotContext, object], int]]:
+    """Handlers that must run in their own group before all others: (handler, group)."""
+    return [(TypeHandler(Update, user_is_back), SEEN_GROUP)]

@@ -1,13 +1,773 @@
-"""Placeholder: filled in by its feature's work."""
+"""The order wizard: one named, persistent conversation from a service to a placed order.
+
+Everything is generated from the service-type table (`bot.service_types`): the questions, their
+checks, the summary and the `add` request. The wizard's data lives in `user_data["order"]` as
+plain JSON-able values, so the persistence keeps it and a restarted bot resumes at the same step:
+
+    service   the service as it was picked (a snapshot: the catalogue may change meanwhile)
+    account   the panel account the order is for ("operator" or "user:<id>")
+    currency  the catalogue's currency
+    answers   {field name: answer as it will be sent}; "" for a skipped optional field
+    field     the field being asked (None at the summary)
+    history   the fields answered before it, in order (Back pops; the summary's values)
+    draft     the id of the order draft the summary's Confirm names (None before the summary)
+    msg       the message carrying the current question or summary (older buttons are stale)
+    summary   the summary as shown (HTML), repeated above the outcome of Confirm
+
+States: ASKING (a question is out; `field` says which) and SUMMARY. Placing is made safe by the
+database, not by the conversation: Confirm claims the draft atomically (`claim_order`) before the
+one `add` request, so a second tap, an old summary or two racing taps never send a second order.
+
+Commands other than /cancel and /order while a question is out get a one-line reminder and the
+same question: the wizard takes every message of the chat while it runs, so a command that
+slipped through would leave the user unsure what their next message answers.
+"""
 
 from __future__ import annotations
 
-from telegram import Update
-from telegram.ext import BaseHandler
+import logging
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from bot.access import Account
+from bot.callbacks import int_arg, pack, unpack
+from bot.config import Settings
 from bot.deps import BotContext
+from bot.handlers.catalog import categories_page, index_for, load_index, price
+from bot.handlers.common import (
+    answer,
+    esc,
+    remember_user,
+    reply,
+    require_account,
+    show,
+    within_rate_limit,
+)
+from bot.keyboards import cut
+from bot.money import format_money
+from bot.panel.errors import (
+    OutcomeUnknown,
+    PanelClientError,
+    PanelError,
+    PanelErrorKind,
+    PanelTransportError,
+)
+from bot.panel.models import Balance, Service
+from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
+from storage import orders
+
+log = logging.getLogger(__name__)
+
+ASKING, SUMMARY = 1, 2
+END = ConversationHandler.END
+ORDER_KEY = "order"
+CHOICES_PER_ROW = 6
+SHOWN_LINES = 20  # of a list answer on the summary; the rest is counted
+SHOWN_CHARS = 1200
+
+CLOSED = "This order form is closed."
+OUT_OF_DATE = "This button is out of date."
+ALREADY_SENT = "This order was already sent."
+OLD_SUMMARY = "This summary is out of date."
+ACCOUNT_CHANGED = "Your panel account changed; start again with /order."
+CANCELLED = "Order cancelled: nothing was sent. Start again with /order."
+COMMAND_REMINDER = "You are filling in an order: send the answer, or /cancel to leave it."
+USE_BUTTONS = "Tap Confirm, Edit or Cancel on the summary above (or /cancel)."
+NOT_TEXT = "Please send the answer as a text message."
+ORDER_USAGE = ("Send /order followed by a service id, e.g. <code>/order 1</code>, or /order "
+               "alone to browse the services.")
+
+# What to tell the user when the panel refuses an order, by what its error means.
+REFUSALS: dict[PanelErrorKind, str] = {
+    PanelErrorKind.NOT_ENOUGH_FUNDS: (
+        "The panel account does not have enough funds for this order. Top up the balance on "
+        "the panel (or lower the quantity with Edit), then tap Confirm again."
+    ),
+    PanelErrorKind.DUPLICATE_LINK: (
+        "The panel already has an active order for this link, so it refused this one: your "
+        "balance was not charged; try again when the active order for this link finishes, or "
+        "Edit the link."
+    ),
+    PanelErrorKind.QUANTITY_TOO_LOW: (
+        "The panel says the quantity is below this service's minimum. Tap Edit to change it."
+    ),
+    PanelErrorKind.QUANTITY_TOO_HIGH: (
+        "The panel says the quantity is above this service's maximum. Tap Edit to change it."
+    ),
+    PanelErrorKind.BAD_LINK: (
+        "The panel did not accept the link. Tap Edit and send the full link to a public page "
+        "(https://…)."
+    ),
+    PanelErrorKind.INVALID_KEY: (
+        "The panel rejected the API key. If you connected your own key, check it and /connect "
+        "it again; otherwise tell the bot's operator."
+    ),
+    PanelErrorKind.INCORRECT_SERVICE: (
+        "The panel no longer offers this service. Cancel, and pick another one with /order."
+    ),
+}
 
 
-def handlers() -> list[BaseHandler[Update, BotContext, object]]:
-    """This module's handlers."""
-    return []
+# --- the wizard's data ----------------------------------------------------------------------
+
+
+def snapshot(service: Service) -> dict[str, Any]:
+    """A service as plain data, the way the panel lists it (Service.from_api reads it back)."""
+    data: dict[str, Any] = {
+        "service": service.service, "name": service.name, "type": service.type,
+        "category": service.category, "rate": str(service.rate), "min": service.min,
+        "max": service.max, "refill": service.refill, "cancel": service.cancel,
+        "desc": service.desc,
+    }
+    if service.dripfeed is not None:
+        data["dripfeed"] = service.dripfeed
+    return data
+
+
+def current_order(context: BotContext) -> dict[str, Any] | None:
+    """This user's wizard data, if a well-formed one is there."""
+    order = (context.user_data or {}).get(ORDER_KEY)
+    if (isinstance(order, dict) and isinstance(order.get("service"), dict)
+            and isinstance(order.get("answers"), dict) and isinstance(order.get("history"), list)):
+        return order
+    return None
+
+
+def service_of(order: Mapping[str, Any]) -> Service | None:
+    """The service the order is for, from its snapshot."""
+    return Service.from_api(dict(order["service"]))
+
+
+def drop_order(context: BotContext) -> bool:
+    """Forgets the wizard's data; True if there was any."""
+    if context.user_data is None:
+        return False
+    return context.user_data.pop(ORDER_KEY, None) is not None
+
+
+def answered(order: Mapping[str, Any]) -> dict[str, str]:
+    """The answers given on the way to the summary (the fields asked, in order)."""
+    answers: Mapping[str, str] = order["answers"]
+    return {name: answers[name] for name in order["history"] if answers.get(name)}
+
+
+# --- what the user sees ---------------------------------------------------------------------
+
+
+def shown_value(value: str) -> str:
+    """An answer as shown (HTML): long lists are cut, with how many lines there are."""
+    lines = value.split("\n")
+    if len(lines) == 1:
+        return esc(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…")
+    head = "\n".join(lines[:SHOWN_LINES])
+    if len(head) > SHOWN_CHARS:
+        head = head[:SHOWN_CHARS] + "…"
+    more = len(lines) - SHOWN_LINES
+    tail = f"\n… and {more:,} more" if more > 0 else ""
+    return f"({len(lines):,} lines)\n{esc(head)}{tail}"
+
+
+def header(service: Service) -> str:
+    """The wizard's title line (HTML)."""
+    return f"🛒 <b>New order: #{service.service} {esc(cut(service.name, 80))}</b>"
+
+
+def question_text(order: Mapping[str, Any], service: Service, field: FormField,
+                  error: str | None = None) -> str:
+    """A question with what is expected, an example, and the answer kept so far (HTML)."""
+    lines = [f"❌ {esc(error)}", ""] if error else []
+    lines += [header(service), f"Step {len(order['history']) + 1}: {esc(field.label)}", "",
+              esc(field.question(service))]
+    kept = order["answers"].get(field.name)
+    if kept:
+        lines += ["", f"Now: {shown_value(kept)}", "Tap Keep to keep it, or send a new value."]
+    return "\n".join(lines)
+
+
+def question_markup(order: Mapping[str, Any], field: FormField) -> InlineKeyboardMarkup:
+    """The question's buttons: choices, Keep, Skip, Back and Cancel."""
+    rows: list[list[InlineKeyboardButton]] = []
+    if field.kind is Kind.CHOICE:
+        buttons = [InlineKeyboardButton(str(c), callback_data=pack("wz", "choice", c))
+                   for c in field.choices]
+        rows += [buttons[i : i + CHOICES_PER_ROW] for i in range(0, len(buttons),
+                                                                  CHOICES_PER_ROW)]
+    extra = []
+    if order["answers"].get(field.name):
+        extra.append(InlineKeyboardButton("✔ Keep", callback_data="wz:keep"))
+    if field.optional:
+        extra.append(InlineKeyboardButton("⏭ Skip", callback_data="wz:skip"))
+    if extra:
+        rows.append(extra)
+    last = [InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")]
+    if order["history"]:
+        last.insert(0, InlineKeyboardButton("◀ Back", callback_data="wz:back"))
+    rows.append(last)
+    return InlineKeyboardMarkup(rows)
+
+
+def cost_line(form: OrderForm, service: Service, values: Mapping[str, str],
+              currency: str) -> str:
+    """The estimated cost as the service's pricing works it out (HTML)."""
+    cost = esc(format_money(form.cost(service, values), currency))
+    quantity = form.quantity(values)
+    if form.pricing is Pricing.PER_PACKAGE:
+        return f"<b>Price: {cost}</b> (one package)"
+    if form.pricing is Pricing.PER_POST:
+        return (f"<b>Cost per new post: up to {cost}</b> ({price(service, currency)} × "
+                f"{quantity:,}); the panel charges it for each new post")
+    return f"<b>Estimated cost: {cost}</b> ({price(service, currency)} × {quantity:,})"
+
+
+def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
+                 balance: Balance | None) -> str:
+    """Every field as it will be sent, the cost, the balance and a warning if short (HTML)."""
+    values = answered(order)
+    fields = form.request_fields(service, values)
+    currency = str(order.get("currency") or "")
+    lines = [header(service), "Check the order, then tap Confirm.", ""]
+    for field in form.fields:
+        if field.name in fields:
+            lines.append(f"{esc(field.label)}: {shown_value(fields[field.name])}")
+    if "quantity" in fields and form.quantity(values) != int(fields["quantity"]):
+        lines.append(f"Total quantity: {form.quantity(values):,}")
+    lines += ["", cost_line(form, service, values, currency)]
+    if balance is None:
+        lines.append("Balance: unavailable right now")
+    else:
+        shown = format_money(balance.balance, balance.currency or currency)
+        lines.append(f"Balance: {esc(shown)}")
+        if balance.balance < form.cost(service, values):
+            lines.append("⚠️ The balance is not enough for this order: top it up on the panel "
+                         "first, or the panel will refuse it.")
+    return "\n".join(lines)
+
+
+def summary_markup(draft_id: int, *, retry: bool = False) -> InlineKeyboardMarkup:
+    """Confirm / Edit / Cancel (and Back to the last question)."""
+    label = "✅ Confirm (retry)" if retry else "✅ Confirm"
+    return InlineKeyboardMarkup([
+        [InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id))],
+        [InlineKeyboardButton("✏️ Edit", callback_data="wz:edit"),
+         InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")],
+        [InlineKeyboardButton("◀ Back", callback_data="wz:back")],
+    ])
+
+
+async def say(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> int | None:
+    """Edits the message whose button was tapped, or sends a new one; that message's id."""
+    query = update.callback_query
+    if query is not None and isinstance(query.message, Message):
+        await show(update, text, markup)
+        return query.message.message_id
+    sent = await reply(update, text, markup)
+    return sent.message_id if sent is not None else None
+
+
+def is_fresh(update: Update, order: Mapping[str, Any]) -> bool:
+    """Whether a tapped button is on the wizard's current message (not an older one)."""
+    query = update.callback_query
+    if query is None or order.get("msg") is None:
+        return True
+    return query.message is not None and query.message.message_id == order["msg"]
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+async def ask(update: Update, order: dict[str, Any], service: Service, field: FormField,
+              error: str | None = None, *, new_message: bool = False) -> None:
+    """Puts a question (again, after a one-line reason, when `error` is given)."""
+    order["field"] = field.name
+    text, markup = question_text(order, service, field, error), question_markup(order, field)
+    if new_message:
+        sent = await reply(update, text, markup)
+        order["msg"] = sent.message_id if sent is not None else None
+    else:
+        order["msg"] = await say(update, text, markup)
+
+
+async def begin(update: Update, context: BotContext, service: Service, account: Account,
+                currency: str) -> int:
+    """Starts a fresh order of `service` at its first question."""
+    await remember_user(update, context)
+    order: dict[str, Any] = {
+        "service": snapshot(service), "account": account.id, "currency": currency,
+        "answers": {}, "field": None, "history": [], "draft": None, "msg": None,
+    }
+    assert context.user_data is not None
+    context.user_data[ORDER_KEY] = order
+    form = form_for(service.type)
+    first = form.next_field(service, {})
+    if first is None:
+        return await summarise(update, context, order, service, form)
+    await ask(update, order, service, first, new_message=True)
+    return ASKING
+
+
+async def advance(update: Update, context: BotContext, order: dict[str, Any], service: Service,
+                  field: FormField, value: str) -> int:
+    """Stores an accepted answer and asks the next question, or shows the summary."""
+    order["answers"][field.name] = value
+    order["history"].append(field.name)
+    form = form_for(service.type)
+    following = form.next_field(service, order["answers"], after=field.name)
+    if following is None:
+        return await summarise(update, context, order, service, form)
+    await ask(update, order, service, following)
+    return ASKING
+
+
+async def order_account(update: Update, context: BotContext,
+                        order: Mapping[str, Any]) -> Account | None:
+    """The caller's account if it is still the one the order was started with; else says so."""
+    account = await require_account(update, context)
+    if account is not None and account.id == order.get("account"):
+        return account
+    drop_order(context)
+    if account is not None:
+        await answer(update.callback_query)
+        await reply(update, ACCOUNT_CHANGED)
+    return None
+
+
+async def panel_balance(update: Update, context: BotContext, account: Account) -> Balance | None:
+    """The panel balance for the summary, or None when it cannot be had now."""
+    user = update.effective_user
+    if user is None or context.deps.limiter.try_acquire(user.id) > 0:
+        return None
+    try:
+        return await context.deps.panel.balance(account.key)
+    except PanelClientError as exc:
+        log.info("Balance unavailable for the summary: %s", exc)
+        return None
+
+
+async def summarise(update: Update, context: BotContext, order: dict[str, Any],
+                    service: Service, form: OrderForm) -> int:
+    """Stores a draft of the order as it will be sent and shows the summary with Confirm."""
+    user = update.effective_user
+    account = await order_account(update, context, order)
+    if user is None or account is None:
+        return END
+    values = answered(order)
+    await remember_user(update, context)
+    draft_id = await orders.create_draft(
+        context.deps.db, owner_id=user.id, account=account.id, service_id=service.service,
+        service_name=service.name, service_type=service.type, rate=service.rate,
+        currency=str(order.get("currency") or ""), can_refill=service.refill,
+        can_cancel=service.cancel, fields=form.request_fields(service, values),
+        quantity=form.quantity(values), cost=form.cost(service, values),
+    )
+    balance = await panel_balance(update, context, account)
+    text = summary_text(order, service, form, balance)
+    order.update(field=None, draft=draft_id, summary=text)
+    order["msg"] = await say(update, text, summary_markup(draft_id))
+    return SUMMARY
+
+
+def wizard_state(context: BotContext) -> tuple[dict[str, Any], Service, FormField] | None:
+    """The order, its service and the field being asked; None when no question is out."""
+    order = current_order(context)
+    service = service_of(order) if order is not None else None
+    if order is None or service is None or not isinstance(order.get("field"), str):
+        return None
+    try:
+        field = form_for(service.type).field(order["field"])
+    except KeyError:
+        return None
+    return order, service, field
+
+
+async def closed(update: Update, context: BotContext) -> int:
+    """Ends a conversation whose data is gone (or unreadable)."""
+    drop_order(context)
+    query = update.callback_query
+    if query is not None:
+        await answer(query, CLOSED)
+    else:
+        await reply(update, f"{CLOSED} Start again with /order.")
+    return END
+
+
+# --- handlers: starting ---------------------------------------------------------------------
+
+
+async def order_command(update: Update, context: BotContext) -> int | None:
+    """/order <service id> starts the order form; /order alone opens the catalogue."""
+    args = context.args or []
+    if not args:
+        dropped = drop_order(context)
+        index = await load_index(update, context, pack("cat", 0))
+        if index is not None:
+            note = "The order you were filling in was dropped." if dropped else ""
+            await reply(update, *categories_page(index, 0, note))
+        return END
+    service_id = int_arg(args, 0)
+    if service_id is None or len(args) > 1:
+        await reply(update, ORDER_USAGE)
+        return None
+    account = await require_account(update, context)
+    if account is None:
+        drop_order(context)
+        return END
+    index = await index_for(update, context, account, pack("new", service_id))
+    if index is None:
+        return None
+    service = index.by_id.get(service_id)
+    if service is None:
+        await reply(update, f"There is no service #{service_id}. Browse with /services, or "
+                            "search with /services &lt;words&gt;.")
+        return None
+    return await begin(update, context, service, account, index.currency)
+
+
+async def order_from_button(update: Update, context: BotContext) -> int | None:
+    """"Order this" on a service's card starts its order form."""
+    query = update.callback_query
+    service_id = int_arg(unpack(query.data if query else None), 1)
+    account = await require_account(update, context)
+    if account is None:
+        drop_order(context)
+        return END
+    retry = pack("new", service_id if service_id is not None else 0)
+    index = await index_for(update, context, account, retry)
+    if index is None:
+        return None
+    service = index.by_id.get(service_id) if service_id is not None else None
+    if service is None:
+        await answer(query, "That service is no longer offered.")
+        return None
+    await answer(query)
+    return await begin(update, context, service, account, index.currency)
+
+
+# --- handlers: answering --------------------------------------------------------------------
+
+
+async def take_answer(update: Update, context: BotContext) -> int | None:
+    """A typed answer: accepted → next question; refused → the reason and the same question."""
+    state = wizard_state(context)
+    if state is None:
+        return await closed(update, context)
+    order, service, field = state
+    message = update.effective_message
+    text = message.text if message is not None else None
+    if not text:
+        await ask(update, order, service, field, NOT_TEXT)
+        return None
+    try:
+        value = field.parse(text, service, order["answers"])
+    except FieldError as exc:
+        await ask(update, order, service, field, str(exc))
+        return None
+    return await advance(update, context, order, service, field, value)
+
+
+async def other_command(update: Update, context: BotContext) -> int | None:
+    """A command while a question is out: a reminder and the same question."""
+    state = wizard_state(context)
+    if state is None:
+        return await closed(update, context)
+    order, service, field = state
+    await ask(update, order, service, field, COMMAND_REMINDER)
+    return None
+
+
+async def press(update: Update, context: BotContext) -> tuple[
+        dict[str, Any], Service, FormField] | None:
+    """The wizard's state for a tapped question button; None (answered) when it is stale."""
+    state = wizard_state(context)
+    if state is None or not is_fresh(update, state[0]):
+        await answer(update.callback_query, OUT_OF_DATE if state else CLOSED)
+        return None
+    await answer(update.callback_query)
+    return state
+
+
+async def keep(update: Update, context: BotContext) -> int | None:
+    """Keeps the answer given before (checked again: earlier answers may have changed)."""
+    state = await press(update, context)
+    if state is None:
+        return None
+    order, service, field = state
+    kept = order["answers"].get(field.name)
+    if not kept:
+        await ask(update, order, service, field, "There is no answer to keep: send one.")
+        return None
+    try:
+        value = field.parse(kept, service, order["answers"])
+    except FieldError as exc:
+        await ask(update, order, service, field, str(exc))
+        return None
+    return await advance(update, context, order, service, field, value)
+
+
+async def skip(update: Update, context: BotContext) -> int | None:
+    """Skips an optional question."""
+    state = await press(update, context)
+    if state is None:
+        return None
+    order, service, field = state
+    if not field.optional:
+        await ask(update, order, service, field, "This question cannot be skipped.")
+        return None
+    return await advance(update, context, order, service, field, "")
+
+
+async def choose(update: Update, context: BotContext) -> int | None:
+    """One of a question's choice buttons (checked like a typed answer)."""
+    state = await press(update, context)
+    if state is None:
+        return None
+    order, service, field = state
+    query = update.callback_query
+    choice = int_arg(unpack(query.data if query else None), 2)
+    try:
+        if field.kind is not Kind.CHOICE or choice is None:
+            raise FieldError("Send the answer to this question.")
+        value = field.parse(str(choice), service, order["answers"])
+    except FieldError as exc:
+        await ask(update, order, service, field, str(exc))
+        return None
+    return await advance(update, context, order, service, field, value)
+
+
+async def back(update: Update, context: BotContext) -> int | None:
+    """Goes back one question (from the summary: to the last one), answers kept."""
+    order = current_order(context)
+    service = service_of(order) if order is not None else None
+    if order is None or service is None or not is_fresh(update, order):
+        await answer(update.callback_query, OUT_OF_DATE if order else CLOSED)
+        return None
+    if not order["history"]:
+        await answer(update.callback_query, "This is the first question.")
+        return None
+    await answer(update.callback_query)
+    name = order["history"].pop()
+    order["draft"] = None
+    await ask(update, order, service, form_for(service.type).field(name))
+    return ASKING
+
+
+async def edit(update: Update, context: BotContext) -> int | None:
+    """Edit on the summary: the questions again from the first, each offering Keep."""
+    order = current_order(context)
+    service = service_of(order) if order is not None else None
+    if order is None or service is None or not is_fresh(update, order):
+        await answer(update.callback_query, OUT_OF_DATE if order else CLOSED)
+        return None
+    first = form_for(service.type).next_field(service, {})
+    if first is None:
+        await answer(update.callback_query, "This service has nothing to edit.")
+        return None
+    await answer(update.callback_query)
+    order.update(history=[], draft=None)
+    await ask(update, order, service, first)
+    return ASKING
+
+
+# --- handlers: the summary ------------------------------------------------------------------
+
+
+async def stale_confirm_text(context: BotContext, draft_id: int | None, user_id: int) -> str:
+    """Why a Confirm that is not the current summary's does nothing."""
+    if draft_id is not None:
+        draft = await orders.get_order(context.deps.db, draft_id)
+        if (draft is not None and draft.owner_id == user_id
+                and draft.state in ("claimed", "placed", "unknown")):
+            return ALREADY_SENT
+    return OLD_SUMMARY
+
+
+def refusal_text(exc: PanelClientError) -> str:
+    """What to tell the user when the panel did not take the order, and what to do (HTML)."""
+    if isinstance(exc, PanelError):
+        advice = REFUSALS.get(exc.kind)
+        if advice is not None:
+            return f"❌ {esc(advice)}"
+        return (f"❌ The panel refused the order: {esc(exc.text)}\n"
+                "Tap Edit to change it, or Confirm to try again.")
+    return f"❌ {esc(exc.user_message)} The order was not placed: tap Confirm to try again."
+
+
+def unknown_outcome_text() -> str:
+    """A sent order whose outcome is unknown: not retried, and how to check it (HTML)."""
+    return ("⚠️ The panel did not answer, so I do not know whether the order was placed. "
+            "It was <b>not</b> retried, so you will not be charged twice.\n"
+            "Check the order list on the panel's website in a few minutes. If the order is "
+            "there, send /track &lt;its id&gt; and I will follow it; if it is not, order again "
+            "with /order.")
+
+
+async def confirm(update: Update, context: BotContext) -> int | None:
+    """Places the order exactly once: the draft is claimed in the database before `add`."""
+    query = update.callback_query
+    user = update.effective_user
+    order = current_order(context)
+    service = service_of(order) if order is not None else None
+    if query is None or user is None or order is None or service is None:
+        return await closed(update, context)
+    draft_id = int_arg(unpack(query.data), 2)
+    if not await within_rate_limit(update, context):
+        return None
+    if draft_id is None or draft_id != order.get("draft"):
+        await answer(query, await stale_confirm_text(context, draft_id, user.id))
+        return None
+    account = await order_account(update, context, order)
+    if account is None:
+        return END
+    db = context.deps.db
+    if not await orders.claim_order(db, draft_id, owner_id=user.id):
+        await answer(query, ALREADY_SENT)
+        return None
+    await answer(query, "Sending the order…")
+    draft = await orders.get_order(db, draft_id)
+    assert draft is not None and draft.service_id is not None
+    summary = str(order.get("summary") or "")
+    fields = {name: str(value) for name, value in draft.fields.items()}
+    try:
+        panel_id = await context.deps.panel.add(account.key, draft.service_id, fields)
+    except (OutcomeUnknown, PanelTransportError) as exc:
+        await orders.mark_outcome_unknown(db, draft_id, error=exc.user_message)
+        log.warning("Order draft %d: outcome unknown (%s); not retried", draft_id, exc)
+        drop_order(context)
+        await say(update, f"{unknown_outcome_text()}\n\n{summary}")
+        return END
+    except PanelClientError as exc:
+        await orders.mark_failed(db, draft_id, error=str(exc))
+        await say(update, f"{refusal_text(exc)}\n\n{summary}",
+                  summary_markup(draft_id, retry=True))
+        return None
+    except Exception:
+        # A bug, not the panel: the request may have gone out, so it must never be resent.
+        await orders.mark_outcome_unknown(db, draft_id, error="internal error while sending")
+        drop_order(context)
+        await say(update, f"{unknown_outcome_text()}\n\n{summary}")
+        raise
+    try:
+        await orders.mark_placed(db, draft_id, panel_order_id=panel_id)
+    except sqlite3.IntegrityError:
+        # Someone already follows this panel id (/track): the order is placed and tracked.
+        log.warning("Order %d placed but already known to the bot", panel_id)
+    drop_order(context)
+    await say(update, f"✅ <b>Order {panel_id} placed.</b> I'll message you when its status "
+                      f"changes (tracking is on; see /orders).\n\n{summary}")
+    return END
+
+
+async def use_the_buttons(update: Update, context: BotContext) -> None:
+    """A message while the summary is out: points at its buttons."""
+    await reply(update, USE_BUTTONS)
+
+
+# --- handlers: leaving ----------------------------------------------------------------------
+
+
+async def cancel(update: Update, context: BotContext) -> int | None:
+    """/cancel or the Cancel button: leaves the wizard, nothing sent."""
+    order = current_order(context)
+    query = update.callback_query
+    if query is not None and order is not None and not is_fresh(update, order):
+        await answer(query, OUT_OF_DATE)
+        return None
+    drop_order(context)
+    await answer(query)
+    await say(update, CANCELLED)
+    return END
+
+
+async def timed_out(update: object, context: BotContext) -> None:
+    """An abandoned wizard ends after ORDER_TIMEOUT, with a message."""
+    drop_order(context)
+    minutes = context.deps.settings.order_timeout
+    chat = update.effective_chat if isinstance(update, Update) else None
+    user = update.effective_user if isinstance(update, Update) else None
+    if chat is None:
+        return
+    context.application.mark_data_for_update_persistence(
+        chat_ids=chat.id, user_ids=user.id if user else None)
+    await context.bot.send_message(
+        chat.id, f"Your order was not placed (it timed out after {minutes:g} minute"
+                 f"{'' if minutes == 1 else 's'}). Start again with /order.")
+
+
+async def stale_button(update: Update, context: BotContext) -> None:
+    """A wizard button from a form that is closed or a message that is not current."""
+    query = update.callback_query
+    user = update.effective_user
+    if query is None or user is None:
+        return
+    parts = unpack(query.data)
+    if parts[1:2] == ["confirm"]:
+        await answer(query, await stale_confirm_text(context, int_arg(parts, 2), user.id))
+        return
+    await answer(query, OUT_OF_DATE if current_order(context) else CLOSED)
+
+
+async def nothing_to_cancel(update: Update, context: BotContext) -> None:
+    """/cancel with no order form open."""
+    await reply(update, "You are not filling in an order. Start one with /order.")
+
+
+def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotContext, object]]:
+    """This module's handlers: the conversation, then what catches its stale buttons."""
+    minutes = settings.order_timeout if settings is not None else 15.0
+    message = filters.UpdateType.MESSAGE
+    Handler = BaseHandler[Update, BotContext, object]
+    cancel_command: Handler = CommandHandler("cancel", cancel)
+    cancel_button: Handler = CallbackQueryHandler(cancel, pattern=r"^wz:cancel$")
+    stale: Handler = CallbackQueryHandler(stale_button, pattern=r"^wz:")
+    conversation: ConversationHandler[BotContext] = ConversationHandler(
+        entry_points=[
+            CallbackQueryHandler(order_from_button, pattern=r"^new:"),
+            CommandHandler("order", order_command),
+        ],
+        states={
+            ASKING: [
+                cancel_command,
+                cancel_button,
+                MessageHandler(message & filters.TEXT & ~filters.COMMAND, take_answer),
+                MessageHandler(message & filters.COMMAND, other_command),
+                MessageHandler(message, take_answer),  # photos, stickers…: asked again
+                CallbackQueryHandler(keep, pattern=r"^wz:keep$"),
+                CallbackQueryHandler(skip, pattern=r"^wz:skip$"),
+                CallbackQueryHandler(choose, pattern=r"^wz:choice:"),
+                CallbackQueryHandler(back, pattern=r"^wz:back$"),
+                stale,
+            ],
+            SUMMARY: [
+                cancel_command,
+                cancel_button,
+                CallbackQueryHandler(confirm, pattern=r"^wz:confirm:"),
+                CallbackQueryHandler(edit, pattern=r"^wz:edit$"),
+                CallbackQueryHandler(back, pattern=r"^wz:back$"),
+                MessageHandler(message & ~filters.COMMAND, use_the_buttons),
+                stale,
+            ],
+            ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
+        },
+        fallbacks=[cancel_command, cancel_button],
+        name="order_wizard",
+        persistent=True,
+        allow_reentry=True,  # /order or "Order this" mid-wizard starts over cleanly
+        per_message=False,
+        conversation_timeout=minutes * 60,
+    )
+    return [
+        conversation,
+        CallbackQueryHandler(stale_button, pattern=r"^wz:"),
+        CommandHandler("cancel", nothing_to_cancel),
+    ]

@@ -1,0 +1,219 @@
+"""Benchmark: a 5,000-service catalogue (page build, search, taps) and the order wizard's speed.
+
+Run from the repository root: `python benchmarks/bench_catalog_wizard.py [--orders N]`.
+Prints a markdown table. Everything runs in-process: the real Application, the fake Bot API of
+the tests (tests/fakebot.py) and the sandbox panel; the wizard's updates per second are compared
+with a bare echo bot fed the same way in the same run.
+
+The bot's AIORateLimiter keeps it under Telegram's ~30 calls/s, and that ceiling, not the bot's
+own work, bounds it when one chat is fed as fast as possible. So the bot's own cost is measured
+with that limiter switched off (patched to pass calls straight through), and the wizard is also
+timed as deployed, limiter on, to show the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from telegram import Update
+from telegram.ext import AIORateLimiter, Application, MessageHandler, filters
+
+from bot.catalog import ServiceIndex
+from bot.handlers.catalog import categories_page, category_page, search_page
+from bot.panel.models import Service
+from bot.panel.sandbox import DEMO_KEY, SandboxPanel
+from tests.conftest import TOKEN, USER, BotHarness, start_harness, stop_harness
+from tests.fakebot import FakeRequest, FakeTelegram, feed
+
+PLATFORMS = ["Instagram", "TikTok", "YouTube", "Telegram", "Twitter", "Facebook", "Spotify",
+             "Twitch", "Discord", "Website"]
+KINDS = ["Followers", "Likes", "Views", "Comments", "Shares", "Members", "Plays", "Saves",
+         "Reposts", "Traffic"]
+QUALITY = ["Real", "HQ", "Cheap", "Instant", "Non-drop", "Targeted USA", "Premium", "Fast"]
+
+
+def services(count: int = 5000) -> list[dict[str, Any]]:
+    """A panel-like catalogue: 50 categories (platform × kind group), Default services."""
+    rng = random.Random(7)
+    rows = []
+    for i in range(1, count + 1):
+        platform, kind = rng.choice(PLATFORMS), rng.choice(KINDS)
+        category = f"{platform} {kind} {'[Refill]' if i % 2 else '[No refill]'}"
+        rows.append({
+            "service": i, "type": "Default", "category": category,
+            "name": f"{platform} {kind} [{rng.choice(QUALITY)}] [Max {rng.randint(1, 500)}K] "
+                    f"[Start 0-{rng.randint(1, 24)}h] - {rng.randint(100, 50000)}/day",
+            "rate": f"{rng.uniform(0.01, 20):.4f}", "min": "10", "max": "1000000",
+            "refill": i % 2 == 1, "cancel": i % 3 == 0, "desc": "Speed and quality vary.",
+        })
+    return rows
+
+
+def timings(action: Callable[[], object], runs: int) -> list[float]:
+    """Milliseconds each of `runs` calls took."""
+    result = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        action()
+        result.append((time.perf_counter() - start) * 1000)
+    return result
+
+
+def p(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def row(what: str, values: list[float]) -> str:
+    """A table row with p50 / p99 in milliseconds."""
+    return f"| {what} | {p(values, 50):.3f} ms | {p(values, 99):.3f} ms | {len(values)} |"
+
+
+async def catalogue_rows(bot: BotHarness, runs: int) -> list[str]:
+    """Page build and search on the cached 5,000-service index, and taps through the bot."""
+    rng = random.Random(1)
+    rows = []
+    start = time.perf_counter()
+    await bot.send("/services")  # the one fetch: services (+ balance for the currency)
+    first = (time.perf_counter() - start) * 1000
+    index = await bot.deps.catalog.get("operator", DEMO_KEY)
+    assert len(index.services) == 5000
+    rows.append(f"| first /services (fetch 5,000 services, build index) | {first:.1f} ms | – | 1 |")
+    parsed = [Service.from_api(r) for r in bot.sandbox.services()]
+    built = timings(lambda: ServiceIndex(tuple(s for s in parsed if s), "USD", 0.0), 20)
+    rows.append(row("index build from parsed services", built))
+    cats = len(index.categories)
+    rows.append(row("categories page build", timings(
+        lambda: categories_page(index, rng.randrange(5)), runs)))
+    rows.append(row("category page build", timings(
+        lambda: category_page(index, rng.randrange(cats), rng.randrange(15)), runs)))
+    queries = ["followers", "instagram likes", "4321", "tiktok views hq", "premium usa",
+               "no such thing here", "refill", "spotify plays instant"]
+    rows.append(row("search + results page build", timings(
+        lambda: search_page(index, rng.choice(queries), 0), runs)))
+    taps = []
+    message_id = bot.last().message_id
+    for _ in range(runs // 4):
+        data = f"cs:{rng.randrange(cats)}:{rng.randrange(3)}"
+        update = bot.world.user_presses(USER, message_id, data, force=True)
+        start = time.perf_counter()
+        await feed(bot.app, update)
+        taps.append((time.perf_counter() - start) * 1000)
+    rows.append(row("category tap through the bot (edit + persistence)", taps))
+    searches = []
+    for _ in range(runs // 4):
+        update = bot.world.user_sends(USER, rng.choice(queries))
+        start = time.perf_counter()
+        await feed(bot.app, update)
+        searches.append((time.perf_counter() - start) * 1000)
+    rows.append(row("typed search through the bot", searches))
+    return rows
+
+
+async def wizard_rate(bot: BotHarness, orders: int, run: str) -> tuple[float, int]:
+    """Updates per second of full orders: /order, link, quantity, Skip, Confirm."""
+    updates = 0
+    sent = len(bot.panel_requests("add"))
+    start = time.perf_counter()
+    for n in range(orders):
+        # A chat per order: the harness's press() copies the whole chat to find a button, and
+        # that cost (the test tool's, not the bot's) would grow with a long chat.
+        user = 100_000 + n + (0 if run == "off" else 50_000)
+        await bot.send("/order 1", user=user)
+        await bot.send(f"https://example.com/{run}/{n}", user=user)  # one active order a link
+        await bot.send("100", user=user)
+        await bot.press("Skip", user=user)
+        await bot.press("Confirm", user=user)
+        updates += 5
+    elapsed = time.perf_counter() - start
+    assert len(bot.panel_requests("add")) == sent + orders
+    return updates / elapsed, updates
+
+
+async def echo_rate(count: int) -> float:
+    """Updates per second of a bare echo bot on the same fake Bot API."""
+    world = FakeTelegram(strict_chats=False)
+    world.open_chat(USER, first_name="Echo")
+    app = Application.builder().token(TOKEN).request(FakeRequest(world)).get_updates_request(
+        FakeRequest(world)).build()
+
+    async def echo(update: Update, context: Any) -> None:
+        message = update.effective_message
+        if message is not None and message.text:
+            await message.reply_text(message.text)
+
+    app.add_handler(MessageHandler(filters.TEXT, echo))
+    await app.initialize()
+    try:
+        start = time.perf_counter()
+        for n in range(count):
+            await feed(app, world.user_sends(USER, f"hello {n}"))
+        return count / (time.perf_counter() - start)
+    finally:
+        await app.shutdown()
+
+
+_LIMITED = AIORateLimiter.process_request
+
+
+async def _straight_through(self: AIORateLimiter, callback: Callable[..., Any], args: Any,
+                            kwargs: dict[str, Any], endpoint: str, data: dict[str, Any],
+                            rate_limit_args: int | None) -> Any:
+    """AIORateLimiter.process_request without the limiting."""
+    return await callback(*args, **kwargs)
+
+
+def telegram_limiter(on: bool) -> None:
+    """Switches the bot's AIORateLimiter on (as deployed) or off (to time the bot's own work)."""
+    AIORateLimiter.process_request = _LIMITED if on else _straight_through  # type: ignore[method-assign]
+
+
+async def main(orders: int, runs: int) -> None:
+    """Runs everything and prints the table."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sandbox = SandboxPanel(keys={DEMO_KEY: Decimal("1000000000")}, speed=60,
+                               services=services())
+        bot = await start_harness(Path(tmp), sandbox=sandbox, RATE_LIMIT_PER_MINUTE=10**6)
+        try:
+            telegram_limiter(on=False)
+            rows = await catalogue_rows(bot, runs)
+            wizard, updates = await wizard_rate(bot, orders, "off")
+            telegram_limiter(on=True)
+            deployed, deployed_updates = await wizard_rate(bot, max(1, orders // 10), "on")
+        finally:
+            telegram_limiter(on=True)
+            await stop_harness(bot)
+    echo = statistics.median([await echo_rate(updates) for _ in range(3)])
+    print("| 5,000-service catalogue | p50 | p99 | runs |")
+    print("|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+    print("| Throughput (updates fed one at a time) | updates/s |")
+    print("|---|---|")
+    print(f"| bare echo bot (same fake Bot API) | {echo:,.0f} |")
+    print(f"| order wizard: {orders} full orders, {updates} updates (SQLite drafts, write-through "
+          f"persistence, sandbox balance + add), Telegram limiter off | {wizard:,.0f} |")
+    print(f"| ratio wizard / echo | {wizard / echo:.2f} |")
+    print(f"| order wizard as deployed ({deployed_updates} updates, AIORateLimiter on: "
+          f"~30 Bot API calls/s overall) | {deployed:,.0f} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=2000)
+    args = parser.parse_args()
+    asyncio.run(main(args.orders, args.runs))

@@ -1,0 +1,308 @@
+"""How orders look in the chat: list pages, the order card and its buttons, long replies split.
+
+Reusable outside the orders handlers: the tracker's notifications can link to a card with
+`card_button(order)` (callback data `oc:<local order id>`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.callbacks import pack
+from bot.handlers.common import MAX_TEXT, esc
+from bot.money import format_money
+from bot.panel.models import COMPLETED, PARTIAL, ItemError, OrderStatus
+from bot.service_types import form_for
+from storage.orders import Order, StatusChange
+from storage.refills import Refill
+
+PAGE_SIZE = 10
+HISTORY_SHOWN = 12  # the newest status changes on a card; older ones are summarised
+FIELD_CHARS = 300  # a sent field (comments, keywords…) is shortened on the card beyond this
+REFILLABLE = frozenset({COMPLETED, PARTIAL})
+
+# Actions of a card (callback data `oc:<local id>:<action>`).
+REFRESH, REFILL, REFILL_YES, REFILL_STATUS, CANCEL, CANCEL_YES = "r", "rf", "rfy", "rs", "cx", "cxy"
+
+_STATE_TEXT = {
+    "draft": "Draft",
+    "claimed": "Being sent",
+    "failed": "Not placed",
+    "unknown": "Outcome unknown",
+}
+
+
+def order_number(order: Order) -> str:
+    """The id a user knows an order by: the panel's, or the bot's own before it was placed."""
+    if order.panel_order_id is not None:
+        return str(order.panel_order_id)
+    return f"bot #{order.id}"
+
+
+def status_text(order: Order) -> str:
+    """The order's status as last seen, or where its placement stands."""
+    if order.state == "placed":
+        return order.status or "Placed"
+    return _STATE_TEXT.get(order.state, order.state)
+
+
+def service_text(order: Order) -> str:
+    """The service's name, or a note that the order was placed elsewhere (tracked)."""
+    if order.service_name:
+        return order.service_name
+    return "placed on the panel's site"
+
+
+def format_time(at: float) -> str:
+    """A stored timestamp as the user reads it (UTC)."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def can_refill(order: Order, refills: Sequence[Refill] = ()) -> bool:
+    """Whether to offer a refill: the service allows it, the order is Completed or Partial, and
+    no refill of it is still running.
+
+    For a tracked order the service is not known (None): it is offered and the panel decides.
+    """
+    return refill_refusal(order, refills) is None
+
+
+def can_cancel(order: Order) -> bool:
+    """Whether to offer a cancel: the service allows it and the order is not final.
+
+    For a tracked order the service is not known (None): it is offered and the panel decides.
+    """
+    return (order.state == "placed" and order.panel_order_id is not None
+            and order.service_cancel is not False and not order.final)
+
+
+def refill_refusal(order: Order, refills: Sequence[Refill] = ()) -> str | None:
+    """Why the bot will not ask for a refill of this order, or None when it may."""
+    if order.state != "placed" or order.panel_order_id is None:
+        return "it was never placed"
+    if order.service_refill is False:
+        return "its service does not offer refills"
+    if order.status not in REFILLABLE:
+        return (f"a refill is possible once it is Completed or Partial "
+                f"(now {status_text(order)})")
+    running = [refill for refill in refills if not refill.final]
+    if running:
+        return f"refill {running[-1].panel_refill_id} is still {running[-1].status}"
+    return None
+
+
+def cancel_refusal(order: Order) -> str | None:
+    """Why the bot will not ask to cancel this order, or None when it may."""
+    if order.state != "placed" or order.panel_order_id is None:
+        return "it was never placed"
+    if order.service_cancel is False:
+        return "its service does not allow cancelling"
+    if order.final:
+        return f"it is already final ({status_text(order)})"
+    return None
+
+
+# --- the list ---------------------------------------------------------------------------------
+
+def page_count(total: int) -> int:
+    """How many list pages `total` orders fill (at least one)."""
+    return max(1, -(-total // PAGE_SIZE))
+
+
+def list_line(order: Order) -> str:
+    """One order in the list (HTML): id, service, status, remains."""
+    line = (f"<code>{esc(order_number(order))}</code> · {esc(service_text(order))} · "
+            f"<b>{esc(status_text(order))}</b>")
+    if order.remains is not None:
+        line += f" · remains {order.remains}"
+    return line
+
+
+def list_text(orders: Sequence[Order], *, page: int, total: int, everyone: bool) -> str:
+    """A page of the orders list (HTML)."""
+    whose = "All users' orders" if everyone else "Your orders"
+    if total == 0:
+        return (f"📦 <b>{whose}</b>\nNo orders yet. Tap <b>New order</b> to place one, or "
+                "/track orders you placed on the panel's site.")
+    header = f"📦 <b>{whose}</b> ({total}, newest first · page {page + 1}/{page_count(total)})"
+    lines = [header, *(list_line(order) for order in orders), "", "Tap an order for its card."]
+    return "\n".join(lines)
+
+
+def _button_label(order: Order) -> str:
+    """A list button's text: short enough to read on a phone."""
+    name = service_text(order)
+    if len(name) > 24:
+        name = name[:23] + "…"
+    return f"{order_number(order)} · {name} · {status_text(order)}"
+
+
+def card_button(order: Order, label: str | None = None) -> InlineKeyboardButton:
+    """A button that opens the order's card."""
+    return InlineKeyboardButton(label or _button_label(order), callback_data=pack("oc", order.id))
+
+
+def list_markup(orders: Sequence[Order], *, page: int, total: int) -> InlineKeyboardMarkup:
+    """One button per order, then ◀ ▶ between pages and the menu."""
+    rows = [[card_button(order)] for order in orders]
+    nav: list[InlineKeyboardButton] = []
+    if page > 0:
+        nav.append(InlineKeyboardButton("◀", callback_data=pack("ol", page - 1)))
+    if page + 1 < page_count(total):
+        nav.append(InlineKeyboardButton("▶", callback_data=pack("ol", page + 1)))
+    if total == 0:
+        nav.append(InlineKeyboardButton("🛒 New order", callback_data="cat:0"))
+    nav.append(InlineKeyboardButton("🏠 Menu", callback_data="menu"))
+    rows.append(nav)
+    return InlineKeyboardMarkup(rows)
+
+
+# --- the card ---------------------------------------------------------------------------------
+
+def _field_label(order: Order, name: str) -> str:
+    """The wizard's label of a sent field ("Link"), else its API name."""
+    if order.service_type:
+        for spec in form_for(order.service_type).fields:
+            if spec.name == name:
+                return spec.label
+    return name
+
+
+def _field_value(value: object) -> str:
+    """A sent value for the card (HTML), long ones shortened."""
+    text = str(value)
+    if len(text) > FIELD_CHARS:
+        text = text[: FIELD_CHARS - 1] + "…"
+    if "\n" in text:
+        return "\n" + "\n".join(f"   {esc(line)}" for line in text.splitlines())
+    return esc(text)
+
+
+def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[Refill],
+              note: str | None = None) -> str:
+    """An order's card (HTML): what was sent, what the panel says, and what happened when."""
+    currency = order.currency or order.service_currency or ""
+    lines = [f"🧾 <b>Order {esc(order_number(order))}</b>"]
+    if order.service_id is not None:
+        lines.append(f"Service: {esc(service_text(order))} (id {order.service_id})")
+    else:
+        lines.append("Service: unknown (tracked: placed on the panel's site)")
+    lines.append(f"Status: <b>{esc(status_text(order))}</b>")
+    if order.error:
+        lines.append(f"Note: {esc(order.error)}")
+    if order.charge is not None:
+        lines.append(f"Charge: {esc(format_money(order.charge, currency))}")
+    elif order.cost is not None:
+        lines.append(f"Price: {esc(format_money(order.cost, currency))} (the panel's charge "
+                     "shows once it reports it)")
+    if order.start_count is not None:
+        lines.append(f"Start count: {order.start_count}")
+    if order.remains is not None:
+        lines.append(f"Remains: {order.remains}")
+    if currency:
+        lines.append(f"Currency: {esc(currency)}")
+    since = "Placed" if order.service_id is not None else "Followed since"
+    lines.append(f"{since}: {format_time(order.created_at)}")
+    if order.last_checked_at is not None:
+        lines.append(f"Last checked: {format_time(order.last_checked_at)}")
+    if order.fields:
+        lines.append("\n<b>Sent</b>")
+        lines.extend(f"{esc(_field_label(order, name))}: {_field_value(value)}"
+                     for name, value in order.fields.items())
+    if history:
+        lines.append("\n<b>Status history</b>")
+        if len(history) > HISTORY_SHOWN:
+            lines.append(f"… {len(history) - HISTORY_SHOWN} earlier changes")
+        for change in history[-HISTORY_SHOWN:]:
+            remains = f" (remains {change.remains})" if change.remains is not None else ""
+            lines.append(f"{format_time(change.observed_at)} · {esc(change.status)}{remains}")
+    if refills:
+        lines.append("\n<b>Refills</b>")
+        lines.extend(f"Refill {refill.panel_refill_id} · {esc(refill.status)} · requested "
+                     f"{format_time(refill.created_at)}" for refill in refills[-HISTORY_SHOWN:])
+    if note:
+        lines.append(f"\n{note}")
+    return "\n".join(lines)
+
+
+def card_markup(order: Order, refills: Sequence[Refill] = ()) -> InlineKeyboardMarkup:
+    """The card's buttons: only the actions this order allows now."""
+    rows: list[list[InlineKeyboardButton]] = []
+    if order.state == "placed" and order.panel_order_id is not None:
+        rows.append([InlineKeyboardButton("🔄 Refresh", callback_data=pack("oc", order.id,
+                                                                           REFRESH))])
+    actions: list[InlineKeyboardButton] = []
+    if can_refill(order, refills):
+        actions.append(InlineKeyboardButton("♻️ Refill", callback_data=pack("oc", order.id,
+                                                                           REFILL)))
+    if refills:
+        actions.append(InlineKeyboardButton("📋 Refill status",
+                                            callback_data=pack("oc", order.id, REFILL_STATUS)))
+    if can_cancel(order):
+        actions.append(InlineKeyboardButton("✖️ Cancel order",
+                                            callback_data=pack("oc", order.id, CANCEL)))
+    if actions:
+        rows.append(actions)
+    rows.append([InlineKeyboardButton("◀ My orders", callback_data=pack("ol", 0))])
+    return InlineKeyboardMarkup(rows)
+
+
+def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
+    """Yes / No for a write action on the card (`action` is the confirmed action's code)."""
+    label = "✅ Yes, refill" if action == REFILL_YES else "✅ Yes, cancel it"
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton(label, callback_data=pack("oc", order.id, action)),
+        InlineKeyboardButton("◀ No, back", callback_data=pack("oc", order.id)),
+    ]])
+
+
+# --- typed ids and long replies -----------------------------------------------------------------
+
+def status_line(panel_id: int, result: OrderStatus | ItemError) -> str:
+    """One id's answer to /status (HTML)."""
+    if isinstance(result, ItemError):
+        return f"<code>{panel_id}</code> · ❌ {esc(result.error)}"
+    line = f"<code>{panel_id}</code> · <b>{esc(result.status)}</b>"
+    if result.remains is not None:
+        line += f" · remains {result.remains}"
+    if result.start_count is not None:
+        line += f" · start {result.start_count}"
+    if result.charge is not None:
+        line += f" · charge {esc(format_money(result.charge, result.currency))}"
+    return line
+
+
+def id_list_lines(prefix: str, ids: Iterable[int], per_line: int = 100) -> list[str]:
+    """`prefix` followed by the ids, a hundred per line (lines stay far below the limit)."""
+    ids = list(ids)
+    return [f"{prefix}{', '.join(map(str, ids[i:i + per_line]))}"
+            for i in range(0, len(ids), per_line)]
+
+
+def _units(text: str) -> int:
+    """Length as Telegram counts it (UTF-16 code units)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def pack_lines(lines: Sequence[str], limit: int = MAX_TEXT) -> list[str]:
+    """Lines packed into as few messages as fit Telegram's limit, never splitting a line.
+
+    Lengths are counted on the HTML, which is never shorter than what Telegram counts. A single
+    line over the limit (the callers avoid them) is cut rather than sent broken.
+    """
+    messages: list[str] = []
+    current = ""
+    for line in lines:
+        if _units(line) > limit:
+            line = line[: limit // 2 - 1] + "…"
+        candidate = f"{current}\n{line}" if current else line
+        if _units(candidate) > limit and current:
+            messages.append(current)
+            candidate = line
+        current = candidate
+    if current:
+        messages.append(current)
+    return messages

@@ -1,0 +1,114 @@
+"""Storage the tracker's bulk path uses: due_orders, record_checks, apply_status_changes in bulk,
+enqueue_notices and get_users."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from bot.panel.models import OrderStatus
+from storage import orders, outbox, users
+from storage.db import close_database, open_database
+from storage.orders import Observation
+from storage.outbox import Notice
+from storage.users import OPERATOR_ACCOUNT
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    conn = await open_database(tmp_path / "bot.sqlite3")
+    yield conn
+    await close_database(conn)
+
+
+async def test_record_checks_writes_counts_and_next_check_but_no_history(
+    db: aiosqlite.Connection,
+) -> None:
+    await users.upsert_user(db, telegram_id=1, name="Ann")
+    order = await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT, panel_order_id=7)
+    await orders.record_status(db, order.id, OrderStatus("In progress", Decimal("0.5"), 10, 90,
+                                                        "USD"), now=100.0)
+    await orders.record_missing(db, order.id, now=150.0)
+    seen = OrderStatus("In progress", Decimal("0.50"), 10, 40, "USD")
+    written = await orders.record_checks(db, [Observation(order.id, seen, next_check_at=500.0)],
+                                         now=200.0)
+    stored = await orders.get_order(db, order.id)
+    assert written == 1 and stored is not None
+    assert (stored.remains, stored.charge, stored.next_check_at) == (40, Decimal("0.50"), 500.0)
+    assert (stored.last_checked_at, stored.updated_at, stored.lost_strikes) == (200.0, 200.0, 0)
+    assert [c.status for c in await orders.order_history(db, order.id)] == ["In progress"]
+    assert await outbox.count_pending_notifications(db) == 0
+
+
+async def test_record_checks_leaves_an_order_whose_status_moved_meanwhile(
+    db: aiosqlite.Connection,
+) -> None:
+    await users.upsert_user(db, telegram_id=1, name="Ann")
+    order = await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT, panel_order_id=7)
+    await orders.record_status(db, order.id, OrderStatus("Completed", remains=0), now=100.0)
+    stale = OrderStatus("In progress", remains=50)
+    assert await orders.record_checks(db, [Observation(order.id, stale, 300.0)], now=200.0) == 0
+    stored = await orders.get_order(db, order.id)
+    assert stored is not None and (stored.status, stored.remains) == ("Completed", 0)
+    assert await orders.record_checks(db, []) == 0
+
+
+async def test_get_users_reads_many_at_once(db: aiosqlite.Connection) -> None:
+    for telegram_id in range(1, 1201):
+        await users.upsert_user(db, telegram_id=telegram_id, name=f"U{telegram_id}")
+    await users.set_notify(db, 600, "off")
+    found = await users.get_users(db, [*range(1, 1201), 5000])
+    assert len(found) == 1200 and 5000 not in found
+    assert found[600].notify == "off" and found[1].name == "U1"
+    assert await users.get_users(db, []) == {}
+
+
+async def test_apply_status_changes_in_bulk_matches_one_by_one(db: aiosqlite.Connection) -> None:
+    await users.upsert_user(db, telegram_id=1, name="Ann")
+    ids = [(await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT,
+                                     panel_order_id=100 + n)).id for n in range(250)]
+    batch = [Observation(i, OrderStatus("In progress", remains=5), 50.0, Notice(1, f"#{i}"))
+             for i in ids]
+    # The same order twice in one batch: the second sees the first, as record_status would.
+    batch.append(Observation(ids[0], OrderStatus("Completed", Decimal("1.5"), 3, 0, "USD"),
+                             None, Notice(1, "done")))
+    batch.append(Observation(ids[0], OrderStatus("Completed", Decimal("1.5"), 3, 0, "USD"),
+                             None, Notice(1, "twice")))
+    assert await orders.apply_status_changes(db, batch, now=10.0) == [*ids, ids[0]]
+    history = await orders.order_history(db, ids[0])
+    assert [c.status for c in history] == ["In progress", "Completed"]
+    first = await orders.get_order(db, ids[0])
+    assert first is not None and first.final and first.charge == Decimal("1.5")
+    texts = [n.text for n in await outbox.pending_notifications(db, limit=300, now=11.0)]
+    assert texts == [*(f"#{i}" for i in ids), "done"]
+    other = await orders.get_order(db, ids[1])
+    assert other is not None and (other.remains, other.next_check_at) == (5, 50.0)
+
+
+async def test_enqueue_notices_keeps_order_and_payload(db: aiosqlite.Connection) -> None:
+    notices = [(Notice(5, "one", {"order": 1}), None), (Notice(6, "two"), None)]
+    assert await outbox.enqueue_notices(db, notices, now=1.0) == 2
+    assert await outbox.enqueue_notices(db, []) == 0
+    queued = await outbox.pending_notifications(db, now=2.0)
+    assert [(n.chat_id, n.text, n.payload) for n in queued] == [
+        (5, "one", {"order": 1}), (6, "two", {})
+    ]
+
+
+async def test_due_orders_lists_what_active_orders_lists_when_due(
+    db: aiosqlite.Connection,
+) -> None:
+    await users.upsert_user(db, telegram_id=1, name="Ann")
+    due, later, done = [(await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT,
+                                                  panel_order_id=n)).id for n in (1, 2, 3)]
+    await orders.schedule_check(db, later, next_check_at=500.0)
+    await orders.record_status(db, done, OrderStatus("Completed"))
+    found = await orders.due_orders(db, due_before=100.0)
+    assert [o.id for o in found] == [o.id for o in await orders.active_orders(
+        db, due_before=100.0)] == [due]
+    assert (found[0].panel_order_id, found[0].status, found[0].account) == (1, None, "operator")
+    assert [o.id for o in await orders.due_orders(db, due_before=600.0)] == [due, later]

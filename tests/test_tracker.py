@@ -1,0 +1,527 @@
+"""The tracker: the sandbox panel moves orders on, and their owners get one message per change."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from telegram.error import RetryAfter
+
+from bot import tracker
+from bot.panel.client import PanelClient
+from bot.panel.models import OrderStatus
+from bot.panel.sandbox import DEMO_KEY, SANDBOX_URL
+from bot.tracker import LOST_AFTER, poll_orders, poll_refills, send_pending
+from storage import orders, outbox, refills, users
+from storage.orders import Order
+from storage.users import OPERATOR_ACCOUNT
+from tests.conftest import OTHER, USER, BotHarness, start_harness, stop_harness
+
+INTERVAL = 60.0  # the default STATUS_POLL_INTERVAL
+_links = itertools.count(1)
+
+
+async def place(bot: BotHarness, *, owner: int = USER, service: int = 2, quantity: int = 111,
+                status: str = "Pending") -> tuple[int, int]:
+    """An order placed on the sandbox and stored as the wizard would; (local id, panel id).
+
+    The sandbox order is frozen at `status`: it moves only when the test moves it. The default
+    (111 Instagram Likes at 0.25 per 1000) costs 0.02775 USD, an amount with five decimals.
+    """
+    db = bot.deps.db
+    await users.upsert_user(db, telegram_id=owner, name=f"User{owner}")
+    panel_id = await bot.deps.panel.add(
+        DEMO_KEY, service, {"link": f"https://instagram.com/p/{next(_links)}", "quantity": quantity}
+    )
+    bot.sandbox.set_status(panel_id, status)
+    names = {1: "Instagram Followers", 2: "Instagram Likes"}
+    rates = {1: Decimal("0.90"), 2: Decimal("0.25")}
+    local = await orders.create_draft(
+        db, owner_id=owner, account=OPERATOR_ACCOUNT, service_id=service,
+        service_name=names[service], service_type="Default", rate=rates[service],
+        currency="USD", can_refill=service == 1, can_cancel=True,
+        fields={"link": "https://instagram.com/p/x", "quantity": str(quantity)},
+        quantity=quantity, cost=rates[service] * quantity / 1000,
+    )
+    assert await orders.claim_order(db, local, owner_id=owner)
+    assert await orders.mark_placed(db, local, panel_order_id=panel_id)
+    return local, panel_id
+
+
+async def cycle(bot: BotHarness, now: float | None = None) -> tracker.CycleReport:
+    """One tracker cycle as the job runs it: poll orders and refills, then send."""
+    report = await poll_orders(bot.deps, now=now)
+    await poll_refills(bot.deps, now=now)
+    await send_pending(bot.app.bot, bot.deps, now=now)
+    return report
+
+
+def pushes(bot: BotHarness, user: int = USER) -> list[str]:
+    """The notifications a user received (messages from the bot with an order-card button)."""
+    return [m.plain for m in bot.world.bot_messages(user)
+            if any((data or "").startswith("oc:") for row in m.buttons() for _t, data in row)]
+
+
+async def order(bot: BotHarness, local: int) -> Order:
+    """The stored order."""
+    found = await orders.get_order(bot.deps.db, local)
+    assert found is not None
+    return found
+
+
+async def fast_panel_client(bot: BotHarness) -> None:
+    """Swaps in a panel client that retries without pausing, so a panel outage costs no time."""
+    await bot.deps.panel.aclose()
+    bot.deps.panel = PanelClient(SANDBOX_URL, transport=bot.sandbox.transport(),
+                                 retry_backoff=0)
+
+
+# --- one message per change -----------------------------------------------------------------
+
+
+async def test_one_notification_per_transition_in_order_with_the_card_button(
+    bot: BotHarness,
+) -> None:
+    local, panel_id = await place(bot)
+    await cycle(bot)  # first look: Pending, as placed; not news
+    assert pushes(bot) == []
+    bot.sandbox.set_status(panel_id, "In progress")
+    await cycle(bot)
+    await cycle(bot)  # nothing moved: nothing sent
+    bot.sandbox.set_status(panel_id, "Completed")
+    await cycle(bot)
+    await cycle(bot)
+    start = bot.sandbox.order(panel_id)["start_count"]
+    assert pushes(bot) == [
+        f"Order {panel_id} · Instagram Likes: Pending → In progress · start {start}",
+        f"Order {panel_id} · Instagram Likes: In progress → Completed · start {start}"
+        " · charged 0.02775 USD",
+    ]
+    assert [m.buttons() for m in bot.world.bot_messages(USER)] == [[[("Open order",
+                                                                       f"oc:{local}")]]] * 2
+    stored = await order(bot, local)
+    assert stored.final and stored.status == "Completed" and stored.charge == Decimal("0.02775")
+    history = [c.status for c in await orders.order_history(bot.deps.db, local)]
+    assert history == ["Pending", "In progress", "Completed"]
+
+
+async def test_final_orders_are_no_longer_asked_about(bot: BotHarness) -> None:
+    _local, panel_id = await place(bot)
+    bot.sandbox.set_status(panel_id, "Completed")
+    await cycle(bot)
+    asked = len(bot.panel_requests("status"))
+    await cycle(bot)
+    assert len(bot.panel_requests("status")) == asked
+    assert len(pushes(bot)) == 1  # a first status that is already final is news
+
+
+async def test_partial_and_canceled_say_what_happened_to_the_money(bot: BotHarness) -> None:
+    _a, partial = await place(bot, service=1, quantity=1000, status="In progress")
+    _b, canceled = await place(bot, service=1, quantity=200, status="In progress")
+    await cycle(bot)
+    bot.sandbox.set_status(partial, "Partial", remains=157)
+    bot.sandbox.set_status(canceled, "Canceled")
+    await cycle(bot)
+    # The sandbox refunds what was not delivered: 843 delivered at 0.90 per 1000.
+    assert pushes(bot)[-2:] == [
+        f"Order {partial} · Instagram Followers: In progress → Partial · 157 not delivered"
+        " · charged 0.7587 USD",
+        f"Order {canceled} · Instagram Followers: In progress → Canceled (refunded)",
+    ]
+
+
+def test_message_text_keeps_every_decimal_of_the_charge_and_escapes_panel_text() -> None:
+    stored = Order(
+        id=1, owner_id=USER, account=OPERATOR_ACCOUNT, panel_order_id=23501, service_id=1,
+        service_name="Instagram Followers <HQ> & fast", service_type="Default",
+        service_rate=Decimal("0.9"), service_currency="USD", service_refill=True,
+        service_cancel=True, fields={}, quantity=300, cost=Decimal("0.27"), state="placed",
+        error=None, status="In progress", charge=None, start_count=3572, remains=10,
+        currency="USD", final=False, created_at=0.0, updated_at=0.0, last_checked_at=None,
+        next_check_at=None, lost_strikes=0,
+    )
+    seen = OrderStatus("Completed", Decimal("0.27819"), 3572, 0, "USD")
+    assert tracker.describe_change(stored, "In progress", seen) == (
+        "Order 23501 · Instagram Followers &lt;HQ&gt; &amp; fast: In progress → Completed"
+        " · start 3572 · charged 0.27819 USD"
+    )
+    assert tracker.exact_money(Decimal("12.5000"), "USD") == "12.50 USD"
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+async def follow_many(bot: BotHarness, count: int) -> None:
+    """`count` running orders of USER on the sandbox, followed by the bot."""
+    db = bot.deps.db
+    await users.upsert_user(db, telegram_id=USER, name="User")
+    for _ in range(count):
+        # Straight into the sandbox (no HTTP) to keep the set-up quick.
+        answer = bot.sandbox.answer({"key": DEMO_KEY, "action": "add", "service": "2",
+                                     "link": f"https://instagram.com/p/b{next(_links)}",
+                                     "quantity": "10"})
+        await orders.track_order(db, owner_id=USER, account=OPERATOR_ACCOUNT,
+                                 panel_order_id=int(answer["order"]))
+
+
+async def test_250_orders_take_three_status_requests_of_at_most_100_ids(
+    bot: BotHarness,
+) -> None:
+    await follow_many(bot, 250)
+    before = len(bot.panel_requests("status"))
+    report = await poll_orders(bot.deps)
+    sent = bot.panel_requests("status")[before:]
+    assert len(sent) == 3 == report.requests
+    sizes = sorted(len(r["orders"].split(",")) for r in sent)
+    assert sizes == [50, 100, 100] and report.checked == 250
+    followed = await orders.active_orders(bot.deps.db)
+    assert len(followed) == 250  # still followed (none finished)
+    assert all(o.status is not None for o in followed)
+
+
+async def test_one_refused_request_costs_no_order_a_strike(bot: BotHarness) -> None:
+    await follow_many(bot, 150)
+    # A panel that refuses a whole request with the text it uses for one unknown id.
+    bot.sandbox.fail_next("status", "error:Incorrect order ID")
+    report = await poll_orders(bot.deps)
+    assert report.requests == 2 and report.failed_accounts == []
+    followed = await orders.active_orders(bot.deps.db)
+    assert all(o.lost_strikes == 0 for o in followed)
+    unanswered = sum(o.status is None for o in followed)
+    assert unanswered in (50, 100)  # that request's orders are simply asked again
+    await poll_orders(bot.deps)
+    assert all(o.status is not None for o in await orders.active_orders(bot.deps.db))
+
+
+# --- crash between the write and the send ----------------------------------------------------
+
+
+async def test_a_restart_between_the_change_and_the_send_still_delivers_it_once(
+    tmp_path: Path,
+) -> None:
+    first = await start_harness(tmp_path)
+    _local, panel_id = await place(first)
+    await poll_orders(first.deps)
+    first.sandbox.set_status(panel_id, "In progress")
+    report = await poll_orders(first.deps)  # written with its outbox entry…
+    assert report.notices == 1
+    await stop_harness(first)  # …and the process goes before sending it
+    assert pushes(first) == []
+
+    second = await start_harness(tmp_path, sandbox=first.sandbox, world=first.world)
+    try:
+        await second.app.start()  # the start-up job sends what the outbox holds
+        await second.world.wait_for_text_async(USER, "Pending → In progress", timeout=5, since=0)
+        await asyncio.sleep(0.2)
+        assert len(pushes(second)) == 1
+        assert await outbox.count_pending_notifications(second.deps.db) == 0
+    finally:
+        await stop_harness(second)
+
+
+# --- Telegram's limits -----------------------------------------------------------------------
+
+
+async def test_a_user_who_blocked_the_bot_is_skipped_until_they_write_again(
+    bot: BotHarness,
+) -> None:
+    _a, first = await place(bot)
+    _b, second = await place(bot)
+    await cycle(bot)
+    bot.world.block(USER)
+    bot.sandbox.set_status(first, "In progress")
+    await cycle(bot)
+    user = await users.get_user(bot.deps.db, USER)
+    assert user is not None and user.blocked
+    tries = len(bot.world.calls_to("sendMessage"))
+    bot.sandbox.set_status(first, "Completed")
+    await cycle(bot)
+    await cycle(bot)
+    assert len(bot.world.calls_to("sendMessage")) == tries  # not even tried again
+    assert await outbox.count_pending_notifications(bot.deps.db) == 0
+
+    await bot.send("/start")  # they are back
+    user = await users.get_user(bot.deps.db, USER)
+    assert user is not None and not user.blocked
+    bot.sandbox.set_status(second, "In progress")
+    await cycle(bot)
+    assert pushes(bot) == [
+        f"Order {second} · Instagram Likes: Pending → In progress"
+        f" · start {bot.sandbox.order(second)['start_count']}"
+    ]
+
+
+async def test_any_message_from_a_blocked_user_unblocks_them(bot: BotHarness) -> None:
+    await users.upsert_user(bot.deps.db, telegram_id=USER, name="User")
+    await users.set_blocked(bot.deps.db, USER, True)
+    await bot.send("/help")
+    user = await users.get_user(bot.deps.db, USER)
+    assert user is not None and not user.blocked
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_flood_control_is_waited_out_without_losing_the_message(bot: BotHarness) -> None:
+    _local, panel_id = await place(bot)
+    await cycle(bot)
+    bot.sandbox.set_status(panel_id, "In progress")
+    await poll_orders(bot.deps)
+    bot.world.flood(USER, 1)  # one "429 retry after 1": the rate limiter waits and retries
+    started = time.monotonic()
+    report = await send_pending(bot.app.bot, bot.deps)
+    assert report.sent == 1 and time.monotonic() - started >= 1
+    assert len(pushes(bot)) == 1
+
+
+class FloodedBot:
+    """A bot whose every send meets flood control the rate limiter could not wait out."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send_message(self, *args: object, **kwargs: object) -> None:
+        """Always "429: retry after 30"."""
+        self.calls += 1
+        raise RetryAfter(30)
+
+
+@pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+async def test_persistent_flood_control_keeps_the_message_until_the_wait_is_over(
+    bot: BotHarness,
+) -> None:
+    _local, panel_id = await place(bot)
+    await cycle(bot)
+    bot.sandbox.set_status(panel_id, "In progress")
+    _other, later = await place(bot)
+    bot.sandbox.set_status(later, "In progress")
+    now = time.time()
+    await poll_orders(bot.deps, now=now)
+    flooded = FloodedBot()
+    report = await send_pending(flooded, bot.deps, now=now)  # type: ignore[arg-type]
+    assert (report.sent, report.deferred, flooded.calls) == (0, 1, 1)  # the drain stops there
+    assert await outbox.count_pending_notifications(bot.deps.db) == 2
+    report = await send_pending(bot.app.bot, bot.deps, now=now + 5)
+    assert report.sent == 1  # the other one is not held up…
+    report = await send_pending(bot.app.bot, bot.deps, now=now + 31)
+    assert report.sent == 1  # …and the first goes once the wait is over
+    assert sorted(p.split(" ·")[0] for p in pushes(bot)) == [
+        f"Order {panel_id}", f"Order {later}"
+    ]
+
+
+# --- panel trouble ---------------------------------------------------------------------------
+
+
+async def test_panel_down_for_several_cycles_backs_off_quietly_then_delivers(
+    bot: BotHarness,
+) -> None:
+    await fast_panel_client(bot)
+    _local, panel_id = await place(bot)
+    t = time.time()
+    await cycle(bot, now=t)
+    bot.sandbox.down = True
+    bot.sandbox.set_status(panel_id, "In progress")
+    state = tracker.tracker_state(bot.deps)
+    delays = []
+    for step in range(1, 16):  # a quarter of an hour of cycles, one a minute
+        now = t + step * INTERVAL
+        asked = len(bot.sandbox.requests_for("status"))
+        report = await cycle(bot, now=now)
+        if report.failed_accounts:
+            delays.append(state.retry_at[OPERATOR_ACCOUNT] - now)
+        else:
+            assert report.skipped_accounts == [OPERATOR_ACCOUNT]
+            assert len(bot.sandbox.requests_for("status")) == asked  # left alone meanwhile
+    assert delays == [120, 240, 480, 900]  # doubling, then capped at 15 minutes
+    assert bot.world.bot_messages(USER) == []  # nobody hears about the panel's trouble
+
+    bot.sandbox.down = False
+    report = await cycle(bot, now=state.retry_at[OPERATOR_ACCOUNT])
+    assert report.failed_accounts == [] and report.changed == 1
+    assert OPERATOR_ACCOUNT not in state.retry_at
+    assert [p.split(" · start")[0] for p in pushes(bot)] == [
+        f"Order {panel_id} · Instagram Likes: Pending → In progress"
+    ]
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [tracker.backoff_delay(60, n) for n in range(1, 6)] == [120, 240, 480, 900, 900]
+
+
+async def test_a_lost_order_is_reported_once_and_no_longer_followed(bot: BotHarness) -> None:
+    await users.upsert_user(bot.deps.db, telegram_id=USER, name="User")
+    lost = await orders.track_order(bot.deps.db, owner_id=USER, account=OPERATOR_ACCOUNT,
+                                    panel_order_id=999_999)
+    for _ in range(LOST_AFTER - 1):
+        await cycle(bot)
+    assert pushes(bot) == []
+    assert (await order(bot, lost.id)).lost_strikes == LOST_AFTER - 1
+    await cycle(bot)
+    assert pushes(bot) == [
+        "Order 999999: the panel no longer knows this order; I stopped following it."
+    ]
+    asked = len(bot.panel_requests("status"))
+    await cycle(bot)
+    await cycle(bot)
+    assert len(bot.panel_requests("status")) == asked  # not asked about any more
+    assert len(pushes(bot)) == 1
+    stored = await order(bot, lost.id)
+    assert stored.final and stored.error == "lost"
+
+
+async def test_an_answer_between_misses_starts_the_count_again(bot: BotHarness) -> None:
+    await users.upsert_user(bot.deps.db, telegram_id=USER, name="User")
+    # Followed before the panel knows it (the next id the sandbox will give out).
+    early = await orders.track_order(bot.deps.db, owner_id=USER, account=OPERATOR_ACCOUNT,
+                                     panel_order_id=23501)
+    for _ in range(LOST_AFTER - 1):
+        await cycle(bot)
+    assert (await order(bot, early.id)).lost_strikes == LOST_AFTER - 1
+    panel_id = await bot.deps.panel.add(DEMO_KEY, 2, {"link": "https://instagram.com/p/e",
+                                                      "quantity": 100})
+    bot.sandbox.set_status(panel_id, "Pending")
+    assert panel_id == 23501
+    for _ in range(LOST_AFTER):
+        await cycle(bot)
+    stored = await order(bot, early.id)
+    assert stored.lost_strikes == 0 and not stored.final and stored.status == "Pending"
+    assert pushes(bot) == []
+
+
+async def test_a_refused_request_is_panel_trouble_not_a_lost_order(bot: BotHarness) -> None:
+    local, _panel_id = await place(bot)
+    bot.sandbox.fail_next("status", "error:Incorrect order ID", times=3)
+    report = await cycle(bot)
+    assert report.failed_accounts == [OPERATOR_ACCOUNT]
+    stored = await order(bot, local)
+    assert stored.lost_strikes == 0 and not stored.final
+    assert bot.world.bot_messages(USER) == []
+
+
+# --- who hears what --------------------------------------------------------------------------
+
+
+async def test_notify_final_only_and_off(bot: BotHarness) -> None:
+    _a, mine = await place(bot, owner=USER)
+    _b, theirs = await place(bot, owner=OTHER)
+    await users.set_notify(bot.deps.db, USER, "final")
+    await users.set_notify(bot.deps.db, OTHER, "off")
+    await cycle(bot)
+    for status in ("In progress", "Completed"):
+        bot.sandbox.set_status(mine, status)
+        bot.sandbox.set_status(theirs, status)
+        await cycle(bot)
+    assert [p.split(" · start")[0] for p in pushes(bot, USER)] == [
+        f"Order {mine} · Instagram Likes: In progress → Completed"
+    ]
+    assert bot.world.bot_messages(OTHER) == []
+    assert (await order(bot, _b)).status == "Completed"  # followed all the same
+
+
+async def test_refills_are_reported_when_they_end(bot: BotHarness) -> None:
+    local, panel_id = await place(bot, service=1, quantity=100, status="Completed")
+    other, other_panel = await place(bot, service=1, quantity=100, status="Completed")
+    await cycle(bot)
+    done = await bot.deps.panel.refill(DEMO_KEY, panel_id)
+    rejected = await bot.deps.panel.refill(DEMO_KEY, other_panel)
+    await refills.add_refill(bot.deps.db, order_id=local, panel_refill_id=done)
+    await refills.add_refill(bot.deps.db, order_id=other, panel_refill_id=rejected)
+    bot.sandbox.set_refill_status(done, "In progress")
+    bot.sandbox.set_refill_status(rejected, "In progress")
+    already = len(pushes(bot))
+    await cycle(bot)
+    assert len(pushes(bot)) == already  # under way is not news
+    bot.sandbox.set_refill_status(done, "Completed")
+    bot.sandbox.set_refill_status(rejected, "Rejected")
+    await cycle(bot)
+    await cycle(bot)
+    assert pushes(bot)[already:] == [
+        f"Refill {done} of order {panel_id} · Instagram Followers: Completed",
+        f"Refill {rejected} of order {other_panel} · Instagram Followers: Rejected",
+    ]
+    assert await refills.open_refills(bot.deps.db) == []
+
+
+# --- age-based backoff -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("age", "every"), [
+    (0, 0), (59 * 60, 0), (2 * 3600, 300), (2 * 86400, 1800), (30 * 86400, 7200),
+])
+def test_older_orders_are_asked_about_less_often(age: float, every: float) -> None:
+    assert tracker.next_check_at(1000.0, 1000.0 + age) == 1000.0 + age + every
+
+
+async def test_old_orders_are_skipped_until_due(bot: BotHarness) -> None:
+    await place(bot)
+    t = time.time() + 2 * 86400  # the order is two days old at this cycle
+    await poll_orders(bot.deps, now=t)
+    asked = len(bot.panel_requests("status"))
+    await poll_orders(bot.deps, now=t + 60)
+    await poll_orders(bot.deps, now=t + 29 * 60)
+    assert len(bot.panel_requests("status")) == asked
+    await poll_orders(bot.deps, now=t + 30 * 60)
+    assert len(bot.panel_requests("status")) == asked + 1
+
+
+# --- the real job ----------------------------------------------------------------------------
+
+
+async def test_the_job_queue_runs_the_cycle_and_pushes(tmp_path: Path) -> None:
+    harness = await start_harness(tmp_path, STATUS_POLL_INTERVAL=1)
+    try:
+        _local, panel_id = await place(harness)
+        await poll_orders(harness.deps)
+        harness.sandbox.set_status(panel_id, "In progress")
+        await harness.app.start()
+        await harness.world.wait_for_text_async(USER, "Pending → In progress", timeout=5,
+                                                since=0)
+    finally:
+        await stop_harness(harness)
+
+
+# --- several panel accounts ------------------------------------------------------------------
+
+
+async def test_each_account_is_asked_with_its_own_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness = await start_harness(tmp_path, SECRET_KEY="a-long-secret-for-the-tests-only-0123")
+    try:
+        deps = harness.deps
+        assert deps.keybox is not None
+        harness.sandbox.add_key("own-key-of-42", Decimal("50"))
+        await users.upsert_user(deps.db, telegram_id=USER, name="User")
+        await users.set_panel_key(deps.db, USER, deps.keybox.encrypt("own-key-of-42"))
+        _op_local, op_order = await place(harness, owner=OTHER)
+        own_order = await deps.panel.add("own-key-of-42", 2, {"link": "https://instagram.com/p/o",
+                                                             "quantity": 100})
+        harness.sandbox.set_status(own_order, "In progress")
+        await orders.track_order(deps.db, owner_id=USER, account=users.user_account(USER),
+                                 panel_order_id=own_order)
+        report = await poll_orders(deps)
+        keys = sorted(r["key"] for r in harness.sandbox.requests_for("status"))
+        assert keys == ["demo", "own-key-of-42"] and report.checked == 2
+        harness.sandbox.set_status(own_order, "Completed")
+        harness.sandbox.set_status(op_order, "Completed")
+        await cycle(harness)
+        assert [p.split(":")[0] for p in pushes(harness, USER)] == [f"Order {own_order}"]
+        assert [p.split(" ·")[0] for p in pushes(harness, OTHER)] == [f"Order {op_order}"]
+
+        # The key is gone: that account waits, with one log line, not one per cycle.
+        await users.set_panel_key(deps.db, USER, None)
+        other = await deps.panel.add("own-key-of-42", 2, {"link": "https://instagram.com/p/p",
+                                                         "quantity": 100})
+        await orders.track_order(deps.db, owner_id=USER, account=users.user_account(USER),
+                                 panel_order_id=other)
+        caplog.clear()
+        for _ in range(3):
+            report = await poll_orders(deps)
+            assert report.skipped_accounts == [users.user_account(USER)]
+        assert sum("No usable panel key" in r.getMessage() for r in caplog.records) == 1
+        assert "own-key-of-42" not in caplog.text
+    finally:
+        await stop_harness(harness)
