@@ -13,9 +13,11 @@ Placement (the wizard)::
         else:
             await mark_placed(db, draft_id, panel_order_id=panel_id)
 
-Tracking: `active_orders` lists placed, non-final orders due for a poll; `record_status` (one) or
-`apply_status_changes` (a batch) store what the panel said, add a history row only when the status
-changed, and queue the change's notification in the same transaction.
+Tracking: `active_orders` lists placed, non-final orders due for a poll (`due_orders`: the same,
+read lean, for the tracker); `record_status` (one) or `apply_status_changes` (a batch) store what
+the panel said, add a history row only when the status changed, and queue the change's
+notification in the same transaction; `record_checks` stores, in bulk, polls that changed no
+status (no history, no notification).
 """
 
 from __future__ import annotations
