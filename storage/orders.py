@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
@@ -263,6 +263,22 @@ async def mark_failed(db: aiosqlite.Connection, order_id: int, *, error: str) ->
 async def mark_outcome_unknown(db: aiosqlite.Connection, order_id: int, *, error: str) -> bool:
     """Records that a claimed order was sent but no answer came: it must not be resent blindly."""
     return await _move(db, order_id, to="unknown", allowed_from=("claimed",), error=error)
+
+
+async def release_interrupted_claims(
+    db: aiosqlite.Connection, *, error: str, notices: Callable[[Order], Notice | None]
+) -> list[Order]:
+    """At start-up: every order still 'claimed' was being sent when the process died. Marks each
+    outcome unknown and queues its owner's notice, in one transaction; returns those orders."""
+    async with transaction(db):
+        rows = await fetch_all(db, f"SELECT {_COLUMNS} FROM orders WHERE state = 'claimed'")
+        interrupted = [_order(row) for row in rows]
+        for order in interrupted:
+            await _move(db, order.id, to="unknown", allowed_from=("claimed",), error=error)
+            notice = notices(order)
+            if notice is not None:
+                await enqueue_notice(db, notice, order_id=order.id)
+    return interrupted
 
 
 async def track_order(

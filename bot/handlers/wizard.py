@@ -44,7 +44,7 @@ from telegram.ext import (
 from bot.access import Account
 from bot.callbacks import int_arg, pack, unpack
 from bot.config import Settings
-from bot.deps import BotContext
+from bot.deps import BotContext, Deps
 from bot.handlers.catalog import categories_page, index_for, load_index, price
 from bot.handlers.common import (
     answer,
@@ -67,6 +67,8 @@ from bot.panel.errors import (
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
 from storage import orders
+from storage.orders import Order as StoredOrder
+from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
 
@@ -603,9 +605,9 @@ def refusal_text(exc: PanelClientError) -> str:
     return f"❌ {esc(exc.user_message)} The order was not placed: tap Confirm to try again."
 
 
-def unknown_outcome_text() -> str:
+def unknown_outcome_text(why: str = "The panel did not answer") -> str:
     """A sent order whose outcome is unknown: not retried, and how to check it (HTML)."""
-    return ("⚠️ The panel did not answer, so I do not know whether the order was placed. "
+    return (f"⚠️ {why}, so I do not know whether the order was placed. "
             "It was <b>not</b> retried, so you will not be charged twice.\n"
             "Check the order list on the panel's website in a few minutes. If the order is "
             "there, send /track &lt;its id&gt; and I will follow it; if it is not, order again "
@@ -771,3 +773,23 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
         CallbackQueryHandler(stale_button, pattern=r"^wz:"),
         CommandHandler("cancel", nothing_to_cancel),
     ]
+
+
+async def release_interrupted_orders(deps: Deps) -> int:
+    """At start-up: orders cut off while being sent (the bot died between the claim and the
+    panel's answer) become "outcome unknown", and each owner is told how to check; how many."""
+
+    def notice(order: StoredOrder) -> Notice:
+        """The owner's message about one interrupted order."""
+        service = esc(order.service_name or "a service")
+        why = f"The bot stopped while sending your order of <b>{service}</b>"
+        return Notice(chat_id=order.owner_id, text=unknown_outcome_text(why),
+                      payload={"order": order.id})
+
+    released = await orders.release_interrupted_claims(
+        deps.db, error="the bot stopped while sending it", notices=notice
+    )
+    for order in released:
+        log.warning("Order draft %d was being sent when the bot stopped: outcome unknown", order.id)
+    return len(released)
+
