@@ -89,7 +89,11 @@ async def start_services(app: BotApp) -> None:
     await verify_secret_key(settings)  # stored keys undecryptable: SecretKeyMismatch, exit 2
     db = await open_database(settings.database_path)
     if settings.demo_mode and sandbox is None:
-        sandbox = SandboxPanel(speed=settings.sandbox_speed, latency=settings.sandbox_latency)
+        # Its orders, balances, ids and clock live beside the database, so a restart of the demo
+        # bot finds them as it would on a real panel.
+        state = settings.database_path.with_name(settings.database_path.name + ".sandbox.json")
+        sandbox = SandboxPanel(speed=settings.sandbox_speed, latency=settings.sandbox_latency,
+                               state_path=state, keep_requests=1000)
     if settings.demo_mode:
         assert sandbox is not None
         panel = PanelClient(SANDBOX_URL, transport=sandbox.transport())
@@ -112,6 +116,8 @@ async def start_services(app: BotApp) -> None:
         keybox=keybox, sandbox=sandbox,
     )
     app.bot_data[DEPS_KEY] = deps
+    # Before the tracker's first outbox drain, so the owners hear about it at once.
+    await wizard.release_interrupted_orders(deps)
     await app.bot.set_my_commands(start.bot_commands())
     tracker.schedule(app)
 

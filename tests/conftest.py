@@ -103,23 +103,35 @@ class BotHarness:
 
 
 async def start_harness(tmp_path: Path, *, sandbox: SandboxPanel | None = None,
-                        world: FakeTelegram | None = None, **overrides: Any) -> BotHarness:
+                        world: FakeTelegram | None = None,
+                        demo_sandbox_from_settings: bool = False,
+                        **overrides: Any) -> BotHarness:
     """Builds and initialises a bot (not polling: updates are fed by the test).
 
     Demo mode unless PANEL_URL is among the overrides; then the sandbox plays that panel and
     PANEL_KEY must be one of its keys (e.g. `sandbox=SandboxPanel(keys={"op-key": ...})`).
+    `demo_sandbox_from_settings=True` (demo mode only) lets the bot make its sandbox itself, as
+    it does in production (state file beside the database, SANDBOX_SPEED from the overrides);
+    `harness.sandbox` is then that one.
     """
     settings = make_settings(tmp_path, **overrides)
-    sandbox = sandbox or SandboxPanel(keys={DEMO_KEY: Decimal("100")}, speed=60)
+    if demo_sandbox_from_settings:
+        assert settings.demo_mode and sandbox is None, "the bot's own sandbox is demo mode's"
+    else:
+        sandbox = sandbox or SandboxPanel(keys={DEMO_KEY: Decimal("100")}, speed=60)
     world = world or FakeTelegram(strict_chats=False)
     for user in (USER, OTHER, ADMIN):
         world.open_chat(user, first_name=f"User{user}")
     # With a PANEL_URL the sandbox stands in for that real panel (reached through its transport).
     app = build_application(settings, request=FakeRequest(world),
                             updates_request=FakeRequest(world), sandbox=sandbox,
-                            panel_transport=None if settings.demo_mode else sandbox.transport())
+                            panel_transport=None if sandbox is None or settings.demo_mode
+                            else sandbox.transport())
     await app.initialize()
     await start_services(app)
+    if sandbox is None:
+        sandbox = app.bot_data[DEPS_KEY].sandbox
+        assert sandbox is not None
     return BotHarness(app, world, sandbox)
 
 

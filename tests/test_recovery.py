@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bot import tracker
 from storage import orders, users
-from tests.conftest import USER, start_harness, stop_harness
+from tests.conftest import USER, BotHarness, start_harness, stop_harness
 
 
 async def test_an_order_cut_off_while_sending_is_reported_as_unknown_after_restart(
@@ -45,3 +45,23 @@ async def test_an_order_cut_off_while_sending_is_reported_as_unknown_after_resta
         second = third
     finally:
         await stop_harness(second)
+
+
+async def test_a_placed_order_whose_id_the_bot_already_follows_is_told_truthfully(
+    bot: BotHarness,
+) -> None:
+    # The user tracked the id the panel is about to give (e.g. placed on the site meanwhile).
+    await users.upsert_user(bot.deps.db, telegram_id=USER, name="Alice")
+    await orders.track_order(bot.deps.db, owner_id=USER, account="operator",
+                             panel_order_id=23501)
+    await bot.send("/order 1")
+    for answer in ("https://instagram.com/a", "100"):
+        await bot.send(answer)
+    await bot.press("Skip")
+    await bot.press("Confirm")
+    text = bot.last().plain
+    assert "Order 23501 placed" in text and "already follow an order with this id" in text
+    assert len(bot.panel_requests("add")) == 1
+    drafts = [o for o in await orders.list_orders(bot.deps.db, owner_id=USER, include_drafts=True)
+              if o.panel_order_id is None]
+    assert [o.state for o in drafts] == ["unknown"]  # never left "claimed", never resendable

@@ -30,6 +30,7 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+import aiosqlite
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
     BaseHandler,
@@ -659,15 +660,36 @@ async def confirm(update: Update, context: BotContext) -> int | None:
         drop_order(context)
         await say(update, f"{unknown_outcome_text()}\n\n{summary}")
         raise
+    drop_order(context)
     try:
         await orders.mark_placed(db, draft_id, panel_order_id=panel_id)
     except sqlite3.IntegrityError:
-        # Someone already follows this panel id (/track): the order is placed and tracked.
-        log.warning("Order %d placed but already known to the bot", panel_id)
-    drop_order(context)
+        await say(update, await already_known_text(db, account, user.id, draft_id, panel_id)
+                  + f"\n\n{summary}")
+        return END
     await say(update, f"✅ <b>Order {panel_id} placed.</b> I'll message you when its status "
                       f"changes (tracking is on; see /orders).\n\n{summary}")
     return END
+
+
+async def already_known_text(db: aiosqlite.Connection, account: Account, user_id: int,
+                             draft_id: int, panel_id: int) -> str:
+    """The panel placed the order, but the bot already holds one with that panel id (tracked a
+    moment earlier with /track): this draft cannot carry the id too, so it is closed as
+    "outcome unknown" (never claimable, never resent) and the user is told the truth."""
+    await orders.mark_outcome_unknown(
+        db, draft_id, error=f"placed as panel order {panel_id}, which the bot already had"
+    )
+    log.warning("Order draft %d placed as panel order %d, already known to the bot",
+                draft_id, panel_id)
+    existing = await orders.get_order_by_panel_id(db, account=account.id,
+                                                  panel_order_id=panel_id)
+    if existing is not None and existing.owner_id == user_id:
+        return (f"✅ <b>Order {panel_id} placed.</b> You already follow an order with this id, "
+                "so I keep following it there (see /orders).")
+    return (f"✅ <b>Order {panel_id} placed</b>, but the bot already knows an order with this id "
+            "under another user, so I cannot follow it for you. Check its status with the "
+            "panel, or ask the bot's admin.")
 
 
 async def use_the_buttons(update: Update, context: BotContext) -> None:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
+import math
+import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -17,11 +23,17 @@ import httpx
 
 from bot.money import order_cost, to_decimal, to_int
 
+log = logging.getLogger(__name__)
+
 DEMO_KEY = "demo"
 SANDBOX_URL = "https://sandbox.invalid/api/v2"
 FIRST_ORDER_ID = 23501
 FIRST_REFILL_ID = 1
 MAX_IDS = 100
+STATE_VERSION = 1
+# Ids handed out after a lost state file start at tenths of a second since this instant (2024-01-01
+# UTC): above every id given before, as long as nobody orders more than ten times a second.
+_ID_EPOCH = 1_704_067_200
 
 # The texts real panels send, word for word.
 ERR_KEY = "Invalid API key"
@@ -215,7 +227,7 @@ class _Order:
     """One order as the sandbox keeps it."""
 
     id: int
-    key: str = field(repr=False)
+    key: str = field(repr=False)  # the key's sha256 (see _key_id), never the key itself
     service: _Service
     seq: int
     link: str
@@ -238,12 +250,79 @@ class _Refill:
     """One refill request as the sandbox keeps it."""
 
     id: int
-    key: str = field(repr=False)
+    key: str = field(repr=False)  # the key's sha256 (see _key_id)
     order_id: int
     seq: int
     created: float
     status: str = PENDING
     manual: bool = False
+
+
+def _stored_money(value: object) -> Decimal:
+    """An amount read back from the state file, where it is kept as a string."""
+    amount = Decimal(str(value))
+    if not amount.is_finite():
+        raise ValueError(f"not an amount: {value!r}")
+    return amount
+
+
+def _opt_int(value: object) -> int | None:
+    """A whole number or None read back from the state file."""
+    return None if value is None else int(str(value))
+
+
+def _order_state(order: _Order) -> dict[str, Any]:
+    """One order for the state file, with the service it was placed under."""
+    service = order.service
+    return {
+        "id": order.id, "key": order.key, "seq": order.seq, "link": order.link,
+        "service": {
+            "id": service.id, "type": service.type, "rate": _money(service.rate),
+            "min": service.min, "max": service.max, "refill": service.refill,
+            "cancel": service.cancel, "dripfeed": service.dripfeed,
+        },
+        "quantity": order.quantity, "runs": order.runs, "interval": order.interval,
+        "total": order.total, "charge": _money(order.charge), "created": order.created,
+        "fields": order.fields, "status": order.status, "remains": order.remains,
+        "start_count": order.start_count, "refunded": _money(order.refunded),
+        "manual": order.manual,
+    }
+
+
+def _read_order(data: Mapping[str, Any]) -> _Order:
+    """One order read back from the state file."""
+    row = data["service"]
+    service = _Service(
+        id=int(row["id"]), type=canonical_type(str(row["type"])), rate=_stored_money(row["rate"]),
+        min=int(row["min"]), max=int(row["max"]), refill=bool(row["refill"]),
+        cancel=bool(row["cancel"]), dripfeed=bool(row["dripfeed"]),
+    )
+    return _Order(
+        id=int(data["id"]), key=str(data["key"]), service=service, seq=int(data["seq"]),
+        link=str(data["link"]), quantity=int(data["quantity"]), runs=_opt_int(data["runs"]),
+        interval=_opt_int(data["interval"]), total=int(data["total"]),
+        charge=_stored_money(data["charge"]), created=float(data["created"]),
+        fields={str(k): str(v) for k, v in data["fields"].items()}, status=str(data["status"]),
+        remains=int(data["remains"]), start_count=int(data["start_count"]),
+        refunded=_stored_money(data["refunded"]), manual=bool(data["manual"]),
+    )
+
+
+def _refill_state(refill: _Refill) -> dict[str, Any]:
+    """One refill for the state file."""
+    return {
+        "id": refill.id, "key": refill.key, "order_id": refill.order_id, "seq": refill.seq,
+        "created": refill.created, "status": refill.status, "manual": refill.manual,
+    }
+
+
+def _read_refill(data: Mapping[str, Any]) -> _Refill:
+    """One refill read back from the state file."""
+    return _Refill(
+        id=int(data["id"]), key=str(data["key"]), order_id=int(data["order_id"]),
+        seq=int(data["seq"]), created=float(data["created"]), status=str(data["status"]),
+        manual=bool(data["manual"]),
+    )
 
 
 class _Reply(Exception):
@@ -301,6 +380,16 @@ def _id_value(item: str) -> int | str:
     return item if number is None else number
 
 
+def _key_id(key: str) -> str:
+    """How the sandbox files an API key: its sha256 hex, so no key is held or saved in clear."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _fresh_id(first: int) -> int:
+    """A first id for when the stored counters are lost: above any id handed out before."""
+    return max(first, int((time.time() - _ID_EPOCH) * 10))
+
+
 _CLOUDFLARE_PAGE = """<!DOCTYPE html>
 <html lang="en-US"><head><meta charset="UTF-8" />
 <title>sandbox.invalid | {code}: {title}</title></head>
@@ -342,7 +431,13 @@ class SandboxPanel:
         services: list[dict[str, Any]] | None = None,
         currency: str = "USD",
         string_ids: bool = False,
+        state_path: Path | None = None,
+        keep_requests: int | None = None,
     ) -> None:
+        """`state_path`: a JSON file the sandbox resumes from and saves to after every request,
+        so that orders, balances, ids and its clock survive a restart like a real panel's do;
+        None (tests) keeps everything in memory. `keep_requests`: how many recorded requests to
+        keep (a long-running demo bot would otherwise grow `requests` for ever); None: all."""
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = speed
@@ -351,6 +446,7 @@ class SandboxPanel:
         self.string_ids = string_ids
         self.down = False
         self.requests: list[dict[str, str]] = []
+        self._keep_requests = keep_requests
         self._clock = clock
         self._clock0 = clock()
         self._offset = 0.0
@@ -361,12 +457,16 @@ class SandboxPanel:
             service = _read_service(row)
             self._services[service.id] = service
         start = {DEMO_KEY: Decimal("100")} if keys is None else keys
-        self._balances: dict[str, Decimal] = {k: Decimal(v) for k, v in start.items()}
+        self._balances: dict[str, Decimal] = {_key_id(k): Decimal(v) for k, v in start.items()}
         self._orders: dict[int, _Order] = {}
         self._refills: dict[int, _Refill] = {}
         self._failures: list[tuple[str | None, str]] = []
         self._next_order = FIRST_ORDER_ID
         self._next_refill = FIRST_REFILL_ID
+        self._state_path = state_path
+        self._save_failing = False
+        if state_path is not None:
+            self._load(state_path)
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -390,15 +490,17 @@ class SandboxPanel:
             raise ValueError("the sandbox clock only moves forward")
         self._offset += seconds
         self._tick()
+        self._save()
 
     def add_key(self, key: str, balance: Decimal) -> None:
         """Adds an API key (or resets its balance)."""
-        self._balances[key] = Decimal(balance)
+        self._balances[_key_id(key)] = Decimal(balance)
+        self._save()
 
     def balance_of(self, key: str) -> Decimal:
         """The exact balance of a key."""
         self._tick()
-        return self._balances[key]
+        return self._balances[_key_id(key)]
 
     def fail_next(self, action: str | None, mode: str, times: int = 1) -> None:
         """Makes the next `times` requests of `action` (None: any action) fail in `mode`.
@@ -434,6 +536,7 @@ class SandboxPanel:
             raise ValueError(f"remains must be within 0..{order.total}")
         order.manual = True
         self._apply(order, status, remains)
+        self._save()
 
     def complete_all(self) -> None:
         """Completes every unfinished order and refill now."""
@@ -446,12 +549,14 @@ class SandboxPanel:
             if not _is_final(refill.status):
                 refill.manual = True
                 refill.status = COMPLETED
+        self._save()
 
     def set_refill_status(self, refill_id: int, status: str) -> None:
         """Forces a refill to `status` now; it stops progressing on its own."""
         refill = self._refills[refill_id]
         refill.manual = True
         refill.status = status
+        self._save()
 
     def requests_for(self, action: str) -> list[dict[str, str]]:
         """The recorded requests whose action is `action`."""
@@ -469,7 +574,8 @@ class SandboxPanel:
     def orders_of(self, key: str) -> list[dict[str, Any]]:
         """Snapshots of every order of a key, oldest first."""
         self._tick()
-        return [self._snapshot(o) for o in self._orders.values() if o.key == key]
+        key_id = _key_id(key)
+        return [self._snapshot(o) for o in self._orders.values() if o.key == key_id]
 
     def refill(self, refill_id: int) -> dict[str, Any]:
         """A snapshot of one refill."""
@@ -562,6 +668,84 @@ class SandboxPanel:
             "fields": dict(order.fields),
         }
 
+    # -- state file ------------------------------------------------------------------------
+
+    def _load(self, path: Path) -> None:
+        """Resumes from the state file: none yet starts fresh; an unreadable one starts fresh too,
+        with a warning and ids above any handed out before (the bot may already hold those)."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            self._lost_state(path, exc)
+            return
+        try:
+            self._restore(json.loads(text))
+        except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation) as exc:
+            self._lost_state(path, exc)
+
+    def _lost_state(self, path: Path, exc: Exception) -> None:
+        """Starts afresh after an unreadable state file, with ids that cannot repeat old ones."""
+        self._next_order = _fresh_id(FIRST_ORDER_ID)
+        self._next_refill = _fresh_id(FIRST_REFILL_ID)
+        log.warning("Sandbox state file %s is unreadable (%s: %s); the sandbox starts afresh "
+                    "with order ids from %d", path, type(exc).__name__, exc, self._next_order)
+
+    def _restore(self, state: Any) -> None:
+        """Takes over the saved orders, refills, balances, counters and clock (all or nothing)."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"not a version {STATE_VERSION} sandbox state")
+        balances = {str(k): _stored_money(v) for k, v in state["balances"].items()}
+        orders = {order.id: order for order in map(_read_order, state["orders"])}
+        refills = {refill.id: refill for refill in map(_read_refill, state["refills"])}
+        now = float(state["now"])
+        if not math.isfinite(now):
+            raise ValueError(f"not a time: {now!r}")
+        next_order = max(int(state["next_order"]), max(orders, default=0) + 1)
+        next_refill = max(int(state["next_refill"]), max(refills, default=0) + 1)
+        # Keys given to the constructor but absent from the file keep their starting balance.
+        self._balances.update(balances)
+        self._orders, self._refills = orders, refills
+        self._next_order, self._next_refill = next_order, next_refill
+        # The clock goes on from where it stood at the last save: time the bot was down is skipped.
+        self._offset = now - (self._clock() - self._clock0) * self.speed
+
+    def _state(self) -> dict[str, Any]:
+        """Everything that must survive a restart, as JSON-ready data (money as strings)."""
+        return {
+            "version": STATE_VERSION,
+            "now": self.now(),
+            "next_order": self._next_order,
+            "next_refill": self._next_refill,
+            "balances": {key: _money(amount) for key, amount in self._balances.items()},
+            "orders": [_order_state(order) for order in self._orders.values()],
+            "refills": [_refill_state(refill) for refill in self._refills.values()],
+        }
+
+    def _save(self) -> None:
+        """Replaces the state file (when there is one) atomically; failures are logged only."""
+        path = self._state_path
+        if path is None:
+            return
+        try:
+            text = json.dumps(self._state(), separators=(",", ":"))
+            handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                            dir=path.parent)
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.write(text)
+                os.replace(temp, path)
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            if not self._save_failing:  # once per run of failures, not on every request
+                log.warning("Sandbox state not saved to %s: %s", path, exc)
+            self._save_failing = True
+        else:
+            self._save_failing = False
+
     # -- HTTP ------------------------------------------------------------------------------
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
@@ -569,6 +753,8 @@ class SandboxPanel:
         body = await request.aread()
         fields = self._parse_form(request, body)
         self.requests.append(dict(fields))
+        if self._keep_requests is not None and len(self.requests) > 2 * self._keep_requests:
+            del self.requests[: -self._keep_requests]
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         mode = "html502" if self.down else self._take_failure(fields.get("action"))
@@ -624,7 +810,7 @@ class SandboxPanel:
     def answer(self, fields: Mapping[str, str]) -> Any:
         """The JSON payload the panel answers to these form fields (no failure modes)."""
         self._tick()
-        key = fields.get("key", "")
+        key = _key_id(fields.get("key", ""))
         if key not in self._balances:
             return {"error": ERR_KEY}
         handlers: dict[str, Callable[[str, Mapping[str, str]], Any]] = {
@@ -643,6 +829,10 @@ class SandboxPanel:
             return handler(key, fields)
         except _Reply as reply:
             return {"error": reply.text}
+        finally:
+            # After reads too: what the bot was shown (progress, refunds) must not be undone by a
+            # restart rolling the sandbox's clock back to the last order placed.
+            self._save()
 
     # -- actions ---------------------------------------------------------------------------
 
