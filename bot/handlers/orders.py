@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from telegram import InlineKeyboardMarkup, Update
@@ -110,6 +110,12 @@ class Resolved:
     known: dict[int, Order] = field(default_factory=dict)  # panel id → the caller's order
     ask: list[int] = field(default_factory=list)  # ids that may be sent to the panel
     refused: list[int] = field(default_factory=list)  # answered "not found", never sent
+
+
+# A batched write (refill, cancel) of the ids that passed the checks: a line per id, and
+# whether any outcome is unknown.
+Perform = Callable[[BotContext, Caller, Resolved, list[int]],
+                   Awaitable[tuple[dict[int, str], bool]]]
 
 
 # --- shared steps -----------------------------------------------------------------------------
@@ -544,13 +550,16 @@ async def request_refills(context: BotContext, caller: Caller,
     return {result.order: result for result in await panel.refills(caller.account.key, ids)}
 
 
-async def refill_command(update: Update, context: BotContext) -> None:
-    """Requests refills of the typed orders; per-order refill id or the panel's error."""
+async def write_command(update: Update, context: BotContext, *, name: str, title: str,
+                        refusal: Callable[[BotContext, Order], Awaitable[str | None]],
+                        perform: Perform) -> None:
+    """What /refill and /cancelorder share: typed ids → only the caller's → the bot's own checks
+    → one (batched) write to the panel → a line per id. A write is never retried."""
     await remember_user(update, context)
     caller = await caller_of(update, context)
     if caller is None:
         return
-    ids = await typed_ids(update, context, "refill")
+    ids = await typed_ids(update, context, name)
     if ids is None:
         return
     resolved = await resolve(context, caller, ids)
@@ -558,8 +567,7 @@ async def refill_command(update: Update, context: BotContext) -> None:
     send: list[int] = []
     for panel_id in resolved.ask:
         known = resolved.known.get(panel_id)
-        reason = None if known is None else refill_refusal(
-            known, await refill_store.refills_for_order(context.deps.db, known.id))
+        reason = None if known is None else await refusal(context, known)
         if reason is not None:
             lines[panel_id] = f"<code>{panel_id}</code> · not sent: {esc(reason)}"
         else:
@@ -569,83 +577,82 @@ async def refill_command(update: Update, context: BotContext) -> None:
         if not await within_rate_limit(update, context):
             return
         try:
-            results = await request_refills(context, caller, send)
+            done, unknown = await perform(context, caller, resolved, send)
         except OutcomeUnknown:
-            results = {}
-            unknown = True
-            lines.update((i, f"<code>{i}</code> · ⚠️ outcome unknown") for i in send)
+            done, unknown = {i: f"<code>{i}</code> · ⚠️ outcome unknown" for i in send}, True
         except PanelClientError as exc:
             await reply(update, f"❌ {esc(exc.user_message)}")
             return
-        for panel_id, result in results.items():
-            if result.refill is None:
-                unknown = unknown or result.error == OutcomeUnknown.user_message
-                lines[panel_id] = f"<code>{panel_id}</code> · ❌ {esc(result.error or '')}"
-                continue
-            order = await order_for_write(context, caller, resolved, panel_id)
-            await refill_store.add_refill(context.deps.db, order_id=order.id,
-                                          panel_refill_id=result.refill)
-            lines[panel_id] = f"<code>{panel_id}</code> · ♻️ refill {result.refill} requested"
-    out = [f"♻️ <b>Refill</b> of {len(ids)} order{'s' if len(ids) != 1 else ''}"]
+        lines.update(done)
+    out = [f"{title} of {len(ids)} order{'s' if len(ids) != 1 else ''}"]
     out += [lines[panel_id] for panel_id in ids if panel_id in lines]
     out += not_found_lines(resolved.refused)
     if unknown:
         out.append(UNKNOWN_OUTCOME)
     await send_lines(update, out)
+
+
+async def refill_refusal_of(context: BotContext, order: Order) -> str | None:
+    """Why the bot will not ask for a refill of this order, or None."""
+    return refill_refusal(order, await refill_store.refills_for_order(context.deps.db, order.id))
+
+
+async def cancel_refusal_of(context: BotContext, order: Order) -> str | None:
+    """Why the bot will not ask to cancel this order, or None."""
+    return cancel_refusal(order)
+
+
+async def perform_refills(context: BotContext, caller: Caller, resolved: Resolved,
+                          send: list[int]) -> tuple[dict[int, str], bool]:
+    """Requests the refills and stores each refill id; a line per order, and whether any
+    outcome is unknown."""
+    lines: dict[int, str] = {}
+    unknown = False
+    for panel_id, result in (await request_refills(context, caller, send)).items():
+        if result.refill is None:
+            unknown = unknown or result.error == OutcomeUnknown.user_message
+            lines[panel_id] = f"<code>{panel_id}</code> · ❌ {esc(result.error or '')}"
+            continue
+        order = await order_for_write(context, caller, resolved, panel_id)
+        await refill_store.add_refill(context.deps.db, order_id=order.id,
+                                      panel_refill_id=result.refill)
+        lines[panel_id] = f"<code>{panel_id}</code> · ♻️ refill {result.refill} requested"
+    return lines, unknown
+
+
+async def perform_cancels(context: BotContext, caller: Caller, resolved: Resolved,
+                          send: list[int]) -> tuple[dict[int, str], bool]:
+    """Asks the panel to cancel, then reads back what it did; a line per order, and whether any
+    outcome is unknown."""
+    lines: dict[int, str] = {}
+    unknown = False
+    accepted: dict[int, Order] = {}
+    for result in await context.deps.panel.cancel(caller.account.key, send):
+        if result.ok:
+            accepted[result.order] = await order_for_write(context, caller, resolved,
+                                                           result.order)
+        else:
+            unknown = unknown or result.error == OutcomeUnknown.user_message
+            lines[result.order] = (f"<code>{result.order}</code> · ❌ "
+                                   f"{esc(result.error or 'not cancelled')}")
+    seen = await settle_cancels(context, caller, accepted)
+    for panel_id in accepted:
+        now = seen.get(panel_id)
+        lines[panel_id] = (f"<code>{panel_id}</code> · ✖️ cancel accepted"
+                           + (f" (now {esc(now)})" if now and now != CANCELED else ""))
+    return lines, unknown
+
+
+async def refill_command(update: Update, context: BotContext) -> None:
+    """Requests refills of the typed orders; per-order refill id or the panel's error."""
+    await write_command(update, context, name="refill", title="♻️ <b>Refill</b>",
+                        refusal=refill_refusal_of, perform=perform_refills)
 
 
 async def cancel_command(update: Update, context: BotContext) -> None:
     """Asks the panel to cancel the typed orders (batched); per-order result."""
-    await remember_user(update, context)
-    caller = await caller_of(update, context)
-    if caller is None:
-        return
-    ids = await typed_ids(update, context, "cancelorder")
-    if ids is None:
-        return
-    resolved = await resolve(context, caller, ids)
-    lines: dict[int, str] = {}
-    send: list[int] = []
-    for panel_id in resolved.ask:
-        known = resolved.known.get(panel_id)
-        reason = cancel_refusal(known) if known is not None else None
-        if reason is not None:
-            lines[panel_id] = f"<code>{panel_id}</code> · not sent: {esc(reason)}"
-        else:
-            send.append(panel_id)
-    unknown = False
-    if send:
-        if not await within_rate_limit(update, context):
-            return
-        try:
-            results = await context.deps.panel.cancel(caller.account.key, send)
-        except OutcomeUnknown:
-            results = []
-            unknown = True
-            lines.update((i, f"<code>{i}</code> · ⚠️ outcome unknown") for i in send)
-        except PanelClientError as exc:
-            await reply(update, f"❌ {esc(exc.user_message)}")
-            return
-        accepted: dict[int, Order] = {}
-        for result in results:
-            if result.ok:
-                accepted[result.order] = await order_for_write(context, caller, resolved,
-                                                               result.order)
-            else:
-                unknown = unknown or result.error == OutcomeUnknown.user_message
-                lines[result.order] = (f"<code>{result.order}</code> · ❌ "
-                                       f"{esc(result.error or 'not cancelled')}")
-        seen = await settle_cancels(context, caller, accepted)
-        for panel_id in accepted:
-            now = seen.get(panel_id)
-            lines[panel_id] = (f"<code>{panel_id}</code> · ✖️ cancel accepted"
-                               + (f" (now {esc(now)})" if now and now != CANCELED else ""))
-    out = [f"✖️ <b>Cancel</b> of {len(ids)} order{'s' if len(ids) != 1 else ''}"]
-    out += [lines[panel_id] for panel_id in ids if panel_id in lines]
-    out += not_found_lines(resolved.refused)
-    if unknown:
-        out.append(UNKNOWN_OUTCOME)
-    await send_lines(update, out)
+    await write_command(update, context, name="cancelorder", title="✖️ <b>Cancel</b>",
+                        refusal=cancel_refusal_of, perform=perform_cancels)
 
 
 # --- /balance -------------------------------------------------------------------------------------

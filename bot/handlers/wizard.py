@@ -471,6 +471,12 @@ async def take_answer(update: Update, context: BotContext) -> int | None:
     if not text:
         await ask(update, order, service, field, NOT_TEXT)
         return None
+    return await take(update, context, order, service, field, text)
+
+
+async def take(update: Update, context: BotContext, order: dict[str, Any], service: Service,
+               field: FormField, text: str) -> int | None:
+    """Checks an answer (typed, kept or tapped): the next question, or why + the same one."""
     try:
         value = field.parse(text, service, order["answers"])
     except FieldError as exc:
@@ -510,12 +516,7 @@ async def keep(update: Update, context: BotContext) -> int | None:
     if not kept:
         await ask(update, order, service, field, "There is no answer to keep: send one.")
         return None
-    try:
-        value = field.parse(kept, service, order["answers"])
-    except FieldError as exc:
-        await ask(update, order, service, field, str(exc))
-        return None
-    return await advance(update, context, order, service, field, value)
+    return await take(update, context, order, service, field, kept)
 
 
 async def skip(update: Update, context: BotContext) -> int | None:
@@ -538,14 +539,10 @@ async def choose(update: Update, context: BotContext) -> int | None:
     order, service, field = state
     query = update.callback_query
     choice = int_arg(unpack(query.data if query else None), 2)
-    try:
-        if field.kind is not Kind.CHOICE or choice is None:
-            raise FieldError("Send the answer to this question.")
-        value = field.parse(str(choice), service, order["answers"])
-    except FieldError as exc:
-        await ask(update, order, service, field, str(exc))
+    if field.kind is not Kind.CHOICE or choice is None:
+        await ask(update, order, service, field, "Send the answer to this question.")
         return None
-    return await advance(update, context, order, service, field, value)
+    return await take(update, context, order, service, field, str(choice))
 
 
 async def back(update: Update, context: BotContext) -> int | None:
