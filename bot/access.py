@@ -16,7 +16,6 @@ import aiosqlite
 from bot.config import Settings
 from bot.crypto import KeyBox, SecretKeyMismatch, WrongSecretKey
 from bot.deps import Deps
-from bot.logs import REDACTOR
 from bot.panel.sandbox import DEMO_KEY
 from storage import meta, outbox, users
 from storage.db import close_database, open_database, transaction
@@ -93,7 +92,6 @@ async def own_key(deps: Deps, user_id: int) -> str | None:
             await users.set_panel_key(deps.db, user_id, None)
             await outbox.enqueue_notification(deps.db, chat_id=user_id, text=KEY_LOST)
         return None
-    REDACTOR.add(key)  # after a restart the redactor learns the key on its first use
     return key
 
 

@@ -111,6 +111,12 @@ class Catalog:
             self._start_fetch(account_id, key)
         return index
 
+    async def forget(self, account_id: str) -> None:
+        """Drops an account's copy (its key changed: another account may see other services or
+        prices); the next look fetches it anew."""
+        self._memory.pop(account_id, None)
+        await catalog_store.clear_services(self._db, source=account_id)
+
     def cached(self, account_id: str) -> ServiceIndex | None:
         """The in-memory catalogue, if any, without asking anyone."""
         return self._memory.get(account_id)

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bot.config import ConfigError
+from bot.logs import REDACTOR
 
 # Encrypted once with the configured SECRET_KEY and kept in the database, so a start-up with a
 # different SECRET_KEY is noticed at once instead of on a user's first order.
@@ -39,21 +40,29 @@ class KeyBox:
         return "KeyBox(<hidden>)"
 
     def encrypt(self, plain: str) -> bytes:
-        """The encrypted form of a panel key."""
+        """The encrypted form of a panel key (which from now on is blanked in every log line)."""
+        REDACTOR.add(plain)
         return self._fernet.encrypt(plain.encode())
 
     def decrypt(self, token: bytes) -> str:
-        """The panel key back; raises WrongSecretKey when it was encrypted with another key."""
+        """The panel key back (blanked in logs from now on, whoever asked for it); raises
+        WrongSecretKey when it was encrypted with another key."""
+        plain = self._open(token)
+        REDACTOR.add(plain)
+        return plain
+
+    def canary(self) -> bytes:
+        """A token to store, proving later that SECRET_KEY has not changed."""
+        return self._fernet.encrypt(CANARY)
+
+    def check_canary(self, token: bytes) -> None:
+        """Raises WrongSecretKey when `token` was made with another SECRET_KEY."""
+        if self._open(token) != CANARY.decode():
+            raise WrongSecretKey(_WRONG)
+
+    def _open(self, token: bytes) -> str:
+        """Decrypts a token; WrongSecretKey when it was made with another key."""
         try:
             return self._fernet.decrypt(token).decode()
         except InvalidToken:
             raise WrongSecretKey(_WRONG) from None
-
-    def canary(self) -> bytes:
-        """A token to store, proving later that SECRET_KEY has not changed."""
-        return self.encrypt(CANARY.decode())
-
-    def check_canary(self, token: bytes) -> None:
-        """Raises WrongSecretKey when `token` was made with another SECRET_KEY."""
-        if self.decrypt(token) != CANARY.decode():
-            raise WrongSecretKey(_WRONG)

@@ -186,7 +186,7 @@ async def test_users_without_access_are_told_how_to_get_it(tmp_path: Path) -> No
                                   PANEL_KEY="op-key", ALLOWED_USER_IDS=str(USER))
     try:
         await harness.send("/services", user=OTHER)
-        assert "do not have access" in harness.last(OTHER).plain
+        assert "you have no access" in harness.last(OTHER).plain
         await harness.send("/services", user=USER)
         assert "Services: 32" in harness.last(USER).plain
     finally:

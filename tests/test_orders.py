@@ -593,7 +593,7 @@ async def test_operator_account_refuses_users_without_access(tmp_path: Path) -> 
     try:
         for command in ("/orders", "/status 1", "/balance", "/track 1"):
             await bot.send(command, user=OTHER)
-            assert "do not have access" in bot.last(OTHER).plain
+            assert "you have no access" in bot.last(OTHER).plain
         assert sandbox.requests == []
         await bot.send("/balance")
         assert "50.00 USD" in bot.last().plain and "operator's panel account" in bot.last().plain

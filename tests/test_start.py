@@ -42,3 +42,18 @@ async def test_operator_account_serves_allowed_users_only(tmp_path: Path) -> Non
         assert str(OTHER) in harness.last(OTHER).plain
     finally:
         await stop_harness(harness)
+
+
+async def test_no_access_text_offers_connect_only_where_it_is_turned_on(tmp_path: Path) -> None:
+    sandbox = SandboxPanel(keys={"operator-key-123": Decimal("50")})
+    harness = await start_harness(
+        tmp_path, sandbox=sandbox, PANEL_URL="https://panel.example/api/v2",
+        PANEL_KEY="operator-key-123",
+    )
+    try:
+        await harness.send("/orders", user=OTHER)
+        text = harness.last(OTHER).plain
+        assert "you have no access" in text and str(OTHER) in text
+        assert "/connect" not in text  # no SECRET_KEY: /connect is off
+    finally:
+        await stop_harness(harness)

@@ -126,6 +126,7 @@ async def disconnect(update: Update, context: BotContext) -> None:
         await reply(update, "You have no panel API key connected.")
         return
     await users.set_panel_key(deps.db, user.id, None)
+    await deps.catalog.forget(users.user_account(user.id))
     log.info("User %d disconnected their own panel key", user.id)
     account = await account_for(deps, user.id)
     if account is None:
@@ -170,6 +171,7 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
         await _say(update, CANNOT_CHECK + retry + warning)
         return False
     await users.set_panel_key(deps.db, user.id, keybox.encrypt(key))
+    await deps.catalog.forget(users.user_account(user.id))  # a new key: its own services
     log.info("User %d connected their own panel key", user.id)
     await _say(update, f"✅ Key connected. Balance: "
                         f"{esc(format_money(balance.balance, balance.currency))}.\n"

@@ -82,11 +82,11 @@ async def remember_user(update: Update, context: BotContext) -> None:
                             language=user.language_code or "")
 
 
-NO_ACCESS = (
-    "This bot orders from a private SMM panel account, and you do not have access to it.\n"
-    "• Ask the bot's operator to add you (send them your id: <code>{user_id}</code>), or\n"
-    "• connect your own panel API key with /connect."
-)
+def no_access_text(user_id: int, *, can_connect: bool) -> str:
+    """How to get access, for a user who has none (/connect only where it is turned on)."""
+    text = ("This bot orders from a private SMM panel account, and you have no access to it."
+            f"\nAsk the bot's operator to add you (send them your id: <code>{user_id}</code>)")
+    return text + (", or connect your own panel API key with /connect." if can_connect else ".")
 
 
 async def require_account(update: Update, context: BotContext) -> Account | None:
@@ -97,7 +97,7 @@ async def require_account(update: Update, context: BotContext) -> Account | None
     account = await account_for(context.deps, user.id)
     if account is None:
         await answer(update.callback_query)
-        await reply(update, NO_ACCESS.format(user_id=user.id))
+        await reply(update, no_access_text(user.id, can_connect=context.deps.keybox is not None))
     return account
 
 

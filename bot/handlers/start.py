@@ -7,7 +7,7 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot.access import account_for, role_of
 from bot.deps import BotContext
-from bot.handlers.common import answer, esc, remember_user, reply, show
+from bot.handlers.common import answer, esc, no_access_text, remember_user, reply, show
 
 # The command menu Telegram shows (set at start-up), one line each.
 COMMANDS: list[tuple[str, str]] = [
@@ -64,9 +64,7 @@ async def welcome_text(update: Update, context: BotContext) -> str:
     account = await account_for(deps, user.id)
     name = esc(user.first_name)
     if account is None:
-        return (f"Hi {name}! This bot orders from a private SMM panel account, and you have no "
-                f"access to it yet.\nAsk the operator to add your id <code>{user.id}</code>"
-                + (", or connect your own panel API key with /connect." if deps.keybox else "."))
+        return f"Hi {name}! " + no_access_text(user.id, can_connect=deps.keybox is not None)
     if account.demo:
         access = ("⚠️ <b>Demo mode</b>: orders go to a built-in sandbox panel. Nothing real is "
                   "bought and no money is spent; demo orders finish within a couple of minutes.")
