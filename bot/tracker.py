@@ -693,6 +693,8 @@ async def run_cycle(context: BotContext) -> None:
                           refill_report.checked, time.monotonic() - started)
     # PTB types the context's queue with an unbound context type; it is this app's queue.
     queue = cast("JobQueue[BotContext] | None", context.job_queue)
+    if not context.application.running:
+        return  # stopping: the outbox is sent at the next start
     if queue is not None:
         queue.run_once(drain_outbox, 0, name="tracker-outbox")
     else:  # pragma: no cover - the JobQueue extra is a dependency
@@ -703,6 +705,9 @@ async def drain_outbox(context: BotContext) -> None:
     """The sending job (after each cycle, and once at start-up for what a crash left)."""
     try:
         await send_pending(context.bot, context.deps)
+    except asyncio.CancelledError:
+        # The bot is stopping: what was not marked sent stays queued for the next start.
+        log.info("Sending notifications interrupted by shutdown; the rest stay queued")
     except Exception:
         log.exception("Sending notifications failed; they stay queued")
 
