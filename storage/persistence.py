@@ -122,6 +122,21 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         self._db: aiosqlite.Connection | None = None
         # PTB runs the update_* calls of one round concurrently: open the connection once.
         self._opening = asyncio.Lock()
+        # What each row holds now (as written or loaded): PTB hands over every user's and
+        # chat's data after every update, mostly unchanged, and each write would take SQLite's
+        # write lock from the bot's own connection.
+        self._written: dict[tuple[str, str], str] = {}
+
+    def _unchanged(self, table: str, key: object, text: str | None) -> bool:
+        """True when the row already holds `text` (None: absent); else remembers `text`."""
+        slot = (table, json.dumps(key) if not isinstance(key, str) else key)
+        if text is None:
+            self._written.pop(slot, None)
+            return False
+        if self._written.get(slot) == text:
+            return True
+        self._written[slot] = text
+        return False
 
     async def _conn(self) -> aiosqlite.Connection:
         """The persistence's own connection, opened (and the schema migrated) on first use."""
@@ -133,20 +148,26 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
     async def _load_map(self, table: str, id_column: str) -> dict[int, Data]:
         """All rows of a ptb_*_data table as {id: data}."""
         rows = await fetch_all(await self._conn(), f"SELECT {id_column}, data FROM {table}")
+        for row in rows:
+            self._unchanged(table, int(row[0]), str(row[1]))
         return {int(row[0]): loads(row[1]) for row in rows}
 
     async def _store(self, table: str, id_column: str, key: int, data: object) -> None:
-        """Writes one data row at once."""
+        """Writes one data row at once (nothing when it holds that already)."""
+        text = dumps(data)
+        if self._unchanged(table, key, text):
+            return
         db = await self._conn()
         async with transaction(db):
             await db.execute(
                 f"INSERT INTO {table} ({id_column}, data) VALUES (?, ?)"
                 f" ON CONFLICT ({id_column}) DO UPDATE SET data = excluded.data",
-                (key, dumps(data)),
+                (key, text),
             )
 
     async def _drop(self, table: str, id_column: str, key: int) -> None:
         """Deletes one data row at once."""
+        self._unchanged(table, key, None)
         db = await self._conn()
         async with transaction(db):
             await db.execute(f"DELETE FROM {table} WHERE {id_column} = ?", (key,))
@@ -175,12 +196,17 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
             "SELECT key, state FROM ptb_conversations WHERE name = ?",
             (name,),
         )
+        for row in rows:
+            self._unchanged(f"conversation:{name}", str(row[0]), str(row[1]))
         return {tuple(json.loads(row[0])): loads(row[1]) for row in rows}
 
     async def update_conversation(
         self, name: str, key: ConversationKey, new_state: object | None
     ) -> None:
         """Writes one conversation's state at once; None ends it (deletes the row)."""
+        text = None if new_state is None else dumps(new_state)
+        if self._unchanged(f"conversation:{name}", _conversation_key(key), text):
+            return
         db = await self._conn()
         async with transaction(db):
             if new_state is None:
@@ -192,7 +218,7 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
                 await db.execute(
                     "INSERT INTO ptb_conversations (name, key, state) VALUES (?, ?, ?)"
                     " ON CONFLICT (name, key) DO UPDATE SET state = excluded.state",
-                    (name, _conversation_key(key), dumps(new_state)),
+                    (name, _conversation_key(key), text),
                 )
 
     async def update_user_data(self, user_id: int, data: Data) -> None:

@@ -218,3 +218,28 @@ _values = st.recursive(
 @given(_values)
 def test_codec_round_trips_anything_it_accepts(value: Any) -> None:
     assert loads(dumps(value)) == value
+
+
+async def test_unchanged_data_is_not_written_again(tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        await persistence.update_user_data(1, {"step": "link"})
+        db = await persistence._conn()
+        before = db.total_changes
+        await persistence.update_user_data(1, {"step": "link"})
+        await persistence.update_conversation("wizard", (1, 1), "ASKING")
+        await persistence.update_conversation("wizard", (1, 1), "ASKING")
+        assert db.total_changes == before + 1  # only the first conversation write
+        await persistence.update_user_data(1, {"step": "quantity"})
+        await persistence.drop_user_data(1)
+        await persistence.update_user_data(1, {"step": "quantity"})  # re-created after a drop
+        assert await persistence.get_user_data() == {1: {"step": "quantity"}}
+        await persistence.update_conversation("wizard", (1, 1), None)
+        assert await persistence.get_conversations("wizard") == {}
+    finally:
+        await persistence.flush()
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        assert await fresh.get_user_data() == {1: {"step": "quantity"}}
+    finally:
+        await fresh.flush()
