@@ -257,3 +257,15 @@ async def test_a_long_running_sandbox_keeps_only_recent_requests() -> None:
         for _ in range(25):
             await client.post(SANDBOX_URL, data={"key": DEMO_KEY, "action": "balance"})
     assert 10 <= len(panel.requests) <= 20
+
+
+async def test_reads_record_only_the_clock_not_the_whole_state(state: Path) -> None:
+    clock = FakeClock(1000.0)
+    panel = sandbox(state, clock)
+    await place(panel)
+    saved = read(state)
+    for _ in range(5):
+        clock.t += 10
+        await call(panel, action="balance")
+    assert read(state) == saved  # the (large) state file is not rewritten by reads
+    assert state.with_name(state.name + ".clock").exists()

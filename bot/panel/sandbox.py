@@ -385,6 +385,11 @@ def _key_id(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def _clock_path(state_path: Path) -> Path:
+    """The small file beside the state file that records the sandbox clock after reads."""
+    return state_path.with_name(state_path.name + ".clock")
+
+
 def _fresh_id(first: int) -> int:
     """A first id for when the stored counters are lost: above any id handed out before."""
     return max(first, int((time.time() - _ID_EPOCH) * 10))
@@ -464,7 +469,7 @@ class SandboxPanel:
         self._next_order = FIRST_ORDER_ID
         self._next_refill = FIRST_REFILL_ID
         self._state_path = state_path
-        self._save_failing = False
+        self._save_failing: set[Path] = set()
         if state_path is not None:
             self._load(state_path)
 
@@ -684,6 +689,8 @@ class SandboxPanel:
             self._restore(json.loads(text))
         except (ValueError, TypeError, KeyError, AttributeError, InvalidOperation) as exc:
             self._lost_state(path, exc)
+            return
+        self._load_clock(path)
 
     def _lost_state(self, path: Path, exc: Exception) -> None:
         """Starts afresh after an unreadable state file, with ids that cannot repeat old ones."""
@@ -725,11 +732,27 @@ class SandboxPanel:
 
     def _save(self) -> None:
         """Replaces the state file (when there is one) atomically; failures are logged only."""
-        path = self._state_path
-        if path is None:
-            return
+        if self._state_path is not None:
+            self._write(self._state_path, json.dumps(self._state(), separators=(",", ":")))
+            self._save_clock()
+
+    def _save_clock(self) -> None:
+        """Records only where the clock stands (cheap: done after every read)."""
+        if self._state_path is not None:
+            self._write(_clock_path(self._state_path), json.dumps({"now": self.now()}))
+
+    def _load_clock(self, path: Path) -> None:
+        """Moves the clock on to the last recorded position, if later than the state's."""
         try:
-            text = json.dumps(self._state(), separators=(",", ":"))
+            now = float(json.loads(_clock_path(path).read_text(encoding="utf-8"))["now"])
+        except (OSError, ValueError, TypeError, KeyError):
+            return
+        if math.isfinite(now) and now > self.now():
+            self._offset += now - self.now()
+
+    def _write(self, path: Path, text: str) -> None:
+        """Replaces a file atomically; failures are logged once per run of failures."""
+        try:
             handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                             dir=path.parent)
             try:
@@ -740,11 +763,11 @@ class SandboxPanel:
                 Path(temp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            if not self._save_failing:  # once per run of failures, not on every request
+            if path not in self._save_failing:  # once per run of failures, not every request
                 log.warning("Sandbox state not saved to %s: %s", path, exc)
-            self._save_failing = True
+            self._save_failing.add(path)
         else:
-            self._save_failing = False
+            self._save_failing.discard(path)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -830,9 +853,13 @@ class SandboxPanel:
         except _Reply as reply:
             return {"error": reply.text}
         finally:
-            # After reads too: what the bot was shown (progress, refunds) must not be undone by a
-            # restart rolling the sandbox's clock back to the last order placed.
-            self._save()
+            # Writes change the state; reads only move the clock. Orders and refills progress as
+            # a function of the clock, so saving the clock after reads (a tiny file) is enough to
+            # keep what the bot was shown from being undone by a restart.
+            if fields.get("action") in ("add", "refill", "cancel"):
+                self._save()
+            else:
+                self._save_clock()
 
     # -- actions ---------------------------------------------------------------------------
 
