@@ -305,44 +305,88 @@ async def refresh_card(update: Update, context: BotContext, caller: Caller, orde
     await show_card(update, context, order.id)
 
 
-async def ask_refill(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
-    """Asks "Refill order N?" before anything is sent."""
+@dataclass(frozen=True, slots=True)
+class CardOutcome:
+    """What a write from the card led to: the button's answer and a note on the card."""
+
+    answer: str
+    note: str
+    alert: bool = False
+
+
+# One confirmed write (refill, cancel) of one placed order: panel order id → the outcome.
+CardWrite = Callable[[BotContext, Caller, Order, int], Awaitable[CardOutcome]]
+
+
+async def ask_write(update: Update, context: BotContext, order: Order, *, refused: str,
+                    reason: str | None, question: str, yes: str) -> None:
+    """Asks "Refill/Cancel order N?" before anything is sent, or says why not."""
     query = update.callback_query
-    refills = await refill_store.refills_for_order(context.deps.db, order.id)
-    reason = refill_refusal(order, refills)
     if reason is not None:
-        await answer(query, f"No refill: {reason}.", alert=True)
+        await answer(query, f"{refused}: {reason}.", alert=True)
         await show_card(update, context, order.id)
         return
     await answer(query)
-    await show(update, f"♻️ Refill order <b>{esc(order_number(order))}</b>?\nThe panel decides "
-                       "whether a refill is due.", confirm_markup(order, REFILL_YES))
+    await show(update, question, confirm_markup(order, yes))
 
 
-async def refill_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
-    """Requests a refill (confirmed), stores its id and shows the card with the outcome."""
+async def card_write(update: Update, context: BotContext, caller: Caller, order: Order, *,
+                     label: str, refused: str, reason: str | None, write: CardWrite) -> None:
+    """A confirmed write from the card: the bot's own check again (the card may be old), the
+    rate limit, exactly one request, the outcome on the card. A write is never retried."""
     query = update.callback_query
-    refills = await refill_store.refills_for_order(context.deps.db, order.id)
-    reason = refill_refusal(order, refills)
     if reason is not None or order.panel_order_id is None:
-        await answer(query, f"No refill: {reason}.", alert=True)
+        await answer(query, f"{refused}: {reason}.", alert=True)
         await show_card(update, context, order.id)
         return
     if not await within_rate_limit(update, context):
         return
     try:
-        refill_id = await context.deps.panel.refill(caller.account.key, order.panel_order_id)
+        outcome = await write(context, caller, order, order.panel_order_id)
     except OutcomeUnknown:
         await answer(query)
         await show_card(update, context, order.id, UNKNOWN_OUTCOME)
         return
     except PanelClientError as exc:
         await answer(query, exc.user_message, alert=True)
-        await show_card(update, context, order.id, f"❌ Refill: {esc(exc.user_message)}")
+        await show_card(update, context, order.id, f"❌ {label}: {esc(exc.user_message)}")
         return
+    await answer(query, outcome.answer, alert=outcome.alert)
+    await show_card(update, context, order.id, outcome.note)
+
+
+async def send_refill(context: BotContext, caller: Caller, order: Order,
+                      panel_id: int) -> CardOutcome:
+    """Requests a refill of one order and stores its id."""
+    refill_id = await context.deps.panel.refill(caller.account.key, panel_id)
     await refill_store.add_refill(context.deps.db, order_id=order.id, panel_refill_id=refill_id)
-    await answer(query, f"Refill {refill_id} requested.")
-    await show_card(update, context, order.id, f"♻️ Refill {refill_id} requested.")
+    return CardOutcome(f"Refill {refill_id} requested.", f"♻️ Refill {refill_id} requested.")
+
+
+async def send_cancel(context: BotContext, caller: Caller, order: Order,
+                      panel_id: int) -> CardOutcome:
+    """Asks the panel to cancel one order and stores what it says then."""
+    results = await context.deps.panel.cancel(caller.account.key, [panel_id])
+    result = results[0] if results else CancelResult(panel_id, ok=False)
+    if not result.ok:
+        error = result.error or "The panel did not cancel this order."
+        return CardOutcome(error, f"❌ Cancel: {esc(error)}", alert=True)
+    await settle_cancels(context, caller, {panel_id: order})
+    return CardOutcome("Cancel accepted.", "✖️ The panel accepted the cancel.")
+
+
+async def ask_refill(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
+    """Asks "Refill order N?" before anything is sent."""
+    await ask_write(update, context, order, refused="No refill",
+                    reason=await refill_refusal_of(context, order), yes=REFILL_YES,
+                    question=f"♻️ Refill order <b>{esc(order_number(order))}</b>?\nThe panel "
+                             "decides whether a refill is due.")
+
+
+async def refill_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
+    """Requests a refill (confirmed), stores its id and shows the card with the outcome."""
+    await card_write(update, context, caller, order, label="Refill", refused="No refill",
+                     reason=await refill_refusal_of(context, order), write=send_refill)
 
 
 async def refill_status_card(update: Update, context: BotContext, caller: Caller,
@@ -375,46 +419,16 @@ async def refill_status_card(update: Update, context: BotContext, caller: Caller
 
 async def ask_cancel(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks "Cancel order N?" before anything is sent."""
-    query = update.callback_query
-    reason = cancel_refusal(order)
-    if reason is not None:
-        await answer(query, f"Cannot cancel: {reason}.", alert=True)
-        await show_card(update, context, order.id)
-        return
-    await answer(query)
-    await show(update, f"✖️ Cancel order <b>{esc(order_number(order))}</b>?\nWhat was not "
-                       "delivered is refunded by the panel.", confirm_markup(order, CANCEL_YES))
+    await ask_write(update, context, order, refused="Cannot cancel",
+                    reason=cancel_refusal(order), yes=CANCEL_YES,
+                    question=f"✖️ Cancel order <b>{esc(order_number(order))}</b>?\nWhat was "
+                             "not delivered is refunded by the panel.")
 
 
 async def cancel_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks the panel to cancel the order (confirmed) and shows the card with the outcome."""
-    query = update.callback_query
-    reason = cancel_refusal(order)
-    if reason is not None or order.panel_order_id is None:
-        await answer(query, f"Cannot cancel: {reason}.", alert=True)
-        await show_card(update, context, order.id)
-        return
-    if not await within_rate_limit(update, context):
-        return
-    try:
-        results = await context.deps.panel.cancel(caller.account.key, [order.panel_order_id])
-    except OutcomeUnknown:
-        await answer(query)
-        await show_card(update, context, order.id, UNKNOWN_OUTCOME)
-        return
-    except PanelClientError as exc:
-        await answer(query, exc.user_message, alert=True)
-        await show_card(update, context, order.id, f"❌ Cancel: {esc(exc.user_message)}")
-        return
-    result = results[0] if results else CancelResult(order.panel_order_id, ok=False)
-    if not result.ok:
-        error = result.error or "The panel did not cancel this order."
-        await answer(query, error, alert=True)
-        await show_card(update, context, order.id, f"❌ Cancel: {esc(error)}")
-        return
-    await settle_cancels(context, caller, {order.panel_order_id: order})
-    await answer(query, "Cancel accepted.")
-    await show_card(update, context, order.id, "✖️ The panel accepted the cancel.")
+    await card_write(update, context, caller, order, label="Cancel", refused="Cannot cancel",
+                     reason=cancel_refusal(order), write=send_cancel)
 
 
 async def settle_cancels(context: BotContext, caller: Caller,
