@@ -35,9 +35,10 @@ from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.deps import Deps
 from bot.panel.client import BATCH_SIZE, PanelClient
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import DEMO_KEY, SANDBOX_URL, SandboxPanel
 from bot.ratelimit import UserRateLimiter
-from bot.tracker import CycleReport, poll_orders
+from bot.services.tracking import CycleReport, poll_orders
 from storage import orders, users
 from storage.db import close_database, open_database, transaction
 from storage.users import OPERATOR_ACCOUNT, user_account
@@ -97,8 +98,8 @@ async def seed(deps: Deps, panel: TimedSandbox, n_orders: int, n_users: int) -> 
             for n, panel_id in enumerate(panel.seed(key, count)):
                 owner = (operator_owners[n % len(operator_owners)] if account == OPERATOR_ACCOUNT
                          else int(account.split(":")[1]))
-                local = await orders.create_draft(
-                    db, owner_id=owner, account=account, service_id=SERVICE,
+                local = await orders.save_draft(
+                    db, panel=PANEL, owner_id=owner, account=account, service_id=SERVICE,
                     service_name="Instagram Likes", service_type="Default",
                     rate=Decimal("0.25"), currency="USD", can_refill=False, can_cancel=True,
                     fields={"link": f"https://instagram.com/p/{panel_id}", "quantity": "1000"},

@@ -23,8 +23,8 @@ def main() -> None:
         raise SystemExit(2) from None
     setup_logging(settings.log_level)
     log = logging.getLogger("bot")
-    from bot.access import verify_secret_key
     from bot.app import build_application, updates_of_interest
+    from bot.services.accounts import verify_secret_key
 
     try:
         asyncio.run(verify_secret_key(settings))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import httpx
 from telegram import Update
 from telegram.ext import (
     AIORateLimiter,
-    Application,
     ApplicationBuilder,
+    BaseHandler,
     BaseUpdateProcessor,
     ContextTypes,
     PersistenceInput,
@@ -18,24 +17,26 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot import tracker
-from bot.access import verify_secret_key
+from bot import jobs
 from bot.catalog import Catalog
 from bot.concurrency import PerChatUpdateProcessor
 from bot.config import Settings
 from bot.crypto import KeyBox
-from bot.deps import DEPS_KEY, BotContext, Deps
+from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers import account, admin, catalog, errors, notify, orders, start, wizard
 from bot.logs import REDACTOR
 from bot.panel.client import PanelClient
-from bot.panel.sandbox import SANDBOX_URL, SandboxPanel
+from bot.panel.models import SANDBOX_URL
+from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.ratelimit import UserRateLimiter
+from bot.services import placement
+from bot.services.accounts import verify_secret_key
+from storage import orders as order_store
 from storage.db import close_database, open_database
 from storage.persistence import PERSIST_GROUP, SqlitePersistence, persist_now
 
 log = logging.getLogger(__name__)
 
-BotApp = Application[Any, BotContext, Any, Any, Any, Any]
 
 
 def build_application(settings: Settings, *, request: BaseRequest | None = None,
@@ -94,13 +95,18 @@ async def start_services(app: BotApp) -> None:
         state = settings.database_path.with_name(settings.database_path.name + ".sandbox.json")
         sandbox = SandboxPanel(speed=settings.sandbox_speed, latency=settings.sandbox_latency,
                                state_path=state, keep_requests=1000)
+    operator_key: str | None
     if settings.demo_mode:
         assert sandbox is not None
+        panel_url, operator_key = SANDBOX_URL, DEMO_KEY
         panel = PanelClient(SANDBOX_URL, transport=sandbox.transport())
         log.warning("DEMO MODE: PANEL_URL is not set, so orders go to the built-in sandbox "
                     "panel. Nothing real is bought.")
     else:
         assert settings.panel_url is not None
+        panel_url = settings.panel_url
+        operator_key = (None if settings.panel_key is None
+                        else settings.panel_key.get_secret_value())
         panel = PanelClient(settings.panel_url, transport=app.bot_data.get("panel_transport"))
         sandbox = None
     if settings.panel_key is not None:
@@ -113,13 +119,27 @@ async def start_services(app: BotApp) -> None:
         settings=settings, db=db, panel=panel,
         catalog=Catalog(panel, db, ttl=settings.catalog_ttl),
         limiter=UserRateLimiter(settings.rate_limit_per_minute),
+        panel_url=panel_url, operator_key=operator_key, demo=settings.demo_mode,
         keybox=keybox, sandbox=sandbox,
     )
     app.bot_data[DEPS_KEY] = deps
+    await adopt_unlabelled_orders(deps)
     # Before the tracker's first outbox drain, so the owners hear about it at once.
-    await wizard.release_interrupted_orders(deps)
+    await placement.release_interrupted(deps)
     await app.bot.set_my_commands(start.bot_commands())
-    tracker.schedule(app)
+    jobs.schedule(app)
+
+
+async def adopt_unlabelled_orders(deps: Deps) -> None:
+    """Orders stored before orders recorded their panel get one: the sandbox's where demo mode
+    ran on this database (its state file is beside it), else the panel in use now."""
+    settings = deps.settings
+    state = settings.database_path.with_name(settings.database_path.name + ".sandbox.json")
+    panel = SANDBOX_URL if deps.demo or state.exists() else deps.panel_url
+    adopted = await order_store.adopt_orders(deps.db, panel=panel)
+    if adopted:
+        log.info("%d order(s) from before panels were recorded are marked as placed on %s",
+                 adopted, "the demo sandbox" if panel == SANDBOX_URL else "the current panel")
 
 
 async def stop_services(app: BotApp) -> None:
@@ -133,19 +153,25 @@ async def stop_services(app: BotApp) -> None:
 
 def register_handlers(app: BotApp) -> None:
     """Adds every handler. Order matters: the first matching handler of a group wins."""
-    # /connect's key prompt comes first: the message after "/connect" is a key, and nobody else
-    # may see it (the search would echo it). It only matches /connect, or the one message after.
-    # Then the order wizard: while a user is filling in an order, their text answers belong to
-    # it, not to the catalogue search that catches text otherwise.
-    modules = (account, wizard, start, catalog, orders, admin, notify)
+    settings: Settings = app.bot_data["settings"]
     # Before all of them, in a group of its own: whoever writes has not blocked the bot.
     for handler, group in notify.early_handlers():
         app.add_handler(handler, group=group)
-    settings: Settings = app.bot_data["settings"]
-    for module in modules:
-        # The wizard's conversation times out after ORDER_TIMEOUT, so it takes the settings.
-        built = wizard.handlers(settings) if module is wizard else module.handlers()
-        for handler in built:
+    in_order: list[list[BaseHandler[Update, BotContext, object]]] = [
+        # /connect's key prompt comes first: the message after "/connect" is a key, and nobody
+        # else may see it (the search would echo it). It only matches /connect, or the one
+        # message after. The waits time out after ORDER_TIMEOUT, so they take the settings.
+        account.handlers(settings),
+        # An order card's "It was placed" prompt is such a one-message wait too.
+        [orders.link_handler(settings)],
+        # Then the order wizard: while a user is filling in an order, their text answers
+        # belong to it, not to the catalogue search that catches text otherwise.
+        wizard.handlers(settings),
+        start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
+        notify.handlers(),
+    ]
+    for handlers in in_order:
+        for handler in handlers:
             app.add_handler(handler)
     # Last of all: write the conversation state and user_data of this update to disk now, not
     # at PTB's next periodic flush, so a crash mid-wizard loses nothing.

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
-from telegram.ext import CallbackContext, ExtBot
+from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.config import Settings
 from bot.crypto import KeyBox
@@ -29,12 +29,16 @@ class Deps:
     panel: PanelClient
     catalog: Catalog
     limiter: UserRateLimiter
+    panel_url: str  # the panel the bot uses now (the sandbox's URL in demo mode)
+    operator_key: str | None = field(default=None, repr=False)  # PANEL_KEY, or the sandbox's
+    demo: bool = False  # the panel is the built-in sandbox: nothing real is bought
     keybox: KeyBox | None = None
+    # Only for the start-up code and the tests: the rest of the bot sees `demo` and the URL.
     sandbox: SandboxPanel | None = None
     state: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return f"Deps(database={self.settings.database_path}, demo={self.sandbox is not None})"
+        return f"Deps(database={self.settings.database_path}, demo={self.demo})"
 
 
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
@@ -45,3 +49,7 @@ class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], d
         """The shared objects of this application."""
         deps: Deps = self.application.bot_data[DEPS_KEY]
         return deps
+
+
+#: The bot's Application, as handlers and jobs see it.
+BotApp = Application[Any, BotContext, Any, Any, Any, Any]

@@ -14,25 +14,21 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.callbacks import pack
 from bot.handlers.common import MAX_TEXT, esc
 from bot.money import format_money
-from bot.panel.models import COMPLETED, PARTIAL, ItemError, OrderStatus
+from bot.panel.models import SANDBOX_URL, ItemError, OrderStatus
 from bot.service_types import form_for
+from bot.services.accounts import Account
+from bot.services.actions import cancel_refusal, refill_refusal, state_text
 from storage.orders import Order, StatusChange
 from storage.refills import Refill
 
 PAGE_SIZE = 10
 HISTORY_SHOWN = 12  # the newest status changes on a card; older ones are summarised
 FIELD_CHARS = 300  # a sent field (comments, keywords…) is shortened on the card beyond this
-REFILLABLE = frozenset({COMPLETED, PARTIAL})
 
 # Actions of a card (callback data `oc:<local id>:<action>`).
 REFRESH, REFILL, REFILL_YES, REFILL_STATUS, CANCEL, CANCEL_YES = "r", "rf", "rfy", "rs", "cx", "cxy"
-
-_STATE_TEXT = {
-    "draft": "Draft",
-    "claimed": "Being sent",
-    "failed": "Not placed",
-    "unknown": "Outcome unknown",
-}
+# An order whose outcome is unknown: link it to the panel's id, or say it was not placed.
+LINK, NOT_PLACED, NOT_PLACED_YES = "ln", "np", "npy"
 
 
 def order_number(order: Order) -> str:
@@ -43,10 +39,9 @@ def order_number(order: Order) -> str:
 
 
 def status_text(order: Order) -> str:
-    """The order's status as last seen, or where its placement stands."""
-    if order.state == "placed":
-        return order.status or "Placed"
-    return _STATE_TEXT.get(order.state, order.state)
+    """The order's status as last seen, or where its placement stands (demo orders say so)."""
+    text = state_text(order)
+    return f"{text} · demo" if order.panel == SANDBOX_URL else text
 
 
 def service_text(order: Order) -> str:
@@ -59,50 +54,6 @@ def service_text(order: Order) -> str:
 def format_time(at: float) -> str:
     """A stored timestamp as the user reads it (UTC)."""
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def can_refill(order: Order, refills: Sequence[Refill] = ()) -> bool:
-    """Whether to offer a refill: the service allows it, the order is Completed or Partial, and
-    no refill of it is still running.
-
-    For a tracked order the service is not known (None): it is offered and the panel decides.
-    """
-    return refill_refusal(order, refills) is None
-
-
-def can_cancel(order: Order) -> bool:
-    """Whether to offer a cancel: the service allows it and the order is not final.
-
-    For a tracked order the service is not known (None): it is offered and the panel decides.
-    """
-    return (order.state == "placed" and order.panel_order_id is not None
-            and order.service_cancel is not False and not order.final)
-
-
-def refill_refusal(order: Order, refills: Sequence[Refill] = ()) -> str | None:
-    """Why the bot will not ask for a refill of this order, or None when it may."""
-    if order.state != "placed" or order.panel_order_id is None:
-        return "it was never placed"
-    if order.service_refill is False:
-        return "its service does not offer refills"
-    if order.status not in REFILLABLE:
-        return (f"a refill is possible once it is Completed or Partial "
-                f"(now {status_text(order)})")
-    running = [refill for refill in refills if not refill.final]
-    if running:
-        return f"refill {running[-1].panel_refill_id} is still {running[-1].status}"
-    return None
-
-
-def cancel_refusal(order: Order) -> str | None:
-    """Why the bot will not ask to cancel this order, or None when it may."""
-    if order.state != "placed" or order.panel_order_id is None:
-        return "it was never placed"
-    if order.service_cancel is False:
-        return "its service does not allow cancelling"
-    if order.final:
-        return f"it is already final ({status_text(order)})"
-    return None
 
 
 # --- the list ---------------------------------------------------------------------------------
@@ -228,20 +179,28 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
     return "\n".join(lines)
 
 
-def card_markup(order: Order, refills: Sequence[Refill] = ()) -> InlineKeyboardMarkup:
-    """The card's buttons: only the actions this order allows now."""
+def card_markup(order: Order, account: Account,
+                refills: Sequence[Refill] = ()) -> InlineKeyboardMarkup:
+    """The card's buttons: only the actions this order allows now, on the panel in use."""
     rows: list[list[InlineKeyboardButton]] = []
-    if order.state == "placed" and order.panel_order_id is not None:
+    here = order.panel == account.panel
+    if order.state == "placed" and order.panel_order_id is not None and here:
         rows.append([InlineKeyboardButton("🔄 Refresh", callback_data=pack("oc", order.id,
                                                                            REFRESH))])
+    if order.state == "unknown" and here:
+        rows.append([
+            InlineKeyboardButton("🔗 It was placed", callback_data=pack("oc", order.id, LINK)),
+            InlineKeyboardButton("✖ It was not placed",
+                                 callback_data=pack("oc", order.id, NOT_PLACED)),
+        ])
     actions: list[InlineKeyboardButton] = []
-    if can_refill(order, refills):
+    if refill_refusal(order, refills, account) is None:
         actions.append(InlineKeyboardButton("♻️ Refill", callback_data=pack("oc", order.id,
                                                                            REFILL)))
-    if refills:
+    if refills and here:
         actions.append(InlineKeyboardButton("📋 Refill status",
                                             callback_data=pack("oc", order.id, REFILL_STATUS)))
-    if can_cancel(order):
+    if cancel_refusal(order, account) is None:
         actions.append(InlineKeyboardButton("✖️ Cancel order",
                                             callback_data=pack("oc", order.id, CANCEL)))
     if actions:
@@ -252,7 +211,8 @@ def card_markup(order: Order, refills: Sequence[Refill] = ()) -> InlineKeyboardM
 
 def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
     """Yes / No for a write action on the card (`action` is the confirmed action's code)."""
-    label = "✅ Yes, refill" if action == REFILL_YES else "✅ Yes, cancel it"
+    label = {REFILL_YES: "✅ Yes, refill", CANCEL_YES: "✅ Yes, cancel it",
+             NOT_PLACED_YES: "✅ Yes, it was not placed"}[action]
     return InlineKeyboardMarkup([[
         InlineKeyboardButton(label, callback_data=pack("oc", order.id, action)),
         InlineKeyboardButton("◀ No, back", callback_data=pack("oc", order.id)),

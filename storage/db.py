@@ -53,6 +53,10 @@ from typing import Any
 import aiosqlite
 
 BUSY_TIMEOUT_MS = 5000
+#: First line of a migration that rebuilds a table: it runs with foreign keys off (dropping a
+#: referenced table with them on would delete the rows that refer to it), and is checked with
+#: PRAGMA foreign_key_check before it commits.
+NO_FOREIGN_KEYS = "-- migration: foreign keys off"
 
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only: never edit a
 # migration that has shipped, add a new one.
@@ -195,6 +199,88 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # v5: every order records the panel it was placed on (its API URL; '' = placed before v5,
+    # adopted at start-up), and the panel's ids are unique per panel and account, so orders
+    # left from demo mode never collide with (or get sent to) a real panel. The table is
+    # rebuilt to change its UNIQUE constraint (foreign keys off meanwhile: see migrate()).
+    # Refills likewise, and they get the orders' polling schedule; conversations the time of
+    # their last change (so a form abandoned before a restart still times out).
+    f"""{NO_FOREIGN_KEYS}
+    CREATE TABLE orders_v5 (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_id         INTEGER NOT NULL REFERENCES users (telegram_id),
+        account          TEXT    NOT NULL,
+        panel            TEXT    NOT NULL DEFAULT '',  -- the panel's API URL
+        panel_order_id   INTEGER,
+        service_id       INTEGER,
+        service_name     TEXT,
+        service_type     TEXT,
+        service_rate     TEXT,
+        service_currency TEXT,
+        service_refill   INTEGER,
+        service_cancel   INTEGER,
+        fields           TEXT    NOT NULL DEFAULT '{{}}',
+        quantity         INTEGER,
+        cost             TEXT,
+        state            TEXT    NOT NULL
+                                 CHECK (state IN ('draft', 'claimed', 'placed', 'failed',
+                                                  'unknown')),
+        error            TEXT,
+        status           TEXT,
+        charge           TEXT,
+        start_count      INTEGER,
+        remains          INTEGER,
+        currency         TEXT,
+        final            INTEGER NOT NULL DEFAULT 0,
+        created_at       REAL    NOT NULL,
+        updated_at       REAL    NOT NULL,
+        last_checked_at  REAL,
+        next_check_at    REAL,
+        lost_strikes     INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (panel, account, panel_order_id)
+    );
+    INSERT INTO orders_v5 (id, owner_id, account, panel, panel_order_id, service_id,
+        service_name, service_type, service_rate, service_currency, service_refill,
+        service_cancel, fields, quantity, cost, state, error, status, charge, start_count,
+        remains, currency, final, created_at, updated_at, last_checked_at, next_check_at,
+        lost_strikes)
+    SELECT id, owner_id, account, '', panel_order_id, service_id, service_name, service_type,
+        service_rate, service_currency, service_refill, service_cancel, fields, quantity, cost,
+        state, error, status, charge, start_count, remains, currency, final, created_at,
+        updated_at, last_checked_at, next_check_at, lost_strikes FROM orders;
+    DROP TABLE orders;
+    ALTER TABLE orders_v5 RENAME TO orders;
+    CREATE INDEX orders_owner ON orders (owner_id, id);
+    CREATE INDEX orders_active ON orders (next_check_at) WHERE state = 'placed' AND final = 0;
+    CREATE INDEX orders_panel_id ON orders (account, panel_order_id);
+
+    CREATE TABLE refills_v5 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        order_id        INTEGER NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+        account         TEXT    NOT NULL,   -- copied from the order: refill ids are per account
+        panel           TEXT    NOT NULL DEFAULT '',  -- and per panel (copied too)
+        panel_refill_id INTEGER NOT NULL,
+        status          TEXT    NOT NULL,
+        final           INTEGER NOT NULL DEFAULT 0,
+        error           TEXT,               -- why it is final without a final status (lost)
+        created_at      REAL    NOT NULL,
+        updated_at      REAL    NOT NULL,
+        last_checked_at REAL,
+        next_check_at   REAL,
+        lost_strikes    INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (panel, account, panel_refill_id)
+    );
+    INSERT INTO refills_v5 (id, order_id, account, panel, panel_refill_id, status, final,
+        created_at, updated_at, last_checked_at)
+    SELECT id, order_id, account, '', panel_refill_id, status, final, created_at, updated_at,
+        last_checked_at FROM refills;
+    DROP TABLE refills;
+    ALTER TABLE refills_v5 RENAME TO refills;
+    CREATE INDEX refills_order ON refills (order_id);
+    CREATE INDEX refills_active ON refills (next_check_at) WHERE final = 0;
+
+    ALTER TABLE ptb_conversations ADD COLUMN updated_at REAL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -233,14 +319,26 @@ async def migrate(
     """Applies every migration newer than the file's user_version, each in its own transaction."""
     scripts = list(migrations)
     for version, script in enumerate(scripts, start=1):
-        async with transaction(db):
-            # Re-read under the write lock: another process may have migrated meanwhile.
-            rows = list(await db.execute_fetchall("PRAGMA user_version"))
-            if int(rows[0][0]) >= version:
-                continue
-            for statement in split_statements(script):
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {version:d}")
+        rebuild = script.lstrip().startswith(NO_FOREIGN_KEYS)
+        if rebuild:  # a no-op inside a transaction, so before it
+            await db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            async with transaction(db):
+                # Re-read under the write lock: another process may have migrated meanwhile.
+                rows = list(await db.execute_fetchall("PRAGMA user_version"))
+                if int(rows[0][0]) >= version:
+                    continue
+                for statement in split_statements(script):
+                    await db.execute(statement)
+                if rebuild:
+                    broken = list(await db.execute_fetchall("PRAGMA foreign_key_check"))
+                    if broken:
+                        raise sqlite3.IntegrityError(
+                            f"migration {version} left {len(broken)} broken references")
+                await db.execute(f"PRAGMA user_version = {version:d}")
+        finally:
+            if rebuild:
+                await db.execute("PRAGMA foreign_keys = ON")
     return await schema_version(db)
 
 

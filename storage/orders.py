@@ -31,7 +31,6 @@ from typing import Any, Literal, Protocol
 
 import aiosqlite
 
-from bot.panel.models import FINAL_ORDER_STATUSES, normalize_status
 from storage.db import (
     decimal_text,
     fetch_all,
@@ -68,6 +67,9 @@ class ObservedStatus(Protocol):
     @property
     def currency(self) -> str: ...
 
+    @property
+    def is_final(self) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Order:
@@ -76,6 +78,7 @@ class Order:
     id: int
     owner_id: int
     account: str
+    panel: str  # the panel's API URL ('' for an order stored before panels were recorded)
     panel_order_id: int | None
     service_id: int | None
     service_name: str | None
@@ -122,7 +125,7 @@ class Observation:
 
 
 _COLUMNS = (
-    "id, owner_id, account, panel_order_id, service_id, service_name, service_type,"
+    "id, owner_id, account, panel, panel_order_id, service_id, service_name, service_type,"
     " service_rate, service_currency, service_refill, service_cancel, fields, quantity, cost,"
     " state, error, status, charge, start_count, remains, currency, final, created_at,"
     " updated_at, last_checked_at, next_check_at, lost_strikes"
@@ -135,6 +138,7 @@ def _order(row: Any) -> Order:
         id=int(row["id"]),
         owner_id=int(row["owner_id"]),
         account=str(row["account"]),
+        panel=str(row["panel"]),
         panel_order_id=opt_int(row["panel_order_id"]),
         service_id=opt_int(row["service_id"]),
         service_name=row["service_name"],
@@ -168,11 +172,12 @@ def _check_account(account: str) -> None:
         raise ValueError(f"account must be 'operator' or 'user:<id>', not {account!r}")
 
 
-async def create_draft(
+async def save_draft(
     db: aiosqlite.Connection,
     *,
     owner_id: int,
     account: str,
+    panel: str,
     service_id: int,
     service_name: str,
     service_type: str,
@@ -183,36 +188,51 @@ async def create_draft(
     fields: Mapping[str, Any],
     quantity: int | None,
     cost: Decimal,
+    draft_id: int | None = None,
     now: float | None = None,
 ) -> int:
-    """Stores a confirmed-to-be order with its service snapshot; the draft's id."""
+    """Stores an order as it will be sent, with its service snapshot; the draft's id.
+
+    With `draft_id` (the form's earlier draft, after Back or Edit) that draft is rewritten in
+    place when it is still this owner's unsent draft, so one form keeps one draft; otherwise a
+    new one is made.
+    """
     _check_account(account)
     at = timestamp(now)
+    values = (
+        owner_id, account, panel, service_id, service_name, service_type, decimal_text(rate),
+        currency, int(can_refill), int(can_cancel), json.dumps(dict(fields), ensure_ascii=False),
+        quantity, decimal_text(cost),
+    )
     async with transaction(db):
+        if draft_id is not None:
+            cursor = await db.execute(
+                "UPDATE orders SET owner_id = ?, account = ?, panel = ?, service_id = ?,"
+                " service_name = ?, service_type = ?, service_rate = ?, service_currency = ?,"
+                " service_refill = ?, service_cancel = ?, fields = ?, quantity = ?, cost = ?,"
+                " updated_at = ? WHERE id = ? AND owner_id = ? AND state = 'draft'",
+                (*values, at, draft_id, owner_id),
+            )
+            if cursor.rowcount == 1:
+                return draft_id
         cursor = await db.execute(
-            "INSERT INTO orders (owner_id, account, service_id, service_name, service_type,"
-            " service_rate, service_currency, service_refill, service_cancel, fields, quantity,"
-            " cost, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
-            (
-                owner_id,
-                account,
-                service_id,
-                service_name,
-                service_type,
-                decimal_text(rate),
-                currency,
-                int(can_refill),
-                int(can_cancel),
-                json.dumps(dict(fields), ensure_ascii=False),
-                quantity,
-                decimal_text(cost),
-                at,
-                at,
-            ),
+            "INSERT INTO orders (owner_id, account, panel, service_id, service_name,"
+            " service_type, service_rate, service_currency, service_refill, service_cancel,"
+            " fields, quantity, cost, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
+            (*values, at, at),
         )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
+
+
+async def purge_drafts(db: aiosqlite.Connection, *, older_than: float) -> int:
+    """Deletes drafts (summaries never confirmed) last written before `older_than`; how many."""
+    async with transaction(db):
+        cursor = await db.execute(
+            "DELETE FROM orders WHERE state = 'draft' AND updated_at < ?", (older_than,)
+        )
+    return cursor.rowcount
 
 
 async def claim_order(db: aiosqlite.Connection, draft_id: int, *, owner_id: int) -> bool:
@@ -286,6 +306,7 @@ async def track_order(
     *,
     owner_id: int,
     account: str,
+    panel: str,
     panel_order_id: int,
     now: float | None = None,
 ) -> Order:
@@ -294,14 +315,40 @@ async def track_order(
     at = timestamp(now)
     async with transaction(db):
         await db.execute(
-            "INSERT INTO orders (owner_id, account, panel_order_id, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, 'placed', ?, ?)"
-            " ON CONFLICT (account, panel_order_id) DO NOTHING",
-            (owner_id, account, panel_order_id, at, at),
+            "INSERT INTO orders (owner_id, account, panel, panel_order_id, state, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, 'placed', ?, ?)"
+            " ON CONFLICT (panel, account, panel_order_id) DO NOTHING",
+            (owner_id, account, panel, panel_order_id, at, at),
         )
-        order = await get_order_by_panel_id(db, account=account, panel_order_id=panel_order_id)
+        order = await get_order_by_panel_id(db, account=account, panel=panel,
+                                            panel_order_id=panel_order_id)
     assert order is not None
     return order
+
+
+async def track_orders(
+    db: aiosqlite.Connection,
+    *,
+    owner_id: int,
+    account: str,
+    panel: str,
+    panel_order_ids: Sequence[int],
+    now: float | None = None,
+) -> dict[int, Order]:
+    """`track_order` for many ids in one transaction: {panel id: the stored order (any owner)}."""
+    _check_account(account)
+    if not panel_order_ids:
+        return {}
+    at = timestamp(now)
+    async with transaction(db):
+        await db.executemany(
+            "INSERT INTO orders (owner_id, account, panel, panel_order_id, state, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, 'placed', ?, ?)"
+            " ON CONFLICT (panel, account, panel_order_id) DO NOTHING",
+            [(owner_id, account, panel, int(i), at, at) for i in panel_order_ids],
+        )
+        return await get_orders_by_panel_ids(db, account=account, panel=panel,
+                                             panel_order_ids=panel_order_ids)
 
 
 async def get_order(db: aiosqlite.Connection, order_id: int) -> Order | None:
@@ -311,15 +358,53 @@ async def get_order(db: aiosqlite.Connection, order_id: int) -> Order | None:
 
 
 async def get_order_by_panel_id(
-    db: aiosqlite.Connection, *, account: str, panel_order_id: int
+    db: aiosqlite.Connection, *, account: str, panel: str, panel_order_id: int
 ) -> Order | None:
-    """The order the panel knows by this id under this account, or None."""
+    """The order this panel knows by this id under this account, or None."""
     row = await fetch_one(
         db,
-        f"SELECT {_COLUMNS} FROM orders WHERE account = ? AND panel_order_id = ?",
-        (account, panel_order_id),
+        f"SELECT {_COLUMNS} FROM orders WHERE panel = ? AND account = ? AND panel_order_id = ?",
+        (panel, account, panel_order_id),
     )
     return None if row is None else _order(row)
+
+
+async def get_orders_by_panel_ids(
+    db: aiosqlite.Connection, *, account: str, panel: str, panel_order_ids: Sequence[int]
+) -> dict[int, Order]:
+    """The orders this panel knows by these ids under this account, in one query: {id: order}."""
+    if not panel_order_ids:
+        return {}
+    rows = await fetch_all(
+        db,
+        f"SELECT {_COLUMNS} FROM orders WHERE panel = ? AND account = ? AND panel_order_id IN"
+        " (SELECT value FROM json_each(?))",
+        (panel, account, json.dumps([int(i) for i in panel_order_ids])),
+    )
+    return {int(row["panel_order_id"]): _order(row) for row in rows}
+
+
+async def get_orders(db: aiosqlite.Connection, order_ids: Sequence[int]) -> dict[int, Order]:
+    """The orders with these local ids, in one query: {id: order}."""
+    if not order_ids:
+        return {}
+    rows = await fetch_all(
+        db,
+        f"SELECT {_COLUMNS} FROM orders WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps([int(i) for i in order_ids]),),
+    )
+    return {int(row["id"]): _order(row) for row in rows}
+
+
+async def adopt_orders(db: aiosqlite.Connection, *, panel: str) -> int:
+    """Records `panel` on the orders stored before panels were recorded; how many."""
+    async with transaction(db):
+        cursor = await db.execute("UPDATE orders SET panel = ? WHERE panel = ''", (panel,))
+        await db.execute(
+            "UPDATE refills SET panel = (SELECT panel FROM orders WHERE orders.id = order_id)"
+            " WHERE panel = ''"
+        )
+    return cursor.rowcount
 
 
 def _list_filter(
@@ -400,25 +485,57 @@ class DueOrder:
     service_currency: str | None
     status: str | None
     created_at: float
+    lost_strikes: int = 0
+
+    @property
+    def remote_id(self) -> int:
+        """The id the panel knows it by."""
+        return self.panel_order_id
 
 
 async def due_orders(
-    db: aiosqlite.Connection, *, due_before: float, limit: int | None = None
+    db: aiosqlite.Connection,
+    *,
+    due_before: float,
+    panel: str,
+    accounts: Sequence[str],
+    limit: int | None = None,
 ) -> list[DueOrder]:
-    """What `active_orders(due_before=...)` lists, read lean (the tracker reads thousands)."""
+    """The placed, unfinished orders of these accounts on this panel that are due for a check,
+    most overdue first, read lean (the tracker reads thousands). Orders of other panels (left
+    from demo mode, or from a panel the bot no longer uses) and of accounts without a usable
+    key are not read at all."""
+    if not accounts:
+        return []
     rows = await fetch_all(
         db,
         "SELECT id, owner_id, account, panel_order_id, service_id, service_name,"
-        " service_currency, status, created_at FROM orders"
+        " service_currency, status, created_at, lost_strikes FROM orders"
         " WHERE state = 'placed' AND final = 0 AND panel_order_id IS NOT NULL"
-        " AND (next_check_at IS NULL OR next_check_at <= ?)"
+        " AND (next_check_at IS NULL OR next_check_at <= ?) AND panel = ?"
+        " AND account IN (SELECT value FROM json_each(?))"
         " ORDER BY COALESCE(next_check_at, 0), id LIMIT ?",
-        (due_before, -1 if limit is None else limit),
+        (due_before, panel, json.dumps(list(accounts)), -1 if limit is None else limit),
     )
     return [
-        DueOrder(int(r[0]), int(r[1]), str(r[2]), int(r[3]), r[4], r[5], r[6], r[7], float(r[8]))
+        DueOrder(int(r[0]), int(r[1]), str(r[2]), int(r[3]), r[4], r[5], r[6], r[7], float(r[8]),
+                 int(r[9]))
         for r in rows
     ]
+
+
+async def followed_accounts(db: aiosqlite.Connection, *, panel: str) -> dict[str, set[int]]:
+    """Accounts with unfinished orders on this panel, and the owners of those orders."""
+    rows = await fetch_all(
+        db,
+        "SELECT DISTINCT account, owner_id FROM orders"
+        " WHERE state = 'placed' AND final = 0 AND panel = ?",
+        (panel,),
+    )
+    found: dict[str, set[int]] = {}
+    for row in rows:
+        found.setdefault(str(row[0]), set()).add(int(row[1]))
+    return found
 
 
 async def record_status(
@@ -432,7 +549,7 @@ async def record_status(
 ) -> bool:
     """Stores a poll result; True (plus a history row and `notify` queued) if status changed."""
     at = timestamp(now)
-    status = normalize_status(observed.status)
+    status = observed.status
     values = (
         status,
         decimal_text(observed.charge),
@@ -456,7 +573,7 @@ async def record_status(
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             (
                 *values,
-                int(status in FINAL_ORDER_STATUSES),
+                int(observed.is_final),
                 at,
                 next_check_at,
                 int(touched),
@@ -510,7 +627,7 @@ async def apply_status_changes(
             if before is None:
                 raise LookupError(f"no order {seen.order_id}")
             observed = seen.status
-            status = normalize_status(observed.status)
+            status = observed.status
             values = (
                 status,
                 decimal_text(observed.charge),
@@ -521,7 +638,7 @@ async def apply_status_changes(
             moved = before[0] != status
             touched = moved or before != values
             updates.append((
-                *values, int(status in FINAL_ORDER_STATUSES), at, seen.next_check_at,
+                *values, int(observed.is_final), at, seen.next_check_at,
                 int(touched), at, seen.order_id,
             ))
             if moved:
@@ -567,7 +684,7 @@ async def record_checks(
             observed.currency or None,
         )
         rows.append((*values, at, seen.next_check_at, *values, at,
-                     seen.order_id, normalize_status(observed.status)))
+                     seen.order_id, observed.status))
     if not rows:
         return 0
     async with transaction(db):
@@ -602,6 +719,22 @@ async def record_missing(
     return int(row[0])
 
 
+async def postpone_checks(
+    db: aiosqlite.Connection, schedule: Sequence[tuple[int, float]], *, now: float | None = None
+) -> int:
+    """Moves each `(order id, next check)` forward after a check that got no usable answer (a
+    per-id error, a failed request), so nothing is asked about every cycle forever; how many."""
+    if not schedule:
+        return 0
+    at = timestamp(now)
+    async with transaction(db):
+        cursor = await db.executemany(
+            "UPDATE orders SET last_checked_at = ?, next_check_at = ? WHERE id = ?",
+            [(at, when, order_id) for order_id, when in schedule],
+        )
+    return max(cursor.rowcount, 0)
+
+
 async def schedule_check(
     db: aiosqlite.Connection, order_id: int, *, next_check_at: float | None
 ) -> None:
@@ -634,6 +767,19 @@ async def order_history(db: aiosqlite.Connection, order_id: int) -> list[StatusC
         StatusChange(str(r["status"]), float(r["observed_at"]), opt_int(r["remains"]))
         for r in rows
     ]
+
+
+async def count_unfinished(
+    db: aiosqlite.Connection, *, panel: str, account: str
+) -> dict[int, int]:
+    """How many placed, unfinished orders each owner has on this panel account."""
+    rows = await fetch_all(
+        db,
+        "SELECT owner_id, COUNT(*) FROM orders WHERE state = 'placed' AND final = 0"
+        " AND panel = ? AND account = ? GROUP BY owner_id",
+        (panel, account),
+    )
+    return {int(row[0]): int(row[1]) for row in rows}
 
 
 async def orders_by_status(

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from telegram import Update
 
-from bot.access import Account, account_for, owns, role_of
 from bot.handlers.start import COMMANDS
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import SandboxPanel
 from bot.ratelimit import UserRateLimiter
+from bot.services.accounts import Account, account_for, owns, role_of
 from storage import orders, users
 from tests.conftest import ADMIN, OTHER, USER, BotHarness, start_harness, stop_harness
 from tests.fakebot import feed
@@ -119,7 +120,7 @@ async def test_forged_button_naming_another_users_order_is_not_found(
 ) -> None:
     db = panel_bot.deps.db
     await users.upsert_user(db, telegram_id=OTHER, name="Other")
-    order = await orders.track_order(db, owner_id=OTHER, account="operator",
+    order = await orders.track_order(db, panel=PANEL, owner_id=OTHER, account="operator",
                                      panel_order_id=23501)
     await panel_bot.send("/start")  # USER is allowed: same operator account, not their order
     for action in ("", ":r", ":rfy", ":cxy"):
@@ -252,8 +253,8 @@ async def test_stats_for_admins(panel_bot: BotHarness) -> None:
     db = panel_bot.deps.db
     for user in (USER, OTHER):
         await users.upsert_user(db, telegram_id=user, name=str(user))
-    await orders.track_order(db, owner_id=USER, account="operator", panel_order_id=1)
-    await orders.track_order(db, owner_id=USER, account="operator", panel_order_id=2)
+    await orders.track_order(db, panel=PANEL, owner_id=USER, account="operator", panel_order_id=1)
+    await orders.track_order(db, panel=PANEL, owner_id=USER, account="operator", panel_order_id=2)
     await panel_bot.send("/stats", user=ADMIN)
     text = panel_bot.last(ADMIN).plain
     assert "Users: 2 known · admins 1 · allowed 1 · with their own key 0" in text

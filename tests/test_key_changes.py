@@ -10,7 +10,7 @@ from pathlib import Path
 from bot.crypto import KeyBox
 from bot.logs import REDACTOR
 from bot.panel.sandbox import SandboxPanel
-from storage import users
+from bot.services.accounts import account_for
 from tests.conftest import USER, start_harness, stop_harness
 
 SECRET = "test-secret-key-for-the-bot-0123"
@@ -35,23 +35,28 @@ def test_a_key_only_ever_decrypted_is_blanked_in_logs() -> None:
     assert "***" in stream.getvalue()
 
 
-async def test_connecting_a_key_drops_the_cached_catalogue_of_that_account(
+async def test_each_key_sees_its_own_catalogue_and_a_replaced_key_drops_its_copy(
     tmp_path: Path,
 ) -> None:
-    sandbox = SandboxPanel(keys={"demo": Decimal("100"), "user-key-AAAA-1111": Decimal("5")})
-    bot = await start_harness(tmp_path, sandbox=sandbox, SECRET_KEY=SECRET)
+    keys = {"demo": Decimal("100"), "user-key-AAAA-1111": Decimal("5"),
+            "user-key-BBBB-2222": Decimal("5")}
+    bot = await start_harness(tmp_path, sandbox=SandboxPanel(keys=keys), SECRET_KEY=SECRET)
     try:
-        account = users.user_account(USER)
-        await users.upsert_user(bot.deps.db, telegram_id=USER, name="Alice")
-        await bot.deps.catalog.get(account, "user-key-AAAA-1111")
-        assert bot.deps.catalog.cached(account) is not None
         await bot.send("/connect user-key-AAAA-1111")
         assert "Key connected" in bot.last().plain
-        assert bot.deps.catalog.cached(account) is None
         fetches = len(bot.panel_requests("services"))
         await bot.send("/services")
-        assert len(bot.panel_requests("services")) == fetches + 1  # fetched with the new key
+        assert len(bot.panel_requests("services")) == fetches + 1  # fetched with key A
+        first = await account_for(bot.deps, USER)
+        assert first is not None and bot.deps.catalog.cached(first.catalog_key) is not None
+        await bot.send("/connect user-key-BBBB-2222")
+        assert "Key connected" in bot.last().plain
+        assert bot.deps.catalog.cached(first.catalog_key) is None  # nobody sees A's copy
+        await bot.send("/services")
+        assert len(bot.panel_requests("services")) == fetches + 2  # fetched with key B
+        second = await account_for(bot.deps, USER)
+        assert second is not None and second.catalog_key != first.catalog_key
         await bot.send("/disconnect")
-        assert bot.deps.catalog.cached(account) is None
+        assert bot.deps.catalog.cached(second.catalog_key) is None
     finally:
         await stop_harness(bot)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bot.jobs import send_pending
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import DEMO_KEY
-from bot.tracker import poll_orders, send_pending
+from bot.services.tracking import poll_orders
 from storage import orders, users
 from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import OTHER, USER, BotHarness
@@ -80,7 +82,7 @@ async def test_off_means_no_messages_about_orders(bot: BotHarness) -> None:
     panel_id = await bot.deps.panel.add(DEMO_KEY, 2, {"link": "https://instagram.com/p/n",
                                                       "quantity": 100})
     bot.sandbox.set_status(panel_id, "Pending")
-    await orders.track_order(bot.deps.db, owner_id=USER, account=OPERATOR_ACCOUNT,
+    await orders.track_order(bot.deps.db, panel=PANEL, owner_id=USER, account=OPERATOR_ACCOUNT,
                              panel_order_id=panel_id)
     await poll_orders(bot.deps)
     bot.sandbox.set_status(panel_id, "Completed")

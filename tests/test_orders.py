@@ -7,10 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.handlers.orders import parse_ids
+from bot.jobs import send_pending
 from bot.money import order_cost
 from bot.order_views import pack_lines
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.models import OrderStatus
 from bot.panel.sandbox import DEFAULT_SERVICES, DEMO_KEY, SandboxPanel
+from bot.services.tracking import poll_orders
 from storage import orders as order_store
 from storage import refills as refill_store
 from storage.orders import Order
@@ -39,8 +42,8 @@ async def place(bot: BotHarness, *, user: int = USER, service: int = REFILL_AND_
     panel_id = await bot.deps.panel.add(DEMO_KEY, service, fields)
     db = bot.deps.db
     await upsert_user(db, telegram_id=user, name=f"User{user}")
-    draft = await order_store.create_draft(
-        db, owner_id=user, account=OPERATOR_ACCOUNT, service_id=service,
+    draft = await order_store.save_draft(
+        db, panel=PANEL, owner_id=user, account=OPERATOR_ACCOUNT, service_id=service,
         service_name=row["name"], service_type=row["type"], rate=Decimal(row["rate"]),
         currency="USD", can_refill=row["refill"], can_cancel=row["cancel"], fields=fields,
         quantity=quantity, cost=order_cost(Decimal(row["rate"]), quantity),
@@ -58,7 +61,7 @@ async def settle(bot: BotHarness, panel_id: int, status: str) -> None:
     """Sets an order's status on the sandbox and lets the bot learn it (as the tracker would)."""
     bot.sandbox.set_status(panel_id, status)
     order = await order_store.get_order_by_panel_id(
-        bot.deps.db, account=OPERATOR_ACCOUNT, panel_order_id=panel_id)
+        bot.deps.db, panel=PANEL, account=OPERATOR_ACCOUNT, panel_order_id=panel_id)
     assert order is not None
     await order_store.record_status(bot.deps.db, order.id,
                                     await bot.deps.panel.status(DEMO_KEY, panel_id))
@@ -69,6 +72,11 @@ async def stored(bot: BotHarness, order: Order) -> Order:
     fresh = await order_store.get_order(bot.deps.db, order.id)
     assert fresh is not None
     return fresh
+
+
+async def drain(bot: BotHarness) -> None:
+    """Sends what the outbox holds, as the tracker's job would."""
+    await send_pending(bot.app.bot, bot.deps)
 
 
 def last_answer(bot: BotHarness) -> str:
@@ -108,7 +116,7 @@ async def test_orders_list_pages_25_orders_ten_at_a_time_newest_first(bot: BotHa
     db = bot.deps.db
     await upsert_user(db, telegram_id=USER, name="Ann")
     for panel_id in range(1001, 1026):
-        await order_store.track_order(db, owner_id=USER, account=OPERATOR_ACCOUNT,
+        await order_store.track_order(db, panel=PANEL, owner_id=USER, account=OPERATOR_ACCOUNT,
                                       panel_order_id=panel_id)
     await place(bot, user=OTHER)  # somebody else's: never in USER's list
 
@@ -195,16 +203,24 @@ async def test_buttons_follow_the_services_flags_and_the_status(bot: BotHarness)
     assert "📋 Refill status" not in await buttons_of(done)
 
 
-async def test_refresh_shows_the_new_status_without_a_notification(bot: BotHarness) -> None:
+async def test_a_change_seen_on_refresh_is_still_told_to_the_owner_once(bot: BotHarness) -> None:
+    # Hardening item 3: the admin looks first; the owner must still hear of the change, once.
     order = await place(bot, status="In progress")
-    await bot.send("/start")
-    await bot.press_data(f"oc:{order.id}")
+    await drain(bot)
+    before = len(bot.texts(USER))
+    await bot.send("/start", user=ADMIN)
+    await bot.press_data(f"oc:{order.id}", user=ADMIN)
     bot.sandbox.set_status(order.panel_order_id or 0, "Partial", remains=40)
-    await bot.press("Refresh")
-    assert "Status: Partial" in bot.last().plain and "Remains: 40" in bot.last().plain
+    await bot.press("Refresh", user=ADMIN)
+    assert "Status: Partial" in bot.last(ADMIN).plain and "Remains: 40" in bot.last(ADMIN).plain
     assert last_answer(bot) == "Status: Partial"
     assert (await stored(bot, order)).status == "Partial"
-    assert await count_pending_notifications(bot.deps.db) == 0
+    await drain(bot)
+    told = [t for t in bot.texts(USER)[before:] if "In progress → Partial" in t]
+    assert len(told) == 1, bot.texts(USER)[before:]
+    await poll_orders(bot.deps)  # the tracker sees the same status: nothing new to say
+    await drain(bot)
+    assert len([t for t in bot.texts(USER) if "→ Partial" in t]) == 1
 
 
 async def test_card_refill_asks_first_then_stores_and_follows_the_refill(bot: BotHarness) -> None:
@@ -326,7 +342,7 @@ async def test_status_of_250_ids_takes_3_requests_and_shows_each_id(bot: BotHarn
     await upsert_user(db, telegram_id=USER, name="Ann")
     fake = list(range(1, 249))  # stored as the user's, unknown to the panel
     for panel_id in fake:
-        await order_store.track_order(db, owner_id=USER, account=OPERATOR_ACCOUNT,
+        await order_store.track_order(db, panel=PANEL, owner_id=USER, account=OPERATOR_ACCOUNT,
                                       panel_order_id=panel_id)
     ids = [o.panel_order_id or 0 for o in real] + fake
     bot.sandbox.requests.clear()
@@ -344,14 +360,20 @@ async def test_status_of_250_ids_takes_3_requests_and_shows_each_id(bot: BotHarn
     assert (await stored(bot, real[0])).status == "In progress"
 
 
-async def test_status_records_what_it_learns_without_notifying(bot: BotHarness) -> None:
+async def test_status_records_what_it_learns_and_the_owner_hears_of_it_once(
+        bot: BotHarness) -> None:
     order = await place(bot, status="In progress")
+    await drain(bot)
     bot.sandbox.set_status(order.panel_order_id or 0, "Completed")
-    await bot.send(f"/status {order.panel_order_id}")
-    assert "Completed" in bot.last().plain
+    await bot.send(f"/status {order.panel_order_id}", user=ADMIN)
+    assert "Completed" in bot.last(ADMIN).plain
     fresh = await stored(bot, order)
     assert fresh.status == "Completed" and fresh.final
-    assert await count_pending_notifications(bot.deps.db) == 0
+    assert await count_pending_notifications(bot.deps.db) == 1
+    await drain(bot)
+    await bot.send(f"/status {order.panel_order_id}")  # seen again: no second message
+    await drain(bot)
+    assert len([t for t in bot.texts(USER) if "In progress → Completed" in t]) == 1
 
 
 async def test_status_never_asks_the_panel_about_ids_that_are_not_yours(
@@ -406,35 +428,45 @@ async def test_track_an_order_placed_on_the_panels_site_then_it_changes(
         DEMO_KEY, 1, {"link": "https://instagram.com/elsewhere", "quantity": "500"})
     bot.sandbox.set_status(panel_id, "In progress")
 
-    await bot.send(f"/track {panel_id} 999")
-    text = bot.last().plain
+    await bot.send(f"/track {panel_id} 999", user=ADMIN)
+    text = bot.last(ADMIN).plain
     assert f"{panel_id} · ✅ now followed (In progress)" in text
     assert "999 · ❌ Incorrect order ID" in text
     order = await order_store.get_order_by_panel_id(
-        bot.deps.db, account=OPERATOR_ACCOUNT, panel_order_id=panel_id)
-    assert order is not None and order.owner_id == USER and order.status == "In progress"
+        bot.deps.db, panel=PANEL, account=OPERATOR_ACCOUNT, panel_order_id=panel_id)
+    assert order is not None and order.owner_id == ADMIN and order.status == "In progress"
     assert order.id in [o.id for o in await order_store.active_orders(bot.deps.db)]
 
-    await bot.send("/orders")
-    assert str(panel_id) in bot.last().plain
+    await bot.send("/orders", user=ADMIN)
+    assert str(panel_id) in bot.last(ADMIN).plain
     bot.sandbox.set_status(panel_id, "Completed")
-    await bot.press(str(panel_id))
-    assert "Status: In progress" in bot.last().plain
-    await bot.press("Refresh")
-    assert "Status: Completed" in bot.last().plain
-    assert "Service: unknown" in bot.last().plain
+    await bot.press(str(panel_id), user=ADMIN)
+    assert "Status: In progress" in bot.last(ADMIN).plain
+    await bot.press("Refresh", user=ADMIN)
+    assert "Status: Completed" in bot.last(ADMIN).plain
+    assert "Service: unknown" in bot.last(ADMIN).plain
 
-    await bot.send(f"/track {panel_id}")
-    assert "already followed (Completed)" in bot.last().plain
+    await bot.send(f"/track {panel_id}", user=ADMIN)
+    assert "already followed (Completed)" in bot.last(ADMIN).plain
 
 
-async def test_track_cannot_claim_another_users_order(bot: BotHarness) -> None:
+async def test_track_on_the_shared_account_is_for_admins_only(bot: BotHarness) -> None:
+    # Hardening item 2: an allowed (here: demo) user cannot pull in an id placed elsewhere and
+    # then refill or cancel it; one plain line says why, and the panel is not asked.
     theirs = await place(bot, user=OTHER)
+    outside = await bot.deps.panel.add(
+        DEMO_KEY, 1, {"link": "https://instagram.com/website-order", "quantity": "500"})
     bot.sandbox.requests.clear()
-    await bot.send(f"/track {theirs.panel_order_id}")
-    assert f"Not found: {theirs.panel_order_id}" in bot.last().plain
+    for ids in (str(theirs.panel_order_id), str(outside)):
+        await bot.send(f"/track {ids}")
+        assert bot.last().plain == ("Only the bot's admins can follow orders by id on the "
+                                    "shared panel account: the panel cannot tell whose an "
+                                    "order is.")
     assert statuses_asked(bot) == []
     assert (await stored(bot, theirs)).owner_id == OTHER
+    await bot.send(f"/cancelorder {outside}")
+    assert f"Not found: {outside}" in bot.last().plain
+    assert bot.panel_requests("cancel") == []
     await bot.send(f"/track {theirs.panel_order_id}", user=ADMIN)
     assert "already followed" in bot.last(ADMIN).plain
 
@@ -519,7 +551,7 @@ async def test_cancelorder_of_150_ids_takes_2_requests_with_per_id_errors(
     db = bot.deps.db
     await upsert_user(db, telegram_id=USER, name="Ann")
     for panel_id in range(1, 151):
-        await order_store.track_order(db, owner_id=USER, account=OPERATOR_ACCOUNT,
+        await order_store.track_order(db, panel=PANEL, owner_id=USER, account=OPERATOR_ACCOUNT,
                                       panel_order_id=panel_id)
     await bot.send("/cancelorder " + " ".join(str(i) for i in range(1, 151)))
     assert len(bot.panel_requests("cancel")) == 2
@@ -575,7 +607,7 @@ async def test_with_their_own_key_a_user_may_ask_about_any_id_of_that_key(
         await bot.send(f"/cancelorder {own_id}")
         assert f"{own_id} · ✖️ cancel accepted" in bot.last().plain
         order = await order_store.get_order_by_panel_id(
-            bot.deps.db, account=user_account(USER), panel_order_id=own_id)
+            bot.deps.db, panel=PANEL, account=user_account(USER), panel_order_id=own_id)
         assert order is not None and order.status == "Canceled"  # followed from now on
         await bot.send("/orders")
         assert str(own_id) in bot.last().plain and "Your orders" in bot.last().plain
@@ -606,9 +638,10 @@ async def test_operator_account_refuses_users_without_access(tmp_path: Path) -> 
 async def test_list_orders_can_be_limited_to_one_panel_account(bot: BotHarness) -> None:
     db = bot.deps.db
     await upsert_user(db, telegram_id=USER, name="Ann")
-    operator = await order_store.track_order(db, owner_id=USER, account=OPERATOR_ACCOUNT,
+    operator = await order_store.track_order(db, panel=PANEL, owner_id=USER,
+                                             account=OPERATOR_ACCOUNT,
                                              panel_order_id=5)
-    own = await order_store.track_order(db, owner_id=USER, account=user_account(USER),
+    own = await order_store.track_order(db, panel=PANEL, owner_id=USER, account=user_account(USER),
                                         panel_order_id=5)
     listed = await order_store.list_orders(db, owner_id=USER, account=user_account(USER))
     assert [o.id for o in listed] == [own.id]

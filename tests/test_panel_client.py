@@ -23,6 +23,7 @@ from bot.panel.errors import (
     PanelError,
     PanelErrorKind,
     PanelHTTPError,
+    PanelNotReached,
     PanelTimeout,
     PanelTransportError,
     classify_error,
@@ -554,7 +555,7 @@ async def test_retry_backoff_is_exponential(
     ("failure", "cause"),
     [
         (httpx.ReadTimeout("timed out"), PanelTimeout),
-        (httpx.ConnectError("connection reset"), PanelTransportError),
+        (httpx.ReadError("connection reset"), PanelTransportError),
         (HTML_502, PanelHTTPError),
         (reply("<html>maintenance</html>", 200, "text/html"), PanelBadResponse),
         (reply('{"status": "ok"}'), PanelBadResponse),
@@ -567,6 +568,19 @@ async def test_add_without_clear_answer_is_outcome_unknown_sent_once(
     with pytest.raises(OutcomeUnknown) as caught:
         await client.add(KEY, 1, {"link": "https://x.example", "quantity": 100})
     assert isinstance(caught.value.cause, cause)
+    assert panel.count == 1
+
+
+@pytest.mark.parametrize("failure", [httpx.ConnectError("refused"),
+                                     httpx.ConnectTimeout("no connection")])
+async def test_add_that_never_connected_is_not_placed_and_not_unknown(
+    connect: Connect, failure: Answer
+) -> None:
+    # No connection was made, so nothing was sent: the order is certainly not placed (the
+    # wizard offers Confirm again) rather than "outcome unknown".
+    client, panel = connect(always(failure), read_retries=5)
+    with pytest.raises(PanelNotReached):
+        await client.add(KEY, 1, {"link": "https://x.example", "quantity": 100})
     assert panel.count == 1
 
 

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 from telegram import Update
 
-from bot import tracker
+from bot import jobs
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import DEMO_KEY
+from bot.services import tracking
 from storage import orders, users
 from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import OTHER, USER, BotHarness, start_harness, stop_harness
@@ -51,8 +53,8 @@ def tracker_cycle(bot: BotHarness) -> asyncio.Task[None]:
     """One tracker cycle (poll the panel, store, send the news) running beside the handlers."""
 
     async def cycle() -> None:
-        await tracker.poll_orders(bot.deps)
-        await tracker.send_pending(bot.app.bot, bot.deps)
+        await tracking.poll_orders(bot.deps)
+        await jobs.send_pending(bot.app.bot, bot.deps)
 
     return asyncio.create_task(cycle())
 
@@ -304,7 +306,7 @@ async def test_many_users_writing_at_once_beside_the_tracker_lose_nothing(
     assert sorted(known) == newcomers
     assert [known[u].name for u in newcomers] == [f"New{u}" for u in newcomers]
     for panel_id in placed:
-        order = await orders.get_order_by_panel_id(db, account=OPERATOR_ACCOUNT,
+        order = await orders.get_order_by_panel_id(db, panel=PANEL, account=OPERATOR_ACCOUNT,
                                                    panel_order_id=panel_id)
         assert order is not None and order.status == "Completed"
     assert errors_logged(caplog) == []

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, FIRST_ORDER_ID, SANDBOX_URL, SandboxPanel
 from storage import orders, users
 from tests.conftest import USER, start_harness, stop_harness
@@ -234,8 +235,9 @@ async def test_the_demo_bot_finds_its_sandbox_orders_after_a_restart(tmp_path: P
 
 async def draft_order(db: Any) -> int:
     """A claimed-to-be operator order of 100 Instagram followers."""
-    return await orders.create_draft(
-        db, owner_id=USER, account="operator", service_id=1, service_name="Instagram Followers",
+    return await orders.save_draft(
+        db, panel=PANEL, owner_id=USER, account="operator", service_id=1,
+        service_name="Instagram Followers",
         service_type="Default", rate=Decimal("0.90"), currency="USD", can_refill=True,
         can_cancel=True, fields={"link": LINK, "quantity": "100"}, quantity=100,
         cost=Decimal("0.09"),

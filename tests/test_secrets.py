@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.access import KEY_LOST, account_for, check_secret_key
 from bot.app import build_application, start_services, stop_services
 from bot.crypto import KeyBox, SecretKeyMismatch
 from bot.logs import REDACTOR, RedactSecrets, setup_logging
 from bot.panel.sandbox import SandboxPanel
+from bot.services.accounts import KEY_LOST, account_for, check_secret_key
 from storage import meta, users
 from storage.db import MIGRATIONS, SCHEMA_VERSION, close_database, connect, migrate, open_database
 from storage.outbox import pending_notifications

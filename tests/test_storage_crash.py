@@ -24,7 +24,7 @@ CHILD = f"""
 import asyncio, sys
 from decimal import Decimal
 from storage.db import open_database, transaction
-from storage.orders import claim_order, create_draft, mark_placed, track_order
+from storage.orders import claim_order, save_draft, mark_placed, track_order
 from storage.users import upsert_user
 
 async def main(path):
@@ -33,8 +33,8 @@ async def main(path):
     n = 0
     while True:
         n += 1
-        draft = await create_draft(
-            db, owner_id=1, account="operator", service_id=1, service_name="F",
+        draft = await save_draft(
+            db, panel="p", owner_id=1, account="operator", service_id=1, service_name="F",
             service_type="Default", rate=Decimal("0.90"), currency="USD", can_refill=True,
             can_cancel=True, fields={{"link": "l", "quantity": "100"}}, quantity=100,
             cost=Decimal("0.09"),
@@ -45,7 +45,7 @@ async def main(path):
         async with transaction(db):
             for k in range({BATCH}):
                 await track_order(
-                    db, owner_id=1, account="user:1", panel_order_id=n * 1000 + k
+                    db, panel="p", owner_id=1, account="user:1", panel_order_id=n * 1000 + k
                 )
         print("batch", n, flush=True)
 
@@ -100,7 +100,8 @@ async def _check(path: Path, lines: list[str]) -> None:
         integrity = await fetch_one(db, "PRAGMA integrity_check")
         assert integrity is not None and integrity[0] == "ok"
         for n in orders_done:
-            order = await get_order_by_panel_id(db, account="operator", panel_order_id=n)
+            order = await get_order_by_panel_id(db, panel="p", account="operator",
+                                                panel_order_id=n)
             assert order is not None and order.state == "placed", n
         rows = await fetch_all(
             db,

@@ -11,7 +11,8 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from bot.panel.models import OrderStatus
+from bot.panel.models import SANDBOX_URL as PANEL
+from bot.panel.models import OrderStatus, normalize_status
 from storage import orders
 from storage.db import close_database, open_database, transaction
 from storage.orders import Observation
@@ -48,7 +49,7 @@ async def draft(db: aiosqlite.Connection, owner_id: int = OWNER, **overrides: An
         "cost": Decimal("0.090"),
     }
     values.update(overrides)
-    return await orders.create_draft(db, **values)
+    return await orders.save_draft(db, panel=PANEL, **values)
 
 
 async def placed(db: aiosqlite.Connection, panel_order_id: int, owner_id: int = OWNER) -> int:
@@ -60,9 +61,9 @@ async def placed(db: aiosqlite.Connection, panel_order_id: int, owner_id: int = 
 
 
 def status(name: str, charge: str | None = "0.09", remains: int | None = 10) -> OrderStatus:
-    """A panel status answer."""
+    """A panel status answer (spellings normalised as the panel client does)."""
     return OrderStatus(
-        status=name,
+        status=normalize_status(name),
         charge=None if charge is None else Decimal(charge),
         start_count=3572,
         remains=remains,
@@ -169,27 +170,30 @@ async def test_panel_order_ids_are_unique_per_account(db: aiosqlite.Connection) 
 
 async def test_track_order_is_idempotent(db: aiosqlite.Connection) -> None:
     first = await orders.track_order(
-        db, owner_id=OWNER, account=OPERATOR_ACCOUNT, panel_order_id=77, now=100.0
+        db, panel=PANEL, owner_id=OWNER, account=OPERATOR_ACCOUNT, panel_order_id=77, now=100.0
     )
     assert first.state == "placed" and first.service_id is None and first.fields == {}
     again = await orders.track_order(
-        db, owner_id=OTHER, account=OPERATOR_ACCOUNT, panel_order_id=77
+        db, panel=PANEL, owner_id=OTHER, account=OPERATOR_ACCOUNT, panel_order_id=77
     )
     assert again == first  # the existing order, still its first owner's: callers check owner
     assert again.owner_id == OWNER
     other_account = await orders.track_order(
-        db, owner_id=OTHER, account=user_account(OTHER), panel_order_id=77
+        db, panel=PANEL, owner_id=OTHER, account=user_account(OTHER), panel_order_id=77
     )
     assert other_account.id != first.id
     with pytest.raises(ValueError):
-        await orders.track_order(db, owner_id=OWNER, account="users:1", panel_order_id=1)
+        await orders.track_order(db, panel=PANEL, owner_id=OWNER, account="users:1",
+                                 panel_order_id=1)
 
 
 async def test_get_order_by_panel_id(db: aiosqlite.Connection) -> None:
     order_id = await placed(db, 900)
-    found = await orders.get_order_by_panel_id(db, account=OPERATOR_ACCOUNT, panel_order_id=900)
+    found = await orders.get_order_by_panel_id(db, panel=PANEL, account=OPERATOR_ACCOUNT,
+                                               panel_order_id=900)
     assert found is not None and found.id == order_id
-    assert await orders.get_order_by_panel_id(db, account="user:7", panel_order_id=900) is None
+    assert await orders.get_order_by_panel_id(db, panel=PANEL, account="user:7",
+                                              panel_order_id=900) is None
     assert await orders.get_order(db, 424242) is None
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from bot.panel.models import SANDBOX_URL as PANEL
 from storage import catalog, outbox, refills, users
 from storage.db import close_database, open_database, transaction
-from storage.orders import create_draft, get_order, track_order
+from storage.orders import get_order, save_draft, track_order
 from storage.outbox import Notice
 from storage.users import OPERATOR_ACCOUNT
 
@@ -124,7 +125,7 @@ async def _tracked(db: aiosqlite.Connection, panel_order_id: int = 501) -> int:
     """A placed order under the operator account."""
     await users.upsert_user(db, telegram_id=1, name="Ann")
     order = await track_order(
-        db, owner_id=1, account=OPERATOR_ACCOUNT, panel_order_id=panel_order_id
+        db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT, panel_order_id=panel_order_id
     )
     return order.id
 
@@ -144,10 +145,13 @@ async def test_add_refill_is_idempotent(db: aiosqlite.Connection) -> None:
 async def test_record_refill_status_history_and_notification(db: aiosqlite.Connection) -> None:
     order_id = await _tracked(db)
     refill = await refills.add_refill(db, order_id=order_id, panel_refill_id=9, now=1.0)
-    assert not await refills.record_refill_status(db, refill.id, status="pending", now=2.0)
-    assert await refills.record_refill_status(db, refill.id, status="In progress", now=3.0)
+    assert not await refills.record_refill_status(db, refill.id, status="Pending", final=False,
+                                                  now=2.0)
+    assert await refills.record_refill_status(db, refill.id, status="In progress", final=False,
+                                              now=3.0)
     assert await refills.record_refill_status(
-        db, refill.id, status="Rejected", now=4.0, notify=Notice(1, "refill rejected")
+        db, refill.id, status="Rejected", final=True, now=4.0,
+        notify=Notice(1, "refill rejected"),
     )
     stored = await refills.get_refill(db, refill.id)
     assert stored is not None
@@ -166,7 +170,7 @@ async def test_record_refill_status_history_and_notification(db: aiosqlite.Conne
     queued = await outbox.pending_notifications(db, now=5.0)
     assert [(n.text, n.order_id) for n in queued] == [("refill rejected", order_id)]
     with pytest.raises(LookupError):
-        await refills.record_refill_status(db, 999, status="Completed")
+        await refills.record_refill_status(db, 999, status="Completed", final=True)
     assert await refills.get_refill(db, 999) is None
 
 
@@ -176,11 +180,11 @@ async def test_refills_for_order_and_open_refills(db: aiosqlite.Connection) -> N
     r1 = await refills.add_refill(db, order_id=first, panel_refill_id=1)
     r2 = await refills.add_refill(db, order_id=first, panel_refill_id=2)
     r3 = await refills.add_refill(db, order_id=second, panel_refill_id=3)
-    await refills.record_refill_status(db, r2.id, status="Completed")
+    await refills.record_refill_status(db, r2.id, status="Completed", final=True)
     assert [r.id for r in await refills.refills_for_order(db, first)] == [r1.id, r2.id]
     assert [r.id for r in await refills.open_refills(db)] == [r1.id, r3.id]
     assert len(await refills.open_refills(db, limit=1)) == 1
-    await refills.record_refill_status(db, r1.id, status="In progress", now=1e12)
+    await refills.record_refill_status(db, r1.id, status="In progress", final=False, now=1e12)
     assert [r.id for r in await refills.open_refills(db)] == [r3.id, r1.id]
 
 
@@ -231,8 +235,9 @@ async def test_outbox_drops(db: aiosqlite.Connection) -> None:
 
 async def test_outbox_row_survives_when_its_order_goes(db: aiosqlite.Connection) -> None:
     await users.upsert_user(db, telegram_id=1, name="Ann")
-    order_id = await create_draft(
+    order_id = await save_draft(
         db,
+        panel="p",
         owner_id=1,
         account="operator",
         service_id=1,

@@ -10,6 +10,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.models import OrderStatus
 from storage import orders, outbox, users
 from storage.db import close_database, open_database
@@ -29,7 +30,8 @@ async def test_record_checks_writes_counts_and_next_check_but_no_history(
     db: aiosqlite.Connection,
 ) -> None:
     await users.upsert_user(db, telegram_id=1, name="Ann")
-    order = await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT, panel_order_id=7)
+    order = await orders.track_order(db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT,
+                                     panel_order_id=7)
     await orders.record_status(db, order.id, OrderStatus("In progress", Decimal("0.5"), 10, 90,
                                                         "USD"), now=100.0)
     await orders.record_missing(db, order.id, now=150.0)
@@ -48,7 +50,8 @@ async def test_record_checks_leaves_an_order_whose_status_moved_meanwhile(
     db: aiosqlite.Connection,
 ) -> None:
     await users.upsert_user(db, telegram_id=1, name="Ann")
-    order = await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT, panel_order_id=7)
+    order = await orders.track_order(db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT,
+                                     panel_order_id=7)
     await orders.record_status(db, order.id, OrderStatus("Completed", remains=0), now=100.0)
     stale = OrderStatus("In progress", remains=50)
     assert await orders.record_checks(db, [Observation(order.id, stale, 300.0)], now=200.0) == 0
@@ -69,7 +72,7 @@ async def test_get_users_reads_many_at_once(db: aiosqlite.Connection) -> None:
 
 async def test_apply_status_changes_in_bulk_matches_one_by_one(db: aiosqlite.Connection) -> None:
     await users.upsert_user(db, telegram_id=1, name="Ann")
-    ids = [(await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT,
+    ids = [(await orders.track_order(db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT,
                                      panel_order_id=100 + n)).id for n in range(250)]
     batch = [Observation(i, OrderStatus("In progress", remains=5), 50.0, Notice(1, f"#{i}"))
              for i in ids]
@@ -103,12 +106,19 @@ async def test_due_orders_lists_what_active_orders_lists_when_due(
     db: aiosqlite.Connection,
 ) -> None:
     await users.upsert_user(db, telegram_id=1, name="Ann")
-    due, later, done = [(await orders.track_order(db, owner_id=1, account=OPERATOR_ACCOUNT,
+    due, later, done = [(await orders.track_order(db, panel=PANEL, owner_id=1,
+                                                  account=OPERATOR_ACCOUNT,
                                                   panel_order_id=n)).id for n in (1, 2, 3)]
     await orders.schedule_check(db, later, next_check_at=500.0)
     await orders.record_status(db, done, OrderStatus("Completed"))
-    found = await orders.due_orders(db, due_before=100.0)
+    found = await orders.due_orders(db, due_before=100.0, panel=PANEL,
+                                    accounts=[OPERATOR_ACCOUNT])
     assert [o.id for o in found] == [o.id for o in await orders.active_orders(
         db, due_before=100.0)] == [due]
     assert (found[0].panel_order_id, found[0].status, found[0].account) == (1, None, "operator")
-    assert [o.id for o in await orders.due_orders(db, due_before=600.0)] == [due, later]
+    assert [o.id for o in await orders.due_orders(
+        db, due_before=600.0, panel=PANEL, accounts=[OPERATOR_ACCOUNT])] == [due, later]
+    # Orders of other panels (demo leftovers) and of accounts without a key are not read.
+    assert await orders.due_orders(db, due_before=600.0, panel="https://other.example/api/v2",
+                                   accounts=[OPERATOR_ACCOUNT]) == []
+    assert await orders.due_orders(db, due_before=600.0, panel=PANEL, accounts=["user:9"]) == []

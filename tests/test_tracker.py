@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from telegram.error import RetryAfter
 
-from bot import tracker
+from bot.jobs import send_pending
 from bot.panel.client import PanelClient
+from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.models import OrderStatus
 from bot.panel.sandbox import DEMO_KEY, SANDBOX_URL
-from bot.tracker import LOST_AFTER, poll_orders, poll_refills, send_pending
+from bot.services import notices, tracking
+from bot.services.tracking import LOST_AFTER, poll_orders, poll_refills
 from storage import orders, outbox, refills, users
 from storage.orders import Order
 from storage.users import OPERATOR_ACCOUNT
@@ -40,8 +42,8 @@ async def place(bot: BotHarness, *, owner: int = USER, service: int = 2, quantit
     bot.sandbox.set_status(panel_id, status)
     names = {1: "Instagram Followers", 2: "Instagram Likes"}
     rates = {1: Decimal("0.90"), 2: Decimal("0.25")}
-    local = await orders.create_draft(
-        db, owner_id=owner, account=OPERATOR_ACCOUNT, service_id=service,
+    local = await orders.save_draft(
+        db, panel=PANEL, owner_id=owner, account=OPERATOR_ACCOUNT, service_id=service,
         service_name=names[service], service_type="Default", rate=rates[service],
         currency="USD", can_refill=service == 1, can_cancel=True,
         fields={"link": "https://instagram.com/p/x", "quantity": str(quantity)},
@@ -52,7 +54,7 @@ async def place(bot: BotHarness, *, owner: int = USER, service: int = 2, quantit
     return local, panel_id
 
 
-async def cycle(bot: BotHarness, now: float | None = None) -> tracker.CycleReport:
+async def cycle(bot: BotHarness, now: float | None = None) -> tracking.CycleReport:
     """One tracker cycle as the job runs it: poll orders and refills, then send."""
     report = await poll_orders(bot.deps, now=now)
     await poll_refills(bot.deps, now=now)
@@ -136,7 +138,8 @@ async def test_partial_and_canceled_say_what_happened_to_the_money(bot: BotHarne
 
 def test_message_text_keeps_every_decimal_of_the_charge_and_escapes_panel_text() -> None:
     stored = Order(
-        id=1, owner_id=USER, account=OPERATOR_ACCOUNT, panel_order_id=23501, service_id=1,
+        id=1, owner_id=USER, account=OPERATOR_ACCOUNT, panel=PANEL, panel_order_id=23501,
+        service_id=1,
         service_name="Instagram Followers <HQ> & fast", service_type="Default",
         service_rate=Decimal("0.9"), service_currency="USD", service_refill=True,
         service_cancel=True, fields={}, quantity=300, cost=Decimal("0.27"), state="placed",
@@ -145,11 +148,11 @@ def test_message_text_keeps_every_decimal_of_the_charge_and_escapes_panel_text()
         next_check_at=None, lost_strikes=0,
     )
     seen = OrderStatus("Completed", Decimal("0.27819"), 3572, 0, "USD")
-    assert tracker.describe_change(stored, "In progress", seen) == (
+    assert notices.describe_change(stored, "In progress", seen) == (
         "Order 23501 · Instagram Followers &lt;HQ&gt; &amp; fast: In progress → Completed"
         " · start 3572 · charged 0.27819 USD"
     )
-    assert tracker.exact_money(Decimal("12.5000"), "USD") == "12.50 USD"
+    assert notices.exact_money(Decimal("12.5000"), "USD") == "12.50 USD"
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -164,7 +167,7 @@ async def follow_many(bot: BotHarness, count: int) -> None:
         answer = bot.sandbox.answer({"key": DEMO_KEY, "action": "add", "service": "2",
                                      "link": f"https://instagram.com/p/b{next(_links)}",
                                      "quantity": "10"})
-        await orders.track_order(db, owner_id=USER, account=OPERATOR_ACCOUNT,
+        await orders.track_order(db, panel=PANEL, owner_id=USER, account=OPERATOR_ACCOUNT,
                                  panel_order_id=int(answer["order"]))
 
 
@@ -324,7 +327,7 @@ async def test_panel_down_for_several_cycles_backs_off_quietly_then_delivers(
     await cycle(bot, now=t)
     bot.sandbox.down = True
     bot.sandbox.set_status(panel_id, "In progress")
-    state = tracker.tracker_state(bot.deps)
+    state = tracking.tracker_state(bot.deps)
     delays = []
     for step in range(1, 16):  # a quarter of an hour of cycles, one a minute
         now = t + step * INTERVAL
@@ -348,12 +351,13 @@ async def test_panel_down_for_several_cycles_backs_off_quietly_then_delivers(
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    assert [tracker.backoff_delay(60, n) for n in range(1, 6)] == [120, 240, 480, 900, 900]
+    assert [tracking.backoff_delay(60, n) for n in range(1, 6)] == [120, 240, 480, 900, 900]
 
 
 async def test_a_lost_order_is_reported_once_and_no_longer_followed(bot: BotHarness) -> None:
     await users.upsert_user(bot.deps.db, telegram_id=USER, name="User")
-    lost = await orders.track_order(bot.deps.db, owner_id=USER, account=OPERATOR_ACCOUNT,
+    lost = await orders.track_order(bot.deps.db, panel=PANEL, owner_id=USER,
+                                    account=OPERATOR_ACCOUNT,
                                     panel_order_id=999_999)
     for _ in range(LOST_AFTER - 1):
         await cycle(bot)
@@ -375,7 +379,8 @@ async def test_a_lost_order_is_reported_once_and_no_longer_followed(bot: BotHarn
 async def test_an_answer_between_misses_starts_the_count_again(bot: BotHarness) -> None:
     await users.upsert_user(bot.deps.db, telegram_id=USER, name="User")
     # Followed before the panel knows it (the next id the sandbox will give out).
-    early = await orders.track_order(bot.deps.db, owner_id=USER, account=OPERATOR_ACCOUNT,
+    early = await orders.track_order(bot.deps.db, panel=PANEL, owner_id=USER,
+                                     account=OPERATOR_ACCOUNT,
                                      panel_order_id=23501)
     for _ in range(LOST_AFTER - 1):
         await cycle(bot)
@@ -452,7 +457,7 @@ async def test_refills_are_reported_when_they_end(bot: BotHarness) -> None:
     (0, 0), (59 * 60, 0), (2 * 3600, 300), (2 * 86400, 1800), (30 * 86400, 7200),
 ])
 def test_older_orders_are_asked_about_less_often(age: float, every: float) -> None:
-    assert tracker.next_check_at(1000.0, 1000.0 + age) == 1000.0 + age + every
+    assert tracking.next_check_at(1000.0, 1000.0 + age) == 1000.0 + age + every
 
 
 async def test_old_orders_are_skipped_until_due(bot: BotHarness) -> None:
@@ -500,7 +505,8 @@ async def test_each_account_is_asked_with_its_own_key(
         own_order = await deps.panel.add("own-key-of-42", 2, {"link": "https://instagram.com/p/o",
                                                              "quantity": 100})
         harness.sandbox.set_status(own_order, "In progress")
-        await orders.track_order(deps.db, owner_id=USER, account=users.user_account(USER),
+        await orders.track_order(deps.db, panel=PANEL, owner_id=USER,
+                                 account=users.user_account(USER),
                                  panel_order_id=own_order)
         report = await poll_orders(deps)
         keys = sorted(r["key"] for r in harness.sandbox.requests_for("status"))
@@ -511,17 +517,25 @@ async def test_each_account_is_asked_with_its_own_key(
         assert [p.split(":")[0] for p in pushes(harness, USER)] == [f"Order {own_order}"]
         assert [p.split(" ·")[0] for p in pushes(harness, OTHER)] == [f"Order {op_order}"]
 
-        # The key is gone: that account waits, with one log line, not one per cycle.
+        # The key is gone (hardening item 6): that account's orders are not read at all, and
+        # their owner is told once why they are no longer followed.
         await users.set_panel_key(deps.db, USER, None)
         other = await deps.panel.add("own-key-of-42", 2, {"link": "https://instagram.com/p/p",
                                                          "quantity": 100})
-        await orders.track_order(deps.db, owner_id=USER, account=users.user_account(USER),
-                                 panel_order_id=other)
+        await orders.track_order(deps.db, panel=PANEL, owner_id=USER,
+                                 account=users.user_account(USER), panel_order_id=other)
+        harness.sandbox.requests.clear()
         caplog.clear()
         for _ in range(3):
             report = await poll_orders(deps)
-            assert report.skipped_accounts == [users.user_account(USER)]
-        assert sum("No usable panel key" in r.getMessage() for r in caplog.records) == 1
+            assert report.checked == 0 and report.skipped_accounts == []
+            await tracking.tell_unfollowed(deps)
+        assert harness.sandbox.requests_for("status") == []
+        await send_pending(harness.app.bot, deps)
+        told = [t for t in harness.texts(USER) if "I can no longer follow" in t]
+        assert told == ["⚠️ I can no longer follow your unfinished order: the panel key they "
+                        "were placed with is no longer connected (/connect it again). You "
+                        "still find it in /orders."]
         assert "own-key-of-42" not in caplog.text
     finally:
         await stop_harness(harness)

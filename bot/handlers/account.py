@@ -6,9 +6,9 @@ catalogue's text search. While it waits for a key, the next text message is the 
 else sees it (not the search, which would echo it; not the wizard, which would keep it in
 user_data). It waits for one message only: /cancel, any other command or any button press ends
 the wait (the command is not run: the user is told to send it again), and so does a silence of
-five minutes (while the JobQueue runs). The wait is persistent: a restart between "/connect" and
-the key does not send the key to the search. /connect works anywhere, also in the middle of an
-order: the wizard keeps its place and its next answer goes to it again.
+ORDER_TIMEOUT (also across a restart: see bot/jobs.py). The wait is persistent: a restart
+between "/connect" and the key does not send the key to the search. /connect works anywhere,
+also in the middle of an order: the wizard keeps its place and its next answer goes to it.
 
 Demo mode: the key is checked against the sandbox panel, so only the sandbox's keys connect; a
 real panel's key is refused there (and never leaves the process).
@@ -30,12 +30,13 @@ from telegram.ext import (
     filters,
 )
 
-from bot.access import account_for
+from bot.config import Settings
 from bot.deps import BotContext
 from bot.handlers.common import answer, clip, esc, remember_user, reply, within_rate_limit
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
+from bot.services.accounts import account_for, forget_own_catalogue
 from storage import users
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,8 @@ async def disconnect(update: Update, context: BotContext) -> None:
     if stored is None or stored.panel_key is None:
         await reply(update, "You have no panel API key connected.")
         return
+    await forget_own_catalogue(deps, user.id)
     await users.set_panel_key(deps.db, user.id, None)
-    await deps.catalog.forget(users.user_account(user.id))
     log.info("User %d disconnected their own panel key", user.id)
     account = await account_for(deps, user.id)
     if account is None:
@@ -157,7 +158,7 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
     try:
         balance = await deps.panel.balance(key)
     except PanelError as exc:
-        demo = DEMO_HINT if deps.sandbox is not None else ""
+        demo = DEMO_HINT if deps.demo else ""
         if exc.kind is PanelErrorKind.INVALID_KEY:
             text = REFUSED
         else:
@@ -170,8 +171,8 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
         log.warning("User %d tried to connect a panel key: %s", user.id, type(exc).__name__)
         await _say(update, CANNOT_CHECK + retry + warning)
         return False
+    await forget_own_catalogue(deps, user.id)  # the old key's: nobody sees it any more
     await users.set_panel_key(deps.db, user.id, keybox.encrypt(key))
-    await deps.catalog.forget(users.user_account(user.id))  # a new key: its own services
     log.info("User %d connected their own panel key", user.id)
     await _say(update, f"✅ Key connected. Balance: "
                         f"{esc(format_money(balance.balance, balance.currency))}.\n"
@@ -196,8 +197,10 @@ async def _delete(message: Message) -> bool:
         return False
 
 
-def handlers() -> list[BaseHandler[Update, BotContext, object]]:
-    """This module's handlers (the conversation must be registered before the wizard's)."""
+def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotContext, object]]:
+    """This module's handlers (the conversation must be registered before the wizard's); the
+    wait for a key ends after ORDER_TIMEOUT."""
+    wait = settings.order_timeout * 60 if settings is not None else KEY_WAIT_SECONDS
     return [
         ConversationHandler(
             entry_points=[CommandHandler("connect", connect)],
@@ -210,7 +213,7 @@ def handlers() -> list[BaseHandler[Update, BotContext, object]]:
                 CallbackQueryHandler(leave_for_button),
             ],
             allow_reentry=True,
-            conversation_timeout=KEY_WAIT_SECONDS,
+            conversation_timeout=wait,
             name="connect",
             persistent=True,
         ),

@@ -13,12 +13,11 @@ import logging
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler
 
-from bot.access import role_of
 from bot.deps import BotContext, Deps
 from bot.handlers.common import esc, remember_user, reply, within_rate_limit
 from bot.money import format_money
 from bot.panel.errors import PanelClientError
-from bot.panel.sandbox import DEMO_KEY
+from bot.services.accounts import role_of
 from storage import orders, outbox, users
 
 log = logging.getLogger(__name__)
@@ -77,12 +76,10 @@ async def stats(update: Update, context: BotContext) -> None:
 
 async def _operator_balance(deps: Deps) -> str:
     """One line: the operator account's balance, or why it is not shown."""
-    if deps.sandbox is not None:
-        key, label = DEMO_KEY, "Sandbox balance (demo)"
-    elif deps.settings.panel_key is not None:
-        key, label = deps.settings.panel_key.get_secret_value(), "Panel balance"
-    else:
+    key = deps.operator_key
+    if key is None:
         return "Panel balance: no operator account (PANEL_KEY is not set)."
+    label = "Sandbox balance (demo)" if deps.demo else "Panel balance"
     try:
         balance = await deps.panel.balance(key)
     except PanelClientError as exc:
@@ -111,7 +108,7 @@ async def allow(update: Update, context: BotContext) -> None:
     admin = update.effective_user
     log.info("Admin %s allowed user %d", admin.id if admin else "?", target)
     note = ""
-    if deps.sandbox is not None:
+    if deps.demo:
         note = "\n(Demo mode: everyone orders from the sandbox anyway.)"
     elif deps.settings.panel_key is None:
         note = "\n(PANEL_KEY is not set, so this gives them nothing until it is.)"

@@ -12,7 +12,6 @@ import logging
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
-from bot.access import Account
 from bot.callbacks import int_arg, pack, unpack
 from bot.catalog import ServiceIndex
 from bot.deps import BotContext
@@ -22,6 +21,7 @@ from bot.money import format_money
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
 from bot.service_types import Pricing, form_for
+from bot.services.accounts import Account
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,11 @@ async def index_for(update: Update, context: BotContext, account: Account,
                     retry: str) -> ServiceIndex | None:
     """The account's catalogue; only a first fetch reaches the panel (and counts as one)."""
     catalog = context.deps.catalog
-    if catalog.cached(account.id) is None and not await within_rate_limit(update, context):
+    if catalog.cached(account.catalog_key) is None and not await within_rate_limit(update,
+                                                                                   context):
         return None
     try:
-        return await catalog.get(account.id, account.key)
+        return await catalog.get(account.catalog_key, account.key)
     except PanelClientError as exc:
         log.warning("Catalogue of %s unavailable: %s", account.id, exc)
         await answer(update.callback_query)

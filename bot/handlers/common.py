@@ -9,8 +9,8 @@ from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
-from bot.access import Account, account_for
 from bot.deps import BotContext
+from bot.services.accounts import Account, account_for
 from storage import users
 
 log = logging.getLogger(__name__)

@@ -1,20 +1,10 @@
-"""/orders and order cards, /status, /track, /refill, /cancelorder and /balance.
+"""/orders and order cards, /status, /track, /refill, /cancelorder, /balance — the chat side.
 
 Ids typed in commands are the PANEL's order ids (what the user sees on the panel and in the
 bot); buttons carry the bot's LOCAL order id (`oc:<id>[:<action>]`), so a card can only name
-an order the bot stores, and is checked with `owns` on every press.
-
-Who may act on which id (`bot.access.owns` is the rule):
-- with the user's own key, any id on that key: the panel itself refuses ids of other accounts;
-- on the operator's shared account, only orders the bot stores for this user (admins: every
-  order stored on the operator account). Other ids are answered "not found" per id and are
-  never sent to the panel, so nobody learns about (or spends on) someone else's order.
-
-/track on the operator's shared account is the exception that lets an id in: the panel account
-is shared, so the panel cannot tell whose an order is. Admins may track any id; an allowed (or
-demo) user may track ids the bot does not know yet, which then become theirs; an id the bot
-already stores for somebody else is answered "not found" like any other id that is not theirs.
-With their own key a user may track any id of that key.
+an order the bot stores, and is checked with the caller's ownership on every press. Who may do
+what, and every request and write, is `bot.services.actions`: these handlers read the update,
+call it and render the answer.
 
 Writes (refill, cancel) from a card ask for confirmation first, so a stray tap spends nothing;
 a write whose answer never came (OutcomeUnknown) is reported as such and never retried.
@@ -25,13 +15,20 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
 
-from bot.access import Account, owns, role_of
 from bot.callbacks import int_arg, unpack
+from bot.config import Settings
 from bot.deps import BotContext
 from bot.handlers.common import (
     answer,
@@ -46,12 +43,14 @@ from bot.money import format_money
 from bot.order_views import (
     CANCEL,
     CANCEL_YES,
+    LINK,
+    NOT_PLACED,
+    NOT_PLACED_YES,
     PAGE_SIZE,
     REFILL,
     REFILL_STATUS,
     REFILL_YES,
     REFRESH,
-    cancel_refusal,
     card_markup,
     card_text,
     confirm_markup,
@@ -61,15 +60,16 @@ from bot.order_views import (
     order_number,
     pack_lines,
     page_count,
-    refill_refusal,
     status_line,
 )
-from bot.panel.errors import OutcomeUnknown, PanelClientError, PanelError
-from bot.panel.models import CANCELED, CancelResult, ItemError, OrderStatus, RefillResult
+from bot.panel.errors import OutcomeUnknown, PanelClientError
+from bot.panel.models import CANCELED
+from bot.services import actions, placement
+from bot.services.actions import Caller, WriteLine, WriteReport
 from storage import orders as order_store
 from storage import refills as refill_store
 from storage.orders import Order
-from storage.users import OPERATOR_ACCOUNT, Role
+from storage.users import OPERATOR_ACCOUNT
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +87,6 @@ USAGE = {
 }
 
 _SEPARATORS = re.compile(r"[\s,;]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking, and through which panel account."""
-
-    user_id: int
-    account: Account
-    role: Role
-
-    def owns(self, order: Order) -> bool:
-        """Whether this caller may see and act on a stored order."""
-        return owns(account=self.account, user_id=self.user_id, role=self.role,
-                    order_account=order.account, order_owner=order.owner_id)
-
-
-@dataclass(slots=True)
-class Resolved:
-    """Typed panel ids sorted out: what may go to the panel, and what is not the caller's."""
-
-    known: dict[int, Order] = field(default_factory=dict)  # panel id → the caller's order
-    ask: list[int] = field(default_factory=list)  # ids that may be sent to the panel
-    refused: list[int] = field(default_factory=list)  # answered "not found", never sent
-
-
-# A batched write (refill, cancel) of the ids that passed the checks: a line per id, and
-# whether any outcome is unknown.
-Perform = Callable[[BotContext, Caller, Resolved, list[int]],
-                   Awaitable[tuple[dict[int, str], bool]]]
 
 
 # --- shared steps -----------------------------------------------------------------------------
@@ -157,34 +128,9 @@ async def caller_of(update: Update, context: BotContext) -> Caller | None:
     user = update.effective_user
     if user is None:
         return None
-    account = await require_account(update, context)
-    if account is None:
+    if await require_account(update, context) is None:
         return None
-    return Caller(user.id, account, await role_of(context.deps, user.id))
-
-
-async def resolve(context: BotContext, caller: Caller, ids: Sequence[int]) -> Resolved:
-    """Sorts typed panel ids by whether the caller may ask the panel about them."""
-    resolved = Resolved()
-    for panel_id in ids:
-        order = await order_store.get_order_by_panel_id(
-            context.deps.db, account=caller.account.id, panel_order_id=panel_id)
-        if order is not None and caller.owns(order):
-            resolved.known[panel_id] = order
-            resolved.ask.append(panel_id)
-        elif order is None and caller.account.own:
-            resolved.ask.append(panel_id)  # the user's own key: the panel knows whose it is
-        else:
-            resolved.refused.append(panel_id)
-    return resolved
-
-
-async def record(context: BotContext, order: Order, status: OrderStatus) -> None:
-    """Stores what the panel just said about an order; no notification (the user is looking)."""
-    if order.state != "placed":
-        return
-    await order_store.record_status(context.deps.db, order.id, status,
-                                    next_check_at=order.next_check_at)
+    return await actions.caller_for(context.deps, user.id)
 
 
 async def send_lines(update: Update, lines: Sequence[str]) -> None:
@@ -238,7 +184,7 @@ async def orders_list_button(update: Update, context: BotContext) -> None:
 
 # --- the card -----------------------------------------------------------------------------------
 
-async def show_card(update: Update, context: BotContext, order_id: int,
+async def show_card(update: Update, context: BotContext, caller: Caller, order_id: int,
                     note: str | None = None) -> None:
     """Shows an order's card (freshly read) in place of the pressed message."""
     db = context.deps.db
@@ -247,30 +193,41 @@ async def show_card(update: Update, context: BotContext, order_id: int,
         return
     history = await order_store.order_history(db, order.id)
     refills = await refill_store.refills_for_order(db, order.id)
-    await show(update, card_text(order, history, refills, note), card_markup(order, refills))
+    await show(update, card_text(order, history, refills, note),
+               card_markup(order, caller.account, refills))
 
 
-async def card_button(update: Update, context: BotContext) -> None:
-    """An order card and its actions: refresh, refill, refill status, cancel."""
+async def card_order(update: Update, context: BotContext) -> tuple[Caller, Order, str] | None:
+    """The caller, the order a card button names and its action; None (answered) when the
+    order is not the caller's, or the data is stale or forged."""
     query = update.callback_query
     if query is None:
-        return
+        return None
     parts = unpack(query.data)
     order_id = int_arg(parts, 1)
-    action = parts[2] if len(parts) > 2 else ""
     caller = await caller_of(update, context)
     if caller is None:
-        return
+        return None
     order = None if order_id is None else await order_store.get_order(context.deps.db, order_id)
     if order is None or order.state == "draft" or not caller.owns(order) or len(parts) > 3:
         await answer(query, NOT_FOUND)  # stale or forged: nothing else happens
+        return None
+    return caller, order, parts[2] if len(parts) > 2 else ""
+
+
+async def card_button(update: Update, context: BotContext) -> None:
+    """An order card and its actions: refresh, refill, refill status, cancel, settle."""
+    named = await card_order(update, context)
+    if named is None:
         return
-    actions = {"": open_card, REFRESH: refresh_card, REFILL: ask_refill,
-               REFILL_YES: refill_card, REFILL_STATUS: refill_status_card,
-               CANCEL: ask_cancel, CANCEL_YES: cancel_card}
-    handler = actions.get(action)
+    caller, order, action = named
+    card_actions = {"": open_card, REFRESH: refresh_card, REFILL: ask_refill,
+                    REFILL_YES: refill_card, REFILL_STATUS: refill_status_card,
+                    CANCEL: ask_cancel, CANCEL_YES: cancel_card, NOT_PLACED: ask_not_placed,
+                    NOT_PLACED_YES: not_placed_card}
+    handler = card_actions.get(action)
     if handler is None:
-        await answer(query, "This button is no longer valid.")
+        await answer(update.callback_query, "This button is no longer valid.")
         return
     await handler(update, context, caller, order)
 
@@ -278,31 +235,27 @@ async def card_button(update: Update, context: BotContext) -> None:
 async def open_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Shows the card as stored (no panel request)."""
     await answer(update.callback_query)
-    await show_card(update, context, order.id)
-
-
-def _placed(order: Order) -> int | None:
-    """The panel id of a placed order, else None."""
-    return order.panel_order_id if order.state == "placed" else None
+    await show_card(update, context, caller, order.id)
 
 
 async def refresh_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks the panel for the order's status and shows the card again."""
     query = update.callback_query
-    panel_id = _placed(order)
-    if panel_id is None:
+    if order.state != "placed" or order.panel_order_id is None:
         await answer(query, "This order was never placed, so the panel has nothing to say.")
+        return
+    if not caller.may_act(order):
+        await answer(query, "This order was placed on another panel: I cannot ask about it.")
         return
     if not await within_rate_limit(update, context):
         return
     try:
-        status = await context.deps.panel.status(caller.account.key, panel_id)
+        status = await actions.refresh(context.deps, caller, order)
     except PanelClientError as exc:
         await answer(query, exc.user_message, alert=True)
         return
-    await record(context, order, status)
     await answer(query, f"Status: {status.status}")
-    await show_card(update, context, order.id)
+    await show_card(update, context, caller, order.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,17 +267,17 @@ class CardOutcome:
     alert: bool = False
 
 
-# One confirmed write (refill, cancel) of one placed order: panel order id → the outcome.
-CardWrite = Callable[[BotContext, Caller, Order, int], Awaitable[CardOutcome]]
+# One confirmed write (refill, cancel) of one placed order.
+CardWrite = Callable[[BotContext, Caller, Order], Awaitable[CardOutcome]]
 
 
-async def ask_write(update: Update, context: BotContext, order: Order, *, refused: str,
-                    reason: str | None, question: str, yes: str) -> None:
+async def ask_write(update: Update, context: BotContext, caller: Caller, order: Order, *,
+                    refused: str, reason: str | None, question: str, yes: str) -> None:
     """Asks "Refill/Cancel order N?" before anything is sent, or says why not."""
     query = update.callback_query
     if reason is not None:
         await answer(query, f"{refused}: {reason}.", alert=True)
-        await show_card(update, context, order.id)
+        await show_card(update, context, caller, order.id)
         return
     await answer(query)
     await show(update, question, confirm_markup(order, yes))
@@ -337,48 +290,50 @@ async def card_write(update: Update, context: BotContext, caller: Caller, order:
     query = update.callback_query
     if reason is not None or order.panel_order_id is None:
         await answer(query, f"{refused}: {reason}.", alert=True)
-        await show_card(update, context, order.id)
+        await show_card(update, context, caller, order.id)
         return
     if not await within_rate_limit(update, context):
         return
     try:
-        outcome = await write(context, caller, order, order.panel_order_id)
+        outcome = await write(context, caller, order)
     except OutcomeUnknown:
         await answer(query)
-        await show_card(update, context, order.id, UNKNOWN_OUTCOME)
+        await show_card(update, context, caller, order.id, UNKNOWN_OUTCOME)
         return
     except PanelClientError as exc:
         await answer(query, exc.user_message, alert=True)
-        await show_card(update, context, order.id, f"❌ {label}: {esc(exc.user_message)}")
+        await show_card(update, context, caller, order.id,
+                        f"❌ {label}: {esc(exc.user_message)}")
         return
     await answer(query, outcome.answer, alert=outcome.alert)
-    await show_card(update, context, order.id, outcome.note)
+    await show_card(update, context, caller, order.id, outcome.note)
 
 
-async def send_refill(context: BotContext, caller: Caller, order: Order,
-                      panel_id: int) -> CardOutcome:
+async def send_refill(context: BotContext, caller: Caller, order: Order) -> CardOutcome:
     """Requests a refill of one order and stores its id."""
-    refill_id = await context.deps.panel.refill(caller.account.key, panel_id)
-    await refill_store.add_refill(context.deps.db, order_id=order.id, panel_refill_id=refill_id)
+    refill_id = await actions.refill_one(context.deps, caller, order)
     return CardOutcome(f"Refill {refill_id} requested.", f"♻️ Refill {refill_id} requested.")
 
 
-async def send_cancel(context: BotContext, caller: Caller, order: Order,
-                      panel_id: int) -> CardOutcome:
+async def send_cancel(context: BotContext, caller: Caller, order: Order) -> CardOutcome:
     """Asks the panel to cancel one order and stores what it says then."""
-    results = await context.deps.panel.cancel(caller.account.key, [panel_id])
-    result = results[0] if results else CancelResult(panel_id, ok=False)
+    result = await actions.cancel_one(context.deps, caller, order)
     if not result.ok:
         error = result.error or "The panel did not cancel this order."
         return CardOutcome(error, f"❌ Cancel: {esc(error)}", alert=True)
-    await settle_cancels(context, caller, {panel_id: order})
     return CardOutcome("Cancel accepted.", "✖️ The panel accepted the cancel.")
+
+
+async def refill_reason(context: BotContext, caller: Caller, order: Order) -> str | None:
+    """Why the bot will not ask for a refill of this order now, or None."""
+    refills = await refill_store.refills_for_order(context.deps.db, order.id)
+    return actions.refill_refusal(order, refills, caller.account)
 
 
 async def ask_refill(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks "Refill order N?" before anything is sent."""
-    await ask_write(update, context, order, refused="No refill",
-                    reason=await refill_refusal_of(context, order), yes=REFILL_YES,
+    await ask_write(update, context, caller, order, refused="No refill",
+                    reason=await refill_reason(context, caller, order), yes=REFILL_YES,
                     question=f"♻️ Refill order <b>{esc(order_number(order))}</b>?\nThe panel "
                              "decides whether a refill is due.")
 
@@ -386,41 +341,35 @@ async def ask_refill(update: Update, context: BotContext, caller: Caller, order:
 async def refill_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Requests a refill (confirmed), stores its id and shows the card with the outcome."""
     await card_write(update, context, caller, order, label="Refill", refused="No refill",
-                     reason=await refill_refusal_of(context, order), write=send_refill)
+                     reason=await refill_reason(context, caller, order), write=send_refill)
 
 
 async def refill_status_card(update: Update, context: BotContext, caller: Caller,
                              order: Order) -> None:
     """Asks the panel for the status of the order's refills and shows them on the card."""
     query = update.callback_query
-    db = context.deps.db
-    refills = await refill_store.refills_for_order(db, order.id)
+    refills = await refill_store.refills_for_order(context.deps.db, order.id)
     if not refills:
         await answer(query, "This order has no refills.")
         return
+    if not caller.may_act(order):
+        await answer(query, "This order was placed on another panel: I cannot ask about it.")
+        return
     if not await within_rate_limit(update, context):
         return
-    by_panel_id = {refill.panel_refill_id: refill for refill in refills}
     try:
-        statuses = await context.deps.panel.refill_statuses(caller.account.key, list(by_panel_id))
+        errors = await actions.refill_statuses(context.deps, caller, order, refills)
     except PanelClientError as exc:
         await answer(query, exc.user_message, alert=True)
         return
-    errors: list[str] = []
-    for panel_refill_id, result in statuses.items():
-        if isinstance(result, ItemError):
-            errors.append(f"Refill {panel_refill_id}: {esc(result.error)}")
-        else:
-            await refill_store.record_refill_status(
-                db, by_panel_id[panel_refill_id].id, status=result)
     await answer(query, "Refill status updated.")
-    await show_card(update, context, order.id, "\n".join(errors) or None)
+    await show_card(update, context, caller, order.id, "\n".join(map(esc, errors)) or None)
 
 
 async def ask_cancel(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks "Cancel order N?" before anything is sent."""
-    await ask_write(update, context, order, refused="Cannot cancel",
-                    reason=cancel_refusal(order), yes=CANCEL_YES,
+    await ask_write(update, context, caller, order, refused="Cannot cancel",
+                    reason=actions.cancel_refusal(order, caller.account), yes=CANCEL_YES,
                     question=f"✖️ Cancel order <b>{esc(order_number(order))}</b>?\nWhat was "
                              "not delivered is refunded by the panel.")
 
@@ -428,30 +377,109 @@ async def ask_cancel(update: Update, context: BotContext, caller: Caller, order:
 async def cancel_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks the panel to cancel the order (confirmed) and shows the card with the outcome."""
     await card_write(update, context, caller, order, label="Cancel", refused="Cannot cancel",
-                     reason=cancel_refusal(order), write=send_cancel)
+                     reason=actions.cancel_refusal(order, caller.account), write=send_cancel)
 
 
-async def settle_cancels(context: BotContext, caller: Caller,
-                         accepted: dict[int, Order]) -> dict[int, str]:
-    """Reads back the status of orders whose cancel the panel accepted, and stores it.
+# --- settling an order whose outcome is unknown ----------------------------------------------
 
-    Recording "Canceled" blindly would mark the order final and stop the tracker, while some
-    panels take a while to carry a cancel out: what the panel says now is stored instead (most
-    say Canceled at once), and an order still running is followed by the tracker as before.
-    """
-    if not accepted:
-        return {}
-    try:
-        statuses = await context.deps.panel.statuses(caller.account.key, list(accepted))
-    except PanelClientError as exc:
-        log.info("status after cancel not read: %s", type(exc).__name__)
-        return {}
-    seen: dict[int, str] = {}
-    for panel_id, result in statuses.items():
-        if isinstance(result, OrderStatus):
-            await record(context, accepted[panel_id], result)
-            seen[panel_id] = result.status
-    return seen
+NOT_WAITING = placement.NOT_WAITING
+WAITING_LINK = 1
+LINK_KEY = "link_order"
+
+
+async def ask_not_placed(update: Update, context: BotContext, caller: Caller,
+                         order: Order) -> None:
+    """Asks "It was not placed?" before the order is marked so."""
+    if order.state != "unknown":
+        await answer(update.callback_query, NOT_WAITING)
+        await show_card(update, context, caller, order.id)
+        return
+    await answer(update.callback_query)
+    await show(update, f"✖ Order <b>{esc(order_number(order))}</b> is not on the panel's order "
+                       "list?\nI will mark it as not placed (nothing is sent to the panel).",
+               confirm_markup(order, NOT_PLACED_YES))
+
+
+async def not_placed_card(update: Update, context: BotContext, caller: Caller,
+                          order: Order) -> None:
+    """Marks an outcome-unknown order as not placed (confirmed)."""
+    done = await placement.not_placed(context.deps, caller.account, caller.user_id, order.id)
+    await answer(update.callback_query, "Marked as not placed." if done else NOT_WAITING)
+    await show_card(update, context, caller, order.id,
+                    "Marked as not placed. Order again with /order." if done else None)
+
+
+async def ask_link(update: Update, context: BotContext) -> int | None:
+    """"It was placed": asks for the panel's id of the order."""
+    named = await card_order(update, context)
+    if named is None:
+        return ConversationHandler.END
+    caller, order, _ = named
+    if order.state != "unknown" or not caller.may_act(order):
+        await answer(update.callback_query, NOT_WAITING)
+        return ConversationHandler.END
+    await answer(update.callback_query)
+    assert context.user_data is not None
+    context.user_data[LINK_KEY] = order.id
+    await reply(update, f"🔗 Send me the panel's order id of bot order #{order.id} "
+                        f"({esc(order.service_name or 'order')}), as the panel's order list "
+                        "shows it. /cancel to stop.")
+    return WAITING_LINK
+
+
+async def receive_link(update: Update, context: BotContext) -> int | None:
+    """Links the order to the typed panel id once the panel confirms it; else asks again."""
+    message = update.effective_message
+    caller = await caller_of(update, context)
+    order_id = (context.user_data or {}).get(LINK_KEY)
+    if message is None or caller is None or not isinstance(order_id, int):
+        return ConversationHandler.END
+    ids, bad = parse_ids(message.text or "")
+    if bad or len(ids) != 1:
+        await reply(update, "Send one order id (digits only), or /cancel.")
+        return None
+    if not await within_rate_limit(update, context):
+        return None
+    outcome = await placement.link_unknown(context.deps, caller.account, caller.user_id,
+                                           order_id, ids[0])
+    if isinstance(outcome, placement.LinkRefused):
+        if outcome.reason == placement.NOT_WAITING:
+            await reply(update, esc(outcome.reason))
+            return ConversationHandler.END
+        await reply(update, f"❌ {esc(outcome.reason)} Send the id again, or /cancel.")
+        return None
+    (context.user_data or {}).pop(LINK_KEY, None)
+    await reply(update, f"✅ Linked: this is order <b>{outcome.panel_order_id}</b> "
+                        f"({esc(outcome.status)}). I follow it from now on; see /orders.")
+    return ConversationHandler.END
+
+
+async def stop_link(update: Update, context: BotContext) -> int:
+    """/cancel, another command or a button while an id is awaited: stop waiting."""
+    (context.user_data or {}).pop(LINK_KEY, None)
+    if update.callback_query is not None:
+        await answer(update.callback_query, "I stopped waiting for the order id. Tap again.",
+                     alert=True)
+    else:
+        await reply(update, "OK, I stopped waiting for the order id; nothing was linked.")
+    return ConversationHandler.END
+
+
+def link_handler(settings: Settings | None = None) -> ConversationHandler[BotContext]:
+    """The short conversation of "It was placed" → the panel's id (before the wizard, so the
+    id is not taken as a search or an answer)."""
+    minutes = settings.order_timeout if settings is not None else 15.0
+    return ConversationHandler(
+        entry_points=[CallbackQueryHandler(ask_link, pattern=rf"^oc:\d+:{LINK}$")],
+        states={WAITING_LINK: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_link)]},
+        fallbacks=[CommandHandler("cancel", stop_link),
+                   MessageHandler(filters.COMMAND, stop_link),
+                   CallbackQueryHandler(stop_link)],
+        allow_reentry=True,
+        conversation_timeout=minutes * 60,
+        name="link_order",
+        persistent=True,
+    )
 
 
 # --- /status and /track -------------------------------------------------------------------------
@@ -465,24 +493,17 @@ async def status_command(update: Update, context: BotContext) -> None:
     ids = await typed_ids(update, context, "status")
     if ids is None:
         return
-    resolved = await resolve(context, caller, ids)
-    results: dict[int, OrderStatus | ItemError] = {}
-    if resolved.ask:
-        if not await within_rate_limit(update, context):
-            return
-        try:
-            results = await context.deps.panel.statuses(caller.account.key, resolved.ask)
-        except PanelClientError as exc:
-            await reply(update, f"❌ {esc(exc.user_message)}")
-            return
-    for panel_id, result in results.items():
-        order = resolved.known.get(panel_id)
-        if order is not None and isinstance(result, OrderStatus):
-            await record(context, order, result)
+    if not await within_rate_limit(update, context):
+        return
+    try:
+        report = await actions.check_statuses(context.deps, caller, ids)
+    except PanelClientError as exc:
+        await reply(update, f"❌ {esc(exc.user_message)}")
+        return
     lines = [f"📊 <b>Status of {len(ids)} order{'s' if len(ids) != 1 else ''}</b>"]
-    lines += [status_line(panel_id, results[panel_id]) for panel_id in ids
-              if panel_id in results]
-    lines += not_found_lines(resolved.refused)
+    lines += [status_line(panel_id, report.results[panel_id]) for panel_id in ids
+              if panel_id in report.results]
+    lines += not_found_lines(report.refused)
     await send_lines(update, lines)
 
 
@@ -492,83 +513,55 @@ async def track_command(update: Update, context: BotContext) -> None:
     caller = await caller_of(update, context)
     if caller is None:
         return
+    refusal = actions.track_refusal(caller)
+    if refusal is not None:
+        await reply(update, esc(refusal))
+        return
     ids = await typed_ids(update, context, "track")
     if ids is None:
         return
-    db = context.deps.db
+    if not await within_rate_limit(update, context):
+        return
+    try:
+        report = await actions.track(context.deps, caller, ids)
+    except PanelClientError as exc:
+        await reply(update, f"❌ {esc(exc.user_message)}")
+        return
     lines: dict[int, str] = {}
-    ask: list[int] = []
-    refused: list[int] = []
-    for panel_id in ids:
-        order = await order_store.get_order_by_panel_id(
-            db, account=caller.account.id, panel_order_id=panel_id)
-        if order is None:
-            ask.append(panel_id)
-        elif caller.owns(order):
-            lines[panel_id] = (f"<code>{panel_id}</code> · already followed "
-                               f"({esc(order.status or 'Placed')})")
-        else:
-            refused.append(panel_id)  # somebody else's order on the shared account
-    results: dict[int, OrderStatus | ItemError] = {}
-    if ask:
-        if not await within_rate_limit(update, context):
-            return
-        try:
-            results = await context.deps.panel.statuses(caller.account.key, ask)
-        except PanelClientError as exc:
-            await reply(update, f"❌ {esc(exc.user_message)}")
-            return
-    tracked = 0
-    for panel_id, result in results.items():
-        if isinstance(result, ItemError):
-            lines[panel_id] = f"<code>{panel_id}</code> · ❌ {esc(result.error)}"
-            continue
-        order = await order_store.track_order(
-            db, owner_id=caller.user_id, account=caller.account.id, panel_order_id=panel_id)
-        if not caller.owns(order):  # claimed by somebody else a moment ago
-            refused.append(panel_id)
-            continue
-        await record(context, order, result)
-        tracked += 1
-        lines[panel_id] = f"<code>{panel_id}</code> · ✅ now followed ({esc(result.status)})"
+    lines.update((i, f"<code>{i}</code> · already followed ({esc(s)})")
+                 for i, s in report.already.items())
+    lines.update((i, f"<code>{i}</code> · ❌ {esc(e)}") for i, e in report.errors.items())
+    lines.update((i, f"<code>{i}</code> · ✅ now followed ({esc(s)})")
+                 for i, s in report.tracked.items())
+    tracked = len(report.tracked)
     header = f"👁 <b>Tracking</b>: {tracked} new order{'s' if tracked != 1 else ''} followed."
     if tracked:
         header += " I will message you when they change; see them in /orders."
     out = [header, *(lines[panel_id] for panel_id in ids if panel_id in lines)]
-    out += not_found_lines(sorted(set(refused), key=ids.index))
+    out += not_found_lines(sorted(set(report.refused), key=ids.index))
     await send_lines(update, out)
 
 
 # --- /refill and /cancelorder ---------------------------------------------------------------------
 
-async def order_for_write(context: BotContext, caller: Caller, resolved: Resolved,
-                          panel_id: int) -> Order:
-    """The stored order for a typed id; an id on the user's own key is tracked from now on."""
-    order = resolved.known.get(panel_id)
-    if order is None:
-        order = await order_store.track_order(context.deps.db, owner_id=caller.user_id,
-                                              account=caller.account.id, panel_order_id=panel_id)
-    return order
-
-
-async def request_refills(context: BotContext, caller: Caller,
-                          ids: list[int]) -> dict[int, RefillResult]:
-    """Refill requests: the single-order form for one id, batches of 100 for more."""
-    panel = context.deps.panel
-    if len(ids) == 1:
-        try:
-            refill_id = await panel.refill(caller.account.key, ids[0])
-        except PanelError as exc:
-            return {ids[0]: RefillResult(ids[0], error=exc.text)}
-        return {ids[0]: RefillResult(ids[0], refill=refill_id)}
-    return {result.order: result for result in await panel.refills(caller.account.key, ids)}
+def write_line(panel_id: int, line: WriteLine) -> str:
+    """One id's outcome of /refill or /cancelorder (HTML)."""
+    head = f"<code>{panel_id}</code> · "
+    if line.kind == "not_sent":
+        return f"{head}not sent: {esc(line.text)}"
+    if line.kind == "error":
+        return f"{head}❌ {esc(line.text)}"
+    if line.kind == "unknown":
+        return f"{head}⚠️ outcome unknown"
+    if line.kind == "refill":
+        return f"{head}♻️ refill {line.refill_id} requested"
+    now = line.status_now
+    return f"{head}✖️ cancel accepted" + (f" (now {esc(now)})" if now and now != CANCELED else "")
 
 
 async def write_command(update: Update, context: BotContext, *, name: str, title: str,
-                        refusal: Callable[[BotContext, Order], Awaitable[str | None]],
-                        perform: Perform) -> None:
-    """What /refill and /cancelorder share: typed ids → only the caller's → the bot's own checks
-    → one (batched) write to the panel → a line per id. A write is never retried."""
+                        perform: Callable[[Caller, list[int]], Awaitable[WriteReport]]) -> None:
+    """What /refill and /cancelorder share: typed ids → the service → a line per id."""
     await remember_user(update, context)
     caller = await caller_of(update, context)
     if caller is None:
@@ -576,97 +569,33 @@ async def write_command(update: Update, context: BotContext, *, name: str, title
     ids = await typed_ids(update, context, name)
     if ids is None:
         return
-    resolved = await resolve(context, caller, ids)
-    lines: dict[int, str] = {}
-    send: list[int] = []
-    for panel_id in resolved.ask:
-        known = resolved.known.get(panel_id)
-        reason = None if known is None else await refusal(context, known)
-        if reason is not None:
-            lines[panel_id] = f"<code>{panel_id}</code> · not sent: {esc(reason)}"
-        else:
-            send.append(panel_id)
-    unknown = False
-    if send:
-        if not await within_rate_limit(update, context):
-            return
-        try:
-            done, unknown = await perform(context, caller, resolved, send)
-        except OutcomeUnknown:
-            done, unknown = {i: f"<code>{i}</code> · ⚠️ outcome unknown" for i in send}, True
-        except PanelClientError as exc:
-            await reply(update, f"❌ {esc(exc.user_message)}")
-            return
-        lines.update(done)
+    if not await within_rate_limit(update, context):
+        return
+    try:
+        report = await perform(caller, ids)
+    except PanelClientError as exc:
+        await reply(update, f"❌ {esc(exc.user_message)}")
+        return
     out = [f"{title} of {len(ids)} order{'s' if len(ids) != 1 else ''}"]
-    out += [lines[panel_id] for panel_id in ids if panel_id in lines]
-    out += not_found_lines(resolved.refused)
-    if unknown:
+    out += [write_line(i, report.lines[i]) for i in ids if i in report.lines]
+    out += not_found_lines(report.refused)
+    if report.unknown:
         out.append(UNKNOWN_OUTCOME)
     await send_lines(update, out)
 
 
-async def refill_refusal_of(context: BotContext, order: Order) -> str | None:
-    """Why the bot will not ask for a refill of this order, or None."""
-    return refill_refusal(order, await refill_store.refills_for_order(context.deps.db, order.id))
-
-
-async def cancel_refusal_of(context: BotContext, order: Order) -> str | None:
-    """Why the bot will not ask to cancel this order, or None."""
-    return cancel_refusal(order)
-
-
-async def perform_refills(context: BotContext, caller: Caller, resolved: Resolved,
-                          send: list[int]) -> tuple[dict[int, str], bool]:
-    """Requests the refills and stores each refill id; a line per order, and whether any
-    outcome is unknown."""
-    lines: dict[int, str] = {}
-    unknown = False
-    for panel_id, result in (await request_refills(context, caller, send)).items():
-        if result.refill is None:
-            unknown = unknown or result.error == OutcomeUnknown.user_message
-            lines[panel_id] = f"<code>{panel_id}</code> · ❌ {esc(result.error or '')}"
-            continue
-        order = await order_for_write(context, caller, resolved, panel_id)
-        await refill_store.add_refill(context.deps.db, order_id=order.id,
-                                      panel_refill_id=result.refill)
-        lines[panel_id] = f"<code>{panel_id}</code> · ♻️ refill {result.refill} requested"
-    return lines, unknown
-
-
-async def perform_cancels(context: BotContext, caller: Caller, resolved: Resolved,
-                          send: list[int]) -> tuple[dict[int, str], bool]:
-    """Asks the panel to cancel, then reads back what it did; a line per order, and whether any
-    outcome is unknown."""
-    lines: dict[int, str] = {}
-    unknown = False
-    accepted: dict[int, Order] = {}
-    for result in await context.deps.panel.cancel(caller.account.key, send):
-        if result.ok:
-            accepted[result.order] = await order_for_write(context, caller, resolved,
-                                                           result.order)
-        else:
-            unknown = unknown or result.error == OutcomeUnknown.user_message
-            lines[result.order] = (f"<code>{result.order}</code> · ❌ "
-                                   f"{esc(result.error or 'not cancelled')}")
-    seen = await settle_cancels(context, caller, accepted)
-    for panel_id in accepted:
-        now = seen.get(panel_id)
-        lines[panel_id] = (f"<code>{panel_id}</code> · ✖️ cancel accepted"
-                           + (f" (now {esc(now)})" if now and now != CANCELED else ""))
-    return lines, unknown
-
-
 async def refill_command(update: Update, context: BotContext) -> None:
     """Requests refills of the typed orders; per-order refill id or the panel's error."""
+    deps = context.deps
     await write_command(update, context, name="refill", title="♻️ <b>Refill</b>",
-                        refusal=refill_refusal_of, perform=perform_refills)
+                        perform=lambda caller, ids: actions.refill_orders(deps, caller, ids))
 
 
 async def cancel_command(update: Update, context: BotContext) -> None:
     """Asks the panel to cancel the typed orders (batched); per-order result."""
+    deps = context.deps
     await write_command(update, context, name="cancelorder", title="✖️ <b>Cancel</b>",
-                        refusal=cancel_refusal_of, perform=perform_cancels)
+                        perform=lambda caller, ids: actions.cancel_orders(deps, caller, ids))
 
 
 # --- /balance -------------------------------------------------------------------------------------
@@ -699,7 +628,7 @@ async def balance(update: Update, context: BotContext) -> None:
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:
-    """This module's handlers."""
+    """This module's handlers (the link conversation is registered early: see bot/app.py)."""
     return [
         CommandHandler("orders", orders_command),
         CommandHandler("status", status_command),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
-from bot.access import account_for, role_of
 from bot.deps import BotContext
 from bot.handlers.common import answer, esc, no_access_text, remember_user, reply, show
+from bot.services.accounts import account_for, role_of
 
 # The command menu Telegram shows (set at start-up), one line each.
 COMMANDS: list[tuple[str, str]] = [

@@ -26,11 +26,9 @@ slipped through would leave the user unsure what their next message answers.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-import aiosqlite
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.ext import (
     BaseHandler,
@@ -42,10 +40,9 @@ from telegram.ext import (
     filters,
 )
 
-from bot.access import Account
 from bot.callbacks import int_arg, pack, unpack
 from bot.config import Settings
-from bot.deps import BotContext, Deps
+from bot.deps import BotContext
 from bot.handlers.catalog import categories_page, index_for, load_index, price
 from bot.handlers.common import (
     answer,
@@ -58,18 +55,12 @@ from bot.handlers.common import (
 )
 from bot.keyboards import cut
 from bot.money import format_money
-from bot.panel.errors import (
-    OutcomeUnknown,
-    PanelClientError,
-    PanelError,
-    PanelErrorKind,
-    PanelTransportError,
-)
+from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
-from storage import orders
-from storage.orders import Order as StoredOrder
-from storage.outbox import Notice
+from bot.services import placement
+from bot.services.accounts import Account
+from bot.services.notices import unknown_outcome_text
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +130,21 @@ def snapshot(service: Service) -> dict[str, Any]:
     return data
 
 
-def current_order(context: BotContext) -> dict[str, Any] | None:
-    """This user's wizard data, if a well-formed one is there."""
-    order = (context.user_data or {}).get(ORDER_KEY)
+def form_key(chat_id: int) -> str:
+    """Where a chat's form lives in the user's user_data: one per chat, so a form in a group
+    never mixes with one in the private chat."""
+    return f"{ORDER_KEY}:{chat_id}"
+
+
+def _key(update: Update) -> str:
+    """The form key of the update's chat."""
+    chat = update.effective_chat
+    return form_key(chat.id if chat is not None else 0)
+
+
+def current_order(update: Update, context: BotContext) -> dict[str, Any] | None:
+    """This user's wizard data in this chat, if a well-formed one is there."""
+    order = (context.user_data or {}).get(_key(update))
     if (isinstance(order, dict) and isinstance(order.get("service"), dict)
             and isinstance(order.get("answers"), dict) and isinstance(order.get("history"), list)):
         return order
@@ -153,11 +156,11 @@ def service_of(order: Mapping[str, Any]) -> Service | None:
     return Service.from_api(dict(order["service"]))
 
 
-def drop_order(context: BotContext) -> bool:
-    """Forgets the wizard's data; True if there was any."""
+def drop_order(update: Update, context: BotContext) -> bool:
+    """Forgets the wizard's data of this chat; True if there was any."""
     if context.user_data is None:
         return False
-    return context.user_data.pop(ORDER_KEY, None) is not None
+    return context.user_data.pop(_key(update), None) is not None
 
 
 def answered(order: Mapping[str, Any]) -> dict[str, str]:
@@ -258,11 +261,13 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
     return "\n".join(lines)
 
 
-def summary_markup(draft_id: int, *, retry: bool = False) -> InlineKeyboardMarkup:
-    """Confirm / Edit / Cancel (and Back to the last question)."""
+def summary_markup(draft_id: int, revision: int, *,
+                   retry: bool = False) -> InlineKeyboardMarkup:
+    """Confirm / Edit / Cancel (and Back to the last question). Confirm names the draft and the
+    summary's revision: one draft serves the whole form, so an older summary of it is stale."""
     label = "✅ Confirm (retry)" if retry else "✅ Confirm"
     return InlineKeyboardMarkup([
-        [InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id))],
+        [InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id, revision))],
         [InlineKeyboardButton("✏️ Edit", callback_data="wz:edit"),
          InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")],
         [InlineKeyboardButton("◀ Back", callback_data="wz:back")],
@@ -308,10 +313,11 @@ async def begin(update: Update, context: BotContext, service: Service, account: 
     await remember_user(update, context)
     order: dict[str, Any] = {
         "service": snapshot(service), "account": account.id, "currency": currency,
-        "answers": {}, "field": None, "history": [], "draft": None, "msg": None,
+        "answers": {}, "field": None, "history": [], "draft": None, "rev": 0, "live": False,
+        "msg": None, "panel": account.catalog_key,
     }
     assert context.user_data is not None
-    context.user_data[ORDER_KEY] = order
+    context.user_data[_key(update)] = order
     form = form_for(service.type)
     first = form.next_field(service, {})
     if first is None:
@@ -337,9 +343,10 @@ async def order_account(update: Update, context: BotContext,
                         order: Mapping[str, Any]) -> Account | None:
     """The caller's account if it is still the one the order was started with; else says so."""
     account = await require_account(update, context)
-    if account is not None and account.id == order.get("account"):
+    if (account is not None and account.id == order.get("account")
+            and account.catalog_key == order.get("panel")):
         return account
-    drop_order(context)
+    drop_order(update, context)
     if account is not None:
         await answer(update.callback_query)
         await reply(update, ACCOUNT_CHANGED)
@@ -352,7 +359,8 @@ async def panel_balance(update: Update, context: BotContext, account: Account) -
     if user is None or context.deps.limiter.try_acquire(user.id) > 0:
         return None
     try:
-        return await context.deps.panel.balance(account.key)
+        # One quick try: the summary must not wait on a slow panel (it says so instead).
+        return await context.deps.panel.balance(account.key, quick=True)
     except PanelClientError as exc:
         log.info("Balance unavailable for the summary: %s", exc)
         return None
@@ -367,23 +375,22 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
         return END
     values = answered(order)
     await remember_user(update, context)
-    draft_id = await orders.create_draft(
-        context.deps.db, owner_id=user.id, account=account.id, service_id=service.service,
-        service_name=service.name, service_type=service.type, rate=service.rate,
-        currency=str(order.get("currency") or ""), can_refill=service.refill,
-        can_cancel=service.cancel, fields=form.request_fields(service, values),
-        quantity=form.quantity(values), cost=form.cost(service, values),
+    draft_id = await placement.save_draft(
+        context.deps, account, user.id, service, form, values, str(order.get("currency") or ""),
+        draft_id=order.get("draft") if isinstance(order.get("draft"), int) else None,
     )
     balance = await panel_balance(update, context, account)
     text = summary_text(order, service, form, balance)
-    order.update(field=None, draft=draft_id, summary=text)
-    order["msg"] = await say(update, text, summary_markup(draft_id))
+    revision = int(order.get("rev") or 0) + 1
+    order.update(field=None, draft=draft_id, rev=revision, live=True, summary=text)
+    order["msg"] = await say(update, text, summary_markup(draft_id, revision))
     return SUMMARY
 
 
-def wizard_state(context: BotContext) -> tuple[dict[str, Any], Service, FormField] | None:
+def wizard_state(update: Update,
+                 context: BotContext) -> tuple[dict[str, Any], Service, FormField] | None:
     """The order, its service and the field being asked; None when no question is out."""
-    order = current_order(context)
+    order = current_order(update, context)
     service = service_of(order) if order is not None else None
     if order is None or service is None or not isinstance(order.get("field"), str):
         return None
@@ -396,7 +403,7 @@ def wizard_state(context: BotContext) -> tuple[dict[str, Any], Service, FormFiel
 
 async def closed(update: Update, context: BotContext) -> int:
     """Ends a conversation whose data is gone (or unreadable)."""
-    drop_order(context)
+    drop_order(update, context)
     query = update.callback_query
     if query is not None:
         await answer(query, CLOSED)
@@ -412,7 +419,7 @@ async def order_command(update: Update, context: BotContext) -> int | None:
     """/order <service id> starts the order form; /order alone opens the catalogue."""
     args = context.args or []
     if not args:
-        dropped = drop_order(context)
+        dropped = drop_order(update, context)
         index = await load_index(update, context, pack("cat", 0))
         if index is not None:
             note = "The order you were filling in was dropped." if dropped else ""
@@ -424,7 +431,7 @@ async def order_command(update: Update, context: BotContext) -> int | None:
         return None
     account = await require_account(update, context)
     if account is None:
-        drop_order(context)
+        drop_order(update, context)
         return END
     index = await index_for(update, context, account, pack("new", service_id))
     if index is None:
@@ -443,7 +450,7 @@ async def order_from_button(update: Update, context: BotContext) -> int | None:
     service_id = int_arg(unpack(query.data if query else None), 1)
     account = await require_account(update, context)
     if account is None:
-        drop_order(context)
+        drop_order(update, context)
         return END
     retry = pack("new", service_id if service_id is not None else 0)
     index = await index_for(update, context, account, retry)
@@ -462,7 +469,7 @@ async def order_from_button(update: Update, context: BotContext) -> int | None:
 
 async def take_answer(update: Update, context: BotContext) -> int | None:
     """A typed answer: accepted → next question; refused → the reason and the same question."""
-    state = wizard_state(context)
+    state = wizard_state(update, context)
     if state is None:
         return await closed(update, context)
     order, service, field = state
@@ -487,7 +494,7 @@ async def take(update: Update, context: BotContext, order: dict[str, Any], servi
 
 async def other_command(update: Update, context: BotContext) -> int | None:
     """A command while a question is out: a reminder and the same question."""
-    state = wizard_state(context)
+    state = wizard_state(update, context)
     if state is None:
         return await closed(update, context)
     order, service, field = state
@@ -498,7 +505,7 @@ async def other_command(update: Update, context: BotContext) -> int | None:
 async def press(update: Update, context: BotContext) -> tuple[
         dict[str, Any], Service, FormField] | None:
     """The wizard's state for a tapped question button; None (answered) when it is stale."""
-    state = wizard_state(context)
+    state = wizard_state(update, context)
     if state is None or not is_fresh(update, state[0]):
         await answer(update.callback_query, OUT_OF_DATE if state else CLOSED)
         return None
@@ -547,7 +554,7 @@ async def choose(update: Update, context: BotContext) -> int | None:
 
 async def back(update: Update, context: BotContext) -> int | None:
     """Goes back one question (from the summary: to the last one), answers kept."""
-    order = current_order(context)
+    order = current_order(update, context)
     service = service_of(order) if order is not None else None
     if order is None or service is None or not is_fresh(update, order):
         await answer(update.callback_query, OUT_OF_DATE if order else CLOSED)
@@ -557,14 +564,14 @@ async def back(update: Update, context: BotContext) -> int | None:
         return None
     await answer(update.callback_query)
     name = order["history"].pop()
-    order["draft"] = None
+    order["live"] = False
     await ask(update, order, service, form_for(service.type).field(name))
     return ASKING
 
 
 async def edit(update: Update, context: BotContext) -> int | None:
     """Edit on the summary: the questions again from the first, each offering Keep."""
-    order = current_order(context)
+    order = current_order(update, context)
     service = service_of(order) if order is not None else None
     if order is None or service is None or not is_fresh(update, order):
         await answer(update.callback_query, OUT_OF_DATE if order else CLOSED)
@@ -574,7 +581,7 @@ async def edit(update: Update, context: BotContext) -> int | None:
         await answer(update.callback_query, "This service has nothing to edit.")
         return None
     await answer(update.callback_query)
-    order.update(history=[], draft=None)
+    order.update(history=[], live=False)
     await ask(update, order, service, first)
     return ASKING
 
@@ -584,11 +591,8 @@ async def edit(update: Update, context: BotContext) -> int | None:
 
 async def stale_confirm_text(context: BotContext, draft_id: int | None, user_id: int) -> str:
     """Why a Confirm that is not the current summary's does nothing."""
-    if draft_id is not None:
-        draft = await orders.get_order(context.deps.db, draft_id)
-        if (draft is not None and draft.owner_id == user_id
-                and draft.state in ("claimed", "placed", "unknown")):
-            return ALREADY_SENT
+    if draft_id is not None and await placement.was_sent(context.deps, draft_id, user_id):
+        return ALREADY_SENT
     return OLD_SUMMARY
 
 
@@ -603,90 +607,71 @@ def refusal_text(exc: PanelClientError) -> str:
     return f"❌ {esc(exc.user_message)} The order was not placed: tap Confirm to try again."
 
 
-def unknown_outcome_text(why: str = "The panel did not answer") -> str:
-    """A sent order whose outcome is unknown: not retried, and how to check it (HTML)."""
-    return (f"⚠️ {why}, so I do not know whether the order was placed. "
-            "It was <b>not</b> retried, so you will not be charged twice.\n"
-            "Check the order list on the panel's website in a few minutes. If the order is "
-            "there, send /track &lt;its id&gt; and I will follow it; if it is not, order again "
-            "with /order.")
+def is_current_summary(order: Mapping[str, Any], draft_id: int | None,
+                       revision: int | None) -> bool:
+    """Whether a Confirm names the summary on screen now (its draft and revision)."""
+    return (bool(order.get("live")) and draft_id is not None and draft_id == order.get("draft")
+            and revision == order.get("rev"))
 
 
 async def confirm(update: Update, context: BotContext) -> int | None:
-    """Places the order exactly once: the draft is claimed in the database before `add`."""
+    """Places the order exactly once (`bot.services.placement.place`) and says how it went."""
     query = update.callback_query
     user = update.effective_user
-    order = current_order(context)
+    order = current_order(update, context)
     service = service_of(order) if order is not None else None
     if query is None or user is None or order is None or service is None:
         return await closed(update, context)
-    draft_id = int_arg(unpack(query.data), 2)
+    parts = unpack(query.data)
+    draft_id, revision = int_arg(parts, 2), int_arg(parts, 3)
     if not await within_rate_limit(update, context):
         return None
-    if draft_id is None or draft_id != order.get("draft"):
+    if not is_current_summary(order, draft_id, revision):
         await answer(query, await stale_confirm_text(context, draft_id, user.id))
         return None
+    assert draft_id is not None
     account = await order_account(update, context, order)
     if account is None:
         return END
-    db = context.deps.db
-    if not await orders.claim_order(db, draft_id, owner_id=user.id):
+    if await placement.was_sent(context.deps, draft_id, user.id):
         await answer(query, ALREADY_SENT)
         return None
+    # Telegram is answered before the claim: nothing may stand between the claim and the add.
     await answer(query, "Sending the order…")
-    draft = await orders.get_order(db, draft_id)
-    assert draft is not None and draft.service_id is not None
+    outcome = await placement.place(context.deps, account, user.id, draft_id)
     summary = str(order.get("summary") or "")
-    fields = {name: str(value) for name, value in draft.fields.items()}
-    try:
-        panel_id = await context.deps.panel.add(account.key, draft.service_id, fields)
-    except (OutcomeUnknown, PanelTransportError) as exc:
-        await orders.mark_outcome_unknown(db, draft_id, error=exc.user_message)
-        log.warning("Order draft %d: outcome unknown (%s); not retried", draft_id, exc)
-        drop_order(context)
-        await say(update, f"{unknown_outcome_text()}\n\n{summary}")
-        return END
-    except PanelClientError as exc:
-        await orders.mark_failed(db, draft_id, error=str(exc))
-        await say(update, f"{refusal_text(exc)}\n\n{summary}",
-                  summary_markup(draft_id, retry=True))
+    if isinstance(outcome, placement.Refused):
+        await say(update, f"{refusal_text(outcome.error)}\n\n{summary}",
+                  summary_markup(draft_id, int(order["rev"]), retry=True))
         return None
-    except Exception:
-        # A bug, not the panel: the request may have gone out, so it must never be resent.
-        await orders.mark_outcome_unknown(db, draft_id, error="internal error while sending")
-        drop_order(context)
-        await say(update, f"{unknown_outcome_text()}\n\n{summary}")
-        raise
-    drop_order(context)
-    try:
-        await orders.mark_placed(db, draft_id, panel_order_id=panel_id)
-    except sqlite3.IntegrityError:
-        await say(update, await already_known_text(db, account, user.id, draft_id, panel_id)
-                  + f"\n\n{summary}")
+    if isinstance(outcome, placement.NotClaimed):
+        await say(update, f"{ALREADY_SENT if outcome.sent else OLD_SUMMARY}\n\n{summary}")
+        drop_order(update, context)
         return END
-    await say(update, f"✅ <b>Order {panel_id} placed.</b> I'll message you when its status "
-                      f"changes (tracking is on; see /orders).\n\n{summary}")
+    drop_order(update, context)
+    if isinstance(outcome, placement.Unknown):
+        text = unknown_outcome_text()
+    elif isinstance(outcome, placement.AlreadyKnown):
+        text = already_known_text(outcome)
+    elif outcome.stored:
+        text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> I'll message you when its "
+                "status changes (tracking is on; see /orders).")
+    else:
+        text = (f"✅ <b>Order {outcome.panel_order_id} placed</b>, but I could not write it "
+                "down, so I cannot follow it yet. Keep this id; the bot's operator has been "
+                "told. Open the order in /orders and link it to this id.")
+    await say(update, f"{text}\n\n{summary}")
     return END
 
 
-async def already_known_text(db: aiosqlite.Connection, account: Account, user_id: int,
-                             draft_id: int, panel_id: int) -> str:
-    """The panel placed the order, but the bot already holds one with that panel id (tracked a
-    moment earlier with /track): this draft cannot carry the id too, so it is closed as
-    "outcome unknown" (never claimable, never resent) and the user is told the truth."""
-    await orders.mark_outcome_unknown(
-        db, draft_id, error=f"placed as panel order {panel_id}, which the bot already had"
-    )
-    log.warning("Order draft %d placed as panel order %d, already known to the bot",
-                draft_id, panel_id)
-    existing = await orders.get_order_by_panel_id(db, account=account.id,
-                                                  panel_order_id=panel_id)
-    if existing is not None and existing.owner_id == user_id:
-        return (f"✅ <b>Order {panel_id} placed.</b> You already follow an order with this id, "
-                "so I keep following it there (see /orders).")
-    return (f"✅ <b>Order {panel_id} placed</b>, but the bot already knows an order with this id "
-            "under another user, so I cannot follow it for you. Check its status with the "
-            "panel, or ask the bot's admin.")
+def already_known_text(outcome: placement.AlreadyKnown) -> str:
+    """The panel placed the order, but the bot already held an order with that panel id."""
+    if outcome.mine:
+        return (f"✅ <b>Order {outcome.panel_order_id} placed.</b> You already follow an order "
+                "with this id, so I keep following it there (see /orders).")
+    return (f"✅ <b>Order {outcome.panel_order_id} placed</b>, but the bot already knows an "
+            "order with this id under another user, so I cannot follow it for you. Check its "
+            "status with the panel, or ask the bot's admin.")
 
 
 async def use_the_buttons(update: Update, context: BotContext) -> None:
@@ -699,30 +684,32 @@ async def use_the_buttons(update: Update, context: BotContext) -> None:
 
 async def cancel(update: Update, context: BotContext) -> int | None:
     """/cancel or the Cancel button: leaves the wizard, nothing sent."""
-    order = current_order(context)
+    order = current_order(update, context)
     query = update.callback_query
     if query is not None and order is not None and not is_fresh(update, order):
         await answer(query, OUT_OF_DATE)
         return None
-    drop_order(context)
+    drop_order(update, context)
     await answer(query)
     await say(update, CANCELLED)
     return END
 
 
+def timeout_text(minutes: float) -> str:
+    """What the user reads when their order form timed out."""
+    return (f"Your order was not placed (it timed out after {minutes:g} minute"
+            f"{'' if minutes == 1 else 's'}). Start again with /order.")
+
+
 async def timed_out(update: object, context: BotContext) -> None:
     """An abandoned wizard ends after ORDER_TIMEOUT, with a message."""
-    drop_order(context)
-    minutes = context.deps.settings.order_timeout
-    chat = update.effective_chat if isinstance(update, Update) else None
-    user = update.effective_user if isinstance(update, Update) else None
-    if chat is None:
+    if not isinstance(update, Update) or update.effective_chat is None:
         return
+    drop_order(update, context)
+    chat, user = update.effective_chat, update.effective_user
     context.application.mark_data_for_update_persistence(
         chat_ids=chat.id, user_ids=user.id if user else None)
-    await context.bot.send_message(
-        chat.id, f"Your order was not placed (it timed out after {minutes:g} minute"
-                 f"{'' if minutes == 1 else 's'}). Start again with /order.")
+    await context.bot.send_message(chat.id, timeout_text(context.deps.settings.order_timeout))
 
 
 async def stale_button(update: Update, context: BotContext) -> None:
@@ -735,7 +722,7 @@ async def stale_button(update: Update, context: BotContext) -> None:
     if parts[1:2] == ["confirm"]:
         await answer(query, await stale_confirm_text(context, int_arg(parts, 2), user.id))
         return
-    await answer(query, OUT_OF_DATE if current_order(context) else CLOSED)
+    await answer(query, OUT_OF_DATE if current_order(update, context) else CLOSED)
 
 
 async def nothing_to_cancel(update: Update, context: BotContext) -> None:
@@ -792,23 +779,4 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
         CallbackQueryHandler(stale_button, pattern=r"^wz:"),
         CommandHandler("cancel", nothing_to_cancel),
     ]
-
-
-async def release_interrupted_orders(deps: Deps) -> int:
-    """At start-up: orders cut off while being sent (the bot died between the claim and the
-    panel's answer) become "outcome unknown", and each owner is told how to check; how many."""
-
-    def notice(order: StoredOrder) -> Notice:
-        """The owner's message about one interrupted order."""
-        service = esc(order.service_name or "a service")
-        why = f"The bot stopped while sending your order of <b>{service}</b>"
-        return Notice(chat_id=order.owner_id, text=unknown_outcome_text(why),
-                      payload={"order": order.id})
-
-    released = await orders.release_interrupted_claims(
-        deps.db, error="the bot stopped while sending it", notices=notice
-    )
-    for order in released:
-        log.warning("Order draft %d was being sent when the bot stopped: outcome unknown", order.id)
-    return len(released)
 

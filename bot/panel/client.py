@@ -20,6 +20,7 @@ from bot.panel.errors import (
     PanelClientError,
     PanelError,
     PanelHTTPError,
+    PanelNotReached,
     PanelTimeout,
     PanelTransportError,
 )
@@ -44,6 +45,8 @@ T = TypeVar("T")
 
 #: The API accepts at most this many ids in one `orders`/`refills` parameter.
 BATCH_SIZE: Final = 100
+#: Seconds a quick read (the balance on a summary) waits before giving up.
+QUICK_TIMEOUT: Final = 4.0
 
 _NO_ANSWER: Final = "The panel did not answer for this id."
 _NOT_CANCELLED: Final = "The panel did not cancel this order."
@@ -256,9 +259,13 @@ class PanelClient:
             "refill_status", refills, run, lambda _, exc: ItemError(str(exc))
         )
 
-    async def balance(self, key: str) -> Balance:
-        """The account balance, as Decimal."""
-        data = await self._read(key, "balance", {})
+    async def balance(self, key: str, *, quick: bool = False) -> Balance:
+        """The account balance, as Decimal; `quick`: one try with a short timeout (for a screen
+        that must not wait on a slow panel)."""
+        if quick:
+            data = await self._request(key, "balance", {}, wait=QUICK_TIMEOUT)
+        else:
+            data = await self._read(key, "balance", {})
         amount = to_decimal(data.get("balance")) if isinstance(data, dict) else None
         if amount is None:
             raise PanelBadResponse()
@@ -419,8 +426,8 @@ class PanelClient:
         """A write request, sent once: anything but a clear answer raises OutcomeUnknown."""
         try:
             return await self._request(key, action, params)
-        except PanelError:
-            raise  # the panel refused: nothing was done
+        except (PanelError, PanelNotReached):
+            raise  # the panel refused, or was never reached: nothing was done
         except PanelHTTPError as exc:
             if exc.status_code < 500:
                 raise  # 3xx/4xx (429 too): the request was turned away, not carried out
@@ -428,7 +435,8 @@ class PanelClient:
         except PanelClientError as exc:  # timeout, transport error, unreadable answer
             raise OutcomeUnknown(exc) from exc
 
-    async def _request(self, key: str, action: str, params: Mapping[str, str | int]) -> Any:
+    async def _request(self, key: str, action: str, params: Mapping[str, str | int], *,
+                       wait: float | None = None) -> Any:
         """Sends one form POST and returns the parsed JSON; typed errors, no retry.
 
         httpx exceptions are replaced outside their `except` block, so the raised error has
@@ -439,7 +447,12 @@ class PanelClient:
         started = time.monotonic()
         failure: PanelClientError
         try:
-            response = await self._http.post(self._url, data=form)
+            if wait is None:
+                response = await self._http.post(self._url, data=form)
+            else:
+                response = await self._http.post(self._url, data=form, timeout=wait)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            failure = PanelNotReached()  # no connection was made: nothing was sent
         except httpx.TimeoutException:
             failure = PanelTimeout()
         except httpx.TransportError:

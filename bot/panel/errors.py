@@ -13,6 +13,7 @@ class PanelErrorKind(enum.Enum):
     NOT_ENOUGH_FUNDS = "not_enough_funds"
     INCORRECT_SERVICE = "incorrect_service"
     INCORRECT_ORDER = "incorrect_order"
+    INCORRECT_REFILL = "incorrect_refill"
     QUANTITY_TOO_LOW = "quantity_too_low"
     QUANTITY_TOO_HIGH = "quantity_too_high"
     DUPLICATE_LINK = "duplicate_link"
@@ -44,6 +45,10 @@ _PATTERNS: list[tuple[PanelErrorKind, re.Pattern[str]]] = [
     (
         PanelErrorKind.INCORRECT_ORDER,
         re.compile(r"(incorrect|invalid|unknown)[ _.]*order|order[ _.]*not[ _.]*found", re.I),
+    ),
+    (
+        PanelErrorKind.INCORRECT_REFILL,
+        re.compile(r"(incorrect|invalid|unknown)[ _.]*refill|refill[ _.]*not[ _.]*found", re.I),
     ),
     (
         PanelErrorKind.QUANTITY_TOO_LOW,
@@ -101,6 +106,11 @@ class PanelTransportError(PanelClientError):
     """Connection refused, DNS, TLS: the request may not have reached the panel."""
 
     user_message = "The panel could not be reached. Please try again in a minute."
+
+
+class PanelNotReached(PanelTransportError):
+    """No connection could be made (refused, DNS, TLS): the request never left, so a write was
+    certainly not carried out."""
 
 
 class PanelTimeout(PanelTransportError):

@@ -9,6 +9,9 @@ from typing import Any
 
 from bot.money import to_decimal, to_int
 
+#: The built-in sandbox panel's URL: demo mode is just this panel (orders record it like any).
+SANDBOX_URL = "https://sandbox.invalid/api/v2"
+
 # Canonical status names; every spelling a panel uses is mapped onto one of these.
 PENDING = "Pending"
 IN_PROGRESS = "In progress"

@@ -22,11 +22,11 @@ from urllib.parse import parse_qsl
 import httpx
 
 from bot.money import order_cost, to_decimal, to_int
+from bot.panel.models import SANDBOX_URL as SANDBOX_URL  # re-exported: the sandbox's address
 
 log = logging.getLogger(__name__)
 
 DEMO_KEY = "demo"
-SANDBOX_URL = "https://sandbox.invalid/api/v2"
 FIRST_ORDER_ID = 23501
 FIRST_REFILL_ID = 1
 MAX_IDS = 100

@@ -65,9 +65,10 @@ def test_a_crash_while_confirm_is_sent_never_sends_the_order_twice(
     bot.wait("Check the order")
     confirm = bot.button("Confirm")
     tap = bot.press(confirm)
-    # Answered once the order is claimed, just before the one `add` request, which the sandbox
-    # holds for a second: the bot dies while the order is on its way.
+    # Answered just before the claim and the one `add` request, which the sandbox holds for a
+    # second: half a second later the bot dies while the order is on its way.
     assert bot.answer_to(tap).get("text") == "Sending the order…"
+    time.sleep(0.5)
     bot.kill()
 
     bot.start()

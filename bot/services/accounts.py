@@ -1,14 +1,20 @@
-"""Who may do what: roles, and which panel account (and key) serves a user.
+"""Who may do what: roles, and which panel account (its URL and key) serves a user.
 
 Roles: admins come from ADMIN_IDS; allowed users from ALLOWED_USER_IDS or an admin's /allow
 (kept in the database); everyone else is "other". The operator's PANEL_KEY serves admins and
 allowed users; anyone may /connect their own key when SECRET_KEY is set, and it then serves them
 (it comes first). In demo mode the sandbox serves everybody: nothing real is bought.
+
+A panel is its API URL (`Deps.panel_url`); demo mode is just another panel (the sandbox's URL
+and key come from the start-up code, so nothing here knows the sandbox). Every order records
+the panel it was placed on, and only orders of the panel the bot uses now can be acted on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -16,10 +22,10 @@ import aiosqlite
 from bot.config import Settings
 from bot.crypto import KeyBox, SecretKeyMismatch, WrongSecretKey
 from bot.deps import Deps
-from bot.panel.sandbox import DEMO_KEY
 from storage import meta, outbox, users
 from storage.db import close_database, open_database, transaction
-from storage.users import OPERATOR_ACCOUNT, Role
+from storage.orders import Order
+from storage.users import OPERATOR_ACCOUNT, Role, User
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +35,29 @@ KEY_LOST = (
 )
 
 
+def fingerprint(key: str) -> str:
+    """A short, one-way name for a key (never the key itself): caches are keyed by it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
-    """A panel account as used for one user: its label in the database and its key."""
+    """A panel account as used for one user: its label in the database, its panel and key."""
 
     id: str  # "operator" (the operator's PANEL_KEY, or the sandbox in demo mode) or "user:<id>"
     key: str = field(repr=False)
+    panel: str = ""  # the panel's API URL
     own: bool = False  # the user's own key: every order on it is theirs
     demo: bool = False  # the built-in sandbox panel: nothing real is bought
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def catalog_key(self) -> str:
+        """Which catalogue this account sees: its panel and its key's fingerprint (panels may
+        give a key its own services and prices)."""
+        return f"{self.panel}#{fingerprint(self.key)}"
 
 
 async def role_of(deps: Deps, user_id: int) -> Role:
@@ -63,13 +81,50 @@ async def account_for(deps: Deps, user_id: int) -> Account | None:
     """
     own = await own_key(deps, user_id)
     if own is not None:
-        return Account(users.user_account(user_id), own, own=True, demo=deps.sandbox is not None)
-    if deps.sandbox is not None:
-        return Account(OPERATOR_ACCOUNT, DEMO_KEY, demo=True)
-    panel_key = deps.settings.panel_key
-    if panel_key is not None and await role_of(deps, user_id) in ("admin", "allowed"):
-        return Account(OPERATOR_ACCOUNT, panel_key.get_secret_value())
+        return Account(users.user_account(user_id), own, deps.panel_url, own=True,
+                       demo=deps.demo)
+    operator = deps.operator_key
+    if operator is None:
+        return None
+    if deps.demo:
+        return Account(OPERATOR_ACCOUNT, operator, deps.panel_url, demo=True)
+    if await role_of(deps, user_id) in ("admin", "allowed"):
+        return Account(OPERATOR_ACCOUNT, operator, deps.panel_url)
     return None
+
+
+def user_of_account(account: str) -> int | None:
+    """The user id of a 'user:<id>' label (None for the operator's account)."""
+    prefix, _, rest = account.partition(":")
+    if prefix != "user":
+        return None
+    try:
+        return int(rest)
+    except ValueError:
+        return None
+
+
+def key_of_account(deps: Deps, account: str, people: Mapping[int, User]) -> str | None:
+    """The panel key of an account label (jobs have no user at hand), or None when the bot has
+    no usable key for it; `people` holds the account's owner."""
+    if account == OPERATOR_ACCOUNT:
+        return deps.operator_key
+    owner = user_of_account(account)
+    user = people.get(owner) if owner is not None else None
+    if user is None or user.panel_key is None or deps.keybox is None:
+        return None
+    try:
+        return deps.keybox.decrypt(user.panel_key)
+    except WrongSecretKey:
+        return None
+
+
+async def keyed_accounts(deps: Deps) -> list[str]:
+    """The account labels the bot holds a key for (their orders can be followed)."""
+    labels = [OPERATOR_ACCOUNT] if deps.operator_key is not None else []
+    if deps.keybox is not None:
+        labels += [users.user_account(i) for i in await users.stored_panel_keys(deps.db)]
+    return labels
 
 
 async def own_key(deps: Deps, user_id: int) -> str | None:
@@ -93,6 +148,15 @@ async def own_key(deps: Deps, user_id: int) -> str | None:
             await outbox.enqueue_notification(deps.db, chat_id=user_id, text=KEY_LOST)
         return None
     return key
+
+
+async def forget_own_catalogue(deps: Deps, user_id: int) -> None:
+    """Drops the cached catalogue of the user's own key (call before the key changes): nobody
+    else sees it, and the new key may have other services or prices."""
+    key = await own_key(deps, user_id)
+    if key is not None:
+        account = Account(users.user_account(user_id), key, deps.panel_url, own=True)
+        await deps.catalog.forget(account.catalog_key)
 
 
 async def check_secret_key(db: aiosqlite.Connection, keybox: KeyBox | None, *,
@@ -154,3 +218,10 @@ def owns(*, account: Account, user_id: int, role: Role, order_account: str,
     if order_account != account.id:
         return False
     return account.own or role == "admin" or order_owner == user_id
+
+
+def on_this_panel(account: Account, order: Order) -> bool:
+    """Whether an order was placed on the panel this account is on (so the panel can be asked
+    about it): orders left from demo mode, or from a panel the bot no longer uses, are only
+    shown."""
+    return order.panel == account.panel
