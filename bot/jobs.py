@@ -26,6 +26,7 @@ from telegram.ext import JobQueue
 
 from bot.callbacks import pack
 from bot.deps import BotApp, BotContext, Deps
+from bot.handlers import conversations
 from bot.services import tracking
 from bot.services.tracking import HOUR, backoff_delay, tracker_state
 from storage import orders as order_store
@@ -218,6 +219,19 @@ async def drain_outbox(context: BotContext) -> None:
         log.exception("Sending notifications failed; they stay queued")
 
 
+async def end_stale_conversations(context: BotContext) -> None:
+    """The job that ends forms and waits abandoned across a restart (see
+    bot/handlers/conversations.py), then sends what they say."""
+    try:
+        ended = await conversations.end_stale_conversations(
+            cast("BotApp", context.application))
+    except Exception:
+        log.exception("Ending stale conversations failed; tried again at the next run")
+        return
+    if ended:
+        await drain_outbox(context)
+
+
 def schedule(app: BotApp) -> None:
     """Schedules the tracker: a cycle every STATUS_POLL_INTERVAL s, and the start-up drain."""
     queue = app.job_queue
@@ -227,3 +241,6 @@ def schedule(app: BotApp) -> None:
     interval = app.bot_data["settings"].status_poll_interval
     queue.run_repeating(run_cycle, interval=interval, first=1, name="tracker")
     queue.run_once(drain_outbox, 0, name="tracker-outbox")
+    timeout = app.bot_data["settings"].order_timeout * 60
+    queue.run_repeating(end_stale_conversations, interval=min(60.0, max(timeout / 4, 1.0)),
+                        first=0.5, name="stale-conversations")

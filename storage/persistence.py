@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,9 @@ Data = dict[Any, Any]
 PERSIST_GROUP = 2**31 - 1
 
 _TAG = "$t"
+#: A conversation whose state did not change is written again (to record that it is still in
+#: use) at most this often, so an active form is not taken for an abandoned one after a restart.
+TOUCH_EVERY = 30.0
 
 
 def _encode(value: Any) -> Any:
@@ -126,6 +130,8 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         # chat's data after every update, mostly unchanged, and each write would take SQLite's
         # write lock from the bot's own connection.
         self._written: dict[tuple[str, str], str] = {}
+        # When each conversation's state was last written: {name: {key: unix time}}.
+        self._touched: dict[str, dict[tuple[Any, ...], float]] = {}
 
     def _unchanged(self, table: str, key: object, text: str | None) -> bool:
         """True when the row already holds `text` (None: absent); else remembers `text`."""
@@ -193,32 +199,45 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         """The stored states of one named ConversationHandler, by conversation key."""
         rows = await fetch_all(
             await self._conn(),
-            "SELECT key, state FROM ptb_conversations WHERE name = ?",
+            "SELECT key, state, updated_at FROM ptb_conversations WHERE name = ?",
             (name,),
         )
+        touched = self._touched.setdefault(name, {})
         for row in rows:
             self._unchanged(f"conversation:{name}", str(row[0]), str(row[1]))
+            # Rows from before the time was recorded count as written now.
+            touched[tuple(json.loads(row[0]))] = float(row[2] or time.time())
         return {tuple(json.loads(row[0])): loads(row[1]) for row in rows}
+
+    def conversation_times(self, name: str) -> dict[tuple[Any, ...], float]:
+        """When each open conversation of `name` last had its state written (unix time)."""
+        return dict(self._touched.get(name, {}))
 
     async def update_conversation(
         self, name: str, key: ConversationKey, new_state: object | None
     ) -> None:
-        """Writes one conversation's state at once; None ends it (deletes the row)."""
+        """Writes one conversation's state at once (and when); None ends it (deletes the row)."""
         text = None if new_state is None else dumps(new_state)
-        if self._unchanged(f"conversation:{name}", _conversation_key(key), text):
+        now = time.time()
+        touched = self._touched.setdefault(name, {})
+        if (self._unchanged(f"conversation:{name}", _conversation_key(key), text)
+                and now - touched.get(tuple(key), 0.0) < TOUCH_EVERY):
             return
         db = await self._conn()
         async with transaction(db):
             if new_state is None:
+                touched.pop(tuple(key), None)
                 await db.execute(
                     "DELETE FROM ptb_conversations WHERE name = ? AND key = ?",
                     (name, _conversation_key(key)),
                 )
             else:
+                touched[tuple(key)] = now
                 await db.execute(
-                    "INSERT INTO ptb_conversations (name, key, state) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name, key) DO UPDATE SET state = excluded.state",
-                    (name, _conversation_key(key), text),
+                    "INSERT INTO ptb_conversations (name, key, state, updated_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (name, key) DO UPDATE"
+                    " SET state = excluded.state, updated_at = excluded.updated_at",
+                    (name, _conversation_key(key), text, now),
                 )
 
     async def update_user_data(self, user_id: int, data: Data) -> None:

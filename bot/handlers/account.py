@@ -31,13 +31,14 @@ from telegram.ext import (
 )
 
 from bot.config import Settings
-from bot.deps import BotContext
+from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers.common import answer, clip, esc, remember_user, reply, within_rate_limit
+from bot.handlers.conversations import ExpiringConversation
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.services.accounts import account_for, forget_own_catalogue
-from storage import users
+from storage import outbox, users
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ REFUSED = "That key was refused by the panel; nothing was stored."
 CANNOT_CHECK = "Could not check the key now; try again in a minute. Nothing was stored."
 SEND_AGAIN = " Send the key again, or /cancel."
 DEMO_HINT = " (Demo mode: only the sandbox panel's keys work on this bot.)"
+
+WAIT_ENDED = ("I stopped waiting for your panel API key (nothing was connected). Send /connect "
+              "again when you have it.")
 
 MIN_KEY, MAX_KEY = 8, 256
 
@@ -197,12 +201,19 @@ async def _delete(message: Message) -> bool:
         return False
 
 
+async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
+    """The wait for a key, restored after a restart, ended after ORDER_TIMEOUT."""
+    deps: Deps = app.bot_data[DEPS_KEY]
+    await outbox.enqueue_notification(deps.db, chat_id=chat_id, text=WAIT_ENDED)
+
+
 def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotContext, object]]:
     """This module's handlers (the conversation must be registered before the wizard's); the
     wait for a key ends after ORDER_TIMEOUT."""
     wait = settings.order_timeout * 60 if settings is not None else KEY_WAIT_SECONDS
     return [
-        ConversationHandler(
+        ExpiringConversation(
+            on_expiry=wait_expired,
             entry_points=[CommandHandler("connect", connect)],
             states={
                 WAITING_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_key)],

@@ -29,7 +29,7 @@ from telegram.ext import (
 
 from bot.callbacks import int_arg, unpack
 from bot.config import Settings
-from bot.deps import BotContext
+from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers.common import (
     answer,
     esc,
@@ -39,6 +39,7 @@ from bot.handlers.common import (
     show,
     within_rate_limit,
 )
+from bot.handlers.conversations import ExpiringConversation
 from bot.money import format_money
 from bot.order_views import (
     CANCEL,
@@ -67,6 +68,7 @@ from bot.panel.models import CANCELED
 from bot.services import actions, placement
 from bot.services.actions import Caller, WriteLine, WriteReport
 from storage import orders as order_store
+from storage import outbox
 from storage import refills as refill_store
 from storage.orders import Order
 from storage.users import OPERATOR_ACCOUNT
@@ -465,11 +467,24 @@ async def stop_link(update: Update, context: BotContext) -> int:
     return ConversationHandler.END
 
 
-def link_handler(settings: Settings | None = None) -> ConversationHandler[BotContext]:
+async def link_wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
+    """The wait for an order id, restored after a restart, ended after ORDER_TIMEOUT."""
+    data = app.user_data.get(user_id)
+    if data is not None and data.pop(LINK_KEY, None) is not None:
+        app.mark_data_for_update_persistence(user_ids=user_id)
+    deps: Deps = app.bot_data[DEPS_KEY]
+    await outbox.enqueue_notification(
+        deps.db, chat_id=chat_id,
+        text="I stopped waiting for the order id; nothing was linked. Open the order in "
+             "/orders to try again.")
+
+
+def link_handler(settings: Settings | None = None) -> ExpiringConversation:
     """The short conversation of "It was placed" → the panel's id (before the wizard, so the
     id is not taken as a search or an answer)."""
     minutes = settings.order_timeout if settings is not None else 15.0
-    return ConversationHandler(
+    return ExpiringConversation(
+        on_expiry=link_wait_expired,
         entry_points=[CallbackQueryHandler(ask_link, pattern=rf"^oc:\d+:{LINK}$")],
         states={WAITING_LINK: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_link)]},
         fallbacks=[CommandHandler("cancel", stop_link),

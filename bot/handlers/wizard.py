@@ -42,7 +42,7 @@ from telegram.ext import (
 
 from bot.callbacks import int_arg, pack, unpack
 from bot.config import Settings
-from bot.deps import BotContext
+from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers.catalog import categories_page, index_for, load_index, price
 from bot.handlers.common import (
     answer,
@@ -53,6 +53,7 @@ from bot.handlers.common import (
     show,
     within_rate_limit,
 )
+from bot.handlers.conversations import ExpiringConversation
 from bot.keyboards import cut
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
@@ -61,6 +62,7 @@ from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, f
 from bot.services import placement
 from bot.services.accounts import Account
 from bot.services.notices import unknown_outcome_text
+from storage import outbox
 
 log = logging.getLogger(__name__)
 
@@ -712,6 +714,16 @@ async def timed_out(update: object, context: BotContext) -> None:
     await context.bot.send_message(chat.id, timeout_text(context.deps.settings.order_timeout))
 
 
+async def form_expired(app: BotApp, chat_id: int, user_id: int) -> None:
+    """A form restored after a restart and abandoned for ORDER_TIMEOUT: dropped, user told."""
+    data = app.user_data.get(user_id)
+    if data is not None and data.pop(form_key(chat_id), None) is not None:
+        app.mark_data_for_update_persistence(user_ids=user_id)
+        deps: Deps = app.bot_data[DEPS_KEY]
+        await outbox.enqueue_notification(deps.db, chat_id=chat_id,
+                                          text=timeout_text(deps.settings.order_timeout))
+
+
 async def stale_button(update: Update, context: BotContext) -> None:
     """A wizard button from a form that is closed or a message that is not current."""
     query = update.callback_query
@@ -738,7 +750,8 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
     cancel_command: Handler = CommandHandler("cancel", cancel)
     cancel_button: Handler = CallbackQueryHandler(cancel, pattern=r"^wz:cancel$")
     stale: Handler = CallbackQueryHandler(stale_button, pattern=r"^wz:")
-    conversation: ConversationHandler[BotContext] = ConversationHandler(
+    conversation: ConversationHandler[BotContext] = ExpiringConversation(
+        on_expiry=form_expired,
         entry_points=[
             CallbackQueryHandler(order_from_button, pattern=r"^new:"),
             CommandHandler("order", order_command),

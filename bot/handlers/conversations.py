@@ -1,0 +1,77 @@
+"""Conversations that end after their timeout even when the bot restarted in between.
+
+PTB ends a conversation after `conversation_timeout` with a job it schedules on each update, but
+that job does not survive a restart: a form (or a wait for a key) restored from the database
+would stay open until its user writes again, days later, and that message would be taken as an
+answer. `ExpiringConversation` is a persistent ConversationHandler that can be ended from
+outside, and `end_stale_conversations` (a job, `bot/jobs.py`) ends every restored conversation
+whose last write (the persistence records when) is older than its timeout, telling its user
+what happened exactly as the timeout would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from telegram.ext import ConversationHandler
+
+from bot.deps import BotApp, BotContext
+from storage.persistence import SqlitePersistence
+
+log = logging.getLogger(__name__)
+
+#: What happens when a conversation of (chat id, user id) expires: its handler's own words.
+OnExpiry = Callable[[BotApp, int, int], Awaitable[None]]
+
+
+class ExpiringConversation(ConversationHandler[BotContext]):
+    """A persistent, named ConversationHandler that `end_stale_conversations` can end."""
+
+    def __init__(self, *args: Any, on_expiry: OnExpiry, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_expiry = on_expiry
+
+    def end(self, key: tuple[int | str, ...]) -> None:
+        """Ends one conversation, as returning END from a handler would."""
+        # The same call PTB makes for a state END it finds in the persistence at start-up.
+        self._update_state(self.END, key)
+
+
+def timeout_seconds(handler: ConversationHandler[BotContext]) -> float | None:
+    """The handler's conversation timeout in seconds, if it has one."""
+    timeout = handler.conversation_timeout
+    if timeout is None:
+        return None
+    return timeout if isinstance(timeout, float | int) else timeout.total_seconds()
+
+
+async def end_stale_conversations(app: BotApp, *, now: float | None = None) -> int:
+    """Ends each conversation not touched for longer than its timeout and without a running
+    timeout job (restored after a restart); how many ended."""
+    persistence = app.persistence
+    if not isinstance(persistence, SqlitePersistence):
+        return 0
+    now = time.time() if now is None else now
+    ended = 0
+    for handlers in app.handlers.values():
+        for handler in handlers:
+            if not isinstance(handler, ExpiringConversation) or handler.name is None:
+                continue
+            timeout = timeout_seconds(handler)
+            if timeout is None:
+                continue
+            for key, touched in persistence.conversation_times(handler.name).items():
+                if key in handler.timeout_jobs or touched + timeout > now:
+                    continue
+                handler.end(key)
+                ended += 1
+                chat_id, user_id = (int(part) for part in key[:2])
+                log.info("Conversation %s of chat %d ended: untouched for %.0f s (restart)",
+                         handler.name, chat_id, now - touched)
+                await handler.on_expiry(app, chat_id, user_id)
+    if ended:
+        await app.update_persistence()
+    return ended
