@@ -14,9 +14,9 @@ from bot.access import Account, account_for, owns, role_of
 from bot.handlers.start import COMMANDS
 from bot.panel.sandbox import SandboxPanel
 from bot.ratelimit import UserRateLimiter
+from bot.standin.botapi import feed
 from storage import orders, users
 from tests.conftest import ADMIN, OTHER, USER, BotHarness, start_harness, stop_harness
-from tests.fakebot import feed
 
 pytestmark = pytest.mark.filterwarnings("ignore:Ignoring `conversation_timeout`")
 
