@@ -2,7 +2,7 @@
 
 Run from the repository root: `python benchmarks/bench_catalog_wizard.py [--orders N]`.
 Prints a markdown table. Everything runs in-process: the real Application, the fake Bot API of
-the tests (tests/fakebot.py) and the sandbox panel; the wizard's updates per second are compared
+the tests (bot/standin/botapi.py), the sandbox panel; the wizard's updates per second are compared
 with a bare echo bot fed the same way in the same run.
 
 The bot's AIORateLimiter keeps it under Telegram's ~30 calls/s, and that ceiling, not the bot's
@@ -34,8 +34,8 @@ from bot.catalog import ServiceIndex
 from bot.handlers.catalog import categories_page, category_page, search_page
 from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
+from bot.standin.botapi import FakeRequest, FakeTelegram, feed
 from tests.conftest import TOKEN, USER, BotHarness, start_harness, stop_harness
-from tests.fakebot import FakeRequest, FakeTelegram, feed
 
 PLATFORMS = ["Instagram", "TikTok", "YouTube", "Telegram", "Twitter", "Facebook", "Spotify",
              "Twitch", "Discord", "Website"]

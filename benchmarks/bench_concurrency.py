@@ -56,9 +56,9 @@ from bot.app import BotApp, build_application, start_services, stop_services
 from bot.concurrency import PerChatUpdateProcessor
 from bot.deps import DEPS_KEY, Deps
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
+from bot.standin.botapi import FakeRequest, FakeTelegram
 from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import make_settings
-from tests.fakebot import FakeRequest, FakeTelegram
 
 FIRST_USER = 1_000_000
 START_SPREAD = 10.0  # seconds over which the users arrive

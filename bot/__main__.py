@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
@@ -10,12 +11,40 @@ from bot.config import ConfigError, load_settings
 from bot.logs import setup_logging
 
 
-def main() -> None:
+def port_number(text: str) -> int:
+    """A TCP port, 0-65535 (argparse type)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: no command runs the bot; `try` opens it in a local web chat."""
+    parser = argparse.ArgumentParser(
+        prog="smm-bot", description="The SMM panel bot. Without a command it runs the bot on "
+        "Telegram, with the settings from the environment or .env.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    trying = commands.add_parser(
+        "try", help="chat with the bot in your browser: demo mode, no Telegram, no token",
+        description="Starts the bot in demo mode against a local stand-in for Telegram and "
+        "serves a web chat at http://127.0.0.1:PORT.")
+    trying.add_argument("--port", type=port_number, default=8080,
+                        help="the web chat's port on 127.0.0.1 (default 8080; 0 = any free)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
     """Reads the settings, then polls Telegram until stopped (SIGINT/SIGTERM).
 
     A bad setting, or a SECRET_KEY that cannot decrypt the stored panel keys, ends the process
-    with one line on stderr and exit code 2, before Telegram is contacted.
+    with one line on stderr and exit code 2, before Telegram is contacted. `smm-bot try` runs
+    the bot in a local web chat instead (bot/standin/trymode.py).
     """
+    args = build_parser().parse_args(argv)
+    if args.command == "try":
+        from bot.standin.trymode import run_try
+
+        raise SystemExit(run_try(args.port))
     try:
         settings = load_settings()
     except ConfigError as exc:

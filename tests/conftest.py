@@ -15,7 +15,7 @@ from bot.app import BotApp, build_application, start_services, stop_services
 from bot.config import HINTS, Settings
 from bot.deps import DEPS_KEY, Deps
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
-from tests.fakebot import FakeMessage, FakeRequest, FakeTelegram, feed
+from bot.standin.botapi import FakeMessage, FakeRequest, FakeTelegram, feed
 
 TOKEN = "123456:TEST-TOKEN-abcdefghijklmnop"
 USER = 42

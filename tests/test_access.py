@@ -15,9 +15,9 @@ from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import SandboxPanel
 from bot.ratelimit import UserRateLimiter
 from bot.services.accounts import Account, account_for, owns, role_of
+from bot.standin.botapi import feed
 from storage import orders, users
 from tests.conftest import ADMIN, OTHER, USER, BotHarness, start_harness, stop_harness
-from tests.fakebot import feed
 
 pytestmark = pytest.mark.filterwarnings("ignore:Ignoring `conversation_timeout`")
 

@@ -10,7 +10,7 @@ from telegram import Update
 from telegram.ext import Application, ApplicationBuilder, MessageHandler, filters
 
 from bot.concurrency import PerChatUpdateProcessor
-from tests.fakebot import FakeRequest, FakeTelegram
+from bot.standin.botapi import FakeRequest, FakeTelegram
 
 
 def build(world: FakeTelegram, handler_log: list[tuple[int, str, float]]) -> Application:  # type: ignore[type-arg]

@@ -17,8 +17,8 @@ from bot.deps import BotContext
 from bot.handlers import errors
 from bot.panel.errors import PanelTimeout
 from bot.panel.sandbox import SandboxPanel
+from bot.standin.botapi import feed
 from tests.conftest import ADMIN, USER, BotHarness, start_harness, stop_harness
-from tests.fakebot import feed
 
 PANEL_URL = "https://panel.example/api/v2"
 OP_KEY = "operator-key-VERY-SECRET"

@@ -21,7 +21,7 @@ from telegram.ext import (
     ContextTypes,
 )
 
-from tests.fakebot import (
+from bot.standin.botapi import (
     BOT_ID,
     BOT_USERNAME,
     FakeRequest,

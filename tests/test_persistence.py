@@ -21,9 +21,9 @@ from telegram.ext import (
     filters,
 )
 
+from bot.standin.botapi import FakeRequest, FakeTelegram, feed
 from storage.db import fetch_all
 from storage.persistence import PERSIST_GROUP, SqlitePersistence, dumps, loads, persist_now
-from tests.fakebot import FakeRequest, FakeTelegram, feed
 
 TOKEN = "123456:TEST"
 USER = 7

@@ -18,11 +18,11 @@ from bot.crypto import KeyBox, SecretKeyMismatch
 from bot.logs import REDACTOR, RedactSecrets, setup_logging
 from bot.panel.sandbox import SandboxPanel
 from bot.services.accounts import KEY_LOST, account_for, check_secret_key
+from bot.standin.botapi import FakeRequest, FakeTelegram, feed
 from storage import meta, users
 from storage.db import MIGRATIONS, SCHEMA_VERSION, close_database, connect, migrate, open_database
 from storage.outbox import pending_notifications
 from tests.conftest import TOKEN, USER, BotHarness, make_settings, start_harness, stop_harness
-from tests.fakebot import FakeRequest, FakeTelegram, feed
 
 pytestmark = pytest.mark.filterwarnings("ignore:Ignoring `conversation_timeout`")
 

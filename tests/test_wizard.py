@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
+from bot.standin.botapi import feed
 from storage import orders, users
 from tests.conftest import OTHER, USER, BotHarness, start_harness, stop_harness
-from tests.fakebot import feed
 
 EXPIRY = (date.today() + timedelta(days=400)).strftime("%d/%m/%Y")
 LINK = "https://instagram.com/p/abc"

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.fakebot import FakeButton, FakeMessage, FakeTelegramServer
+from bot.standin.botapi import FakeButton, FakeMessage, FakeTelegramServer
 
 T = TypeVar("T")
 JSON = dict[str, Any]
