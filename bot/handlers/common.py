@@ -7,7 +7,7 @@ import logging
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
-from telegram.error import BadRequest
+from telegram.error import BadRequest, TelegramError
 
 from bot.deps import BotContext
 from bot.services.accounts import Account, account_for
@@ -64,13 +64,16 @@ async def show(update: Update, text: str, markup: InlineKeyboardMarkup | None = 
 
 async def answer(query: CallbackQuery | None, text: str | None = None,
                  alert: bool = False) -> None:
-    """Answers a button press (stops the spinner); never fails the handler."""
+    """Answers a button press (stops the spinner); never fails the handler: the answer is a
+    courtesy, so neither an old query nor a network hiccup may stop what the tap does."""
     if query is None:
         return
     try:
         await query.answer(text[:200] if text else None, show_alert=alert)
     except BadRequest as exc:  # the query is too old to answer: nothing the user can see
         log.debug("Could not answer callback query: %s", exc)
+    except TelegramError as exc:  # timed out, network: the spinner stops by itself
+        log.info("Could not answer callback query: %s", type(exc).__name__)
 
 
 async def remember_user(update: Update, context: BotContext) -> None:
