@@ -32,7 +32,15 @@ from telegram.ext import (
 
 from bot.access import account_for
 from bot.deps import BotContext
-from bot.handlers.common import answer, clip, esc, remember_user, reply, within_rate_limit
+from bot.handlers.common import (
+    answer,
+    clip,
+    esc,
+    per_chat_conversation,
+    remember_user,
+    reply,
+    within_rate_limit,
+)
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
@@ -199,7 +207,7 @@ async def _delete(message: Message) -> bool:
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:
     """This module's handlers (the conversation must be registered before the wizard's)."""
     return [
-        ConversationHandler(
+        per_chat_conversation(  # PTB's per_message warning is harmless here
             entry_points=[CommandHandler("connect", connect)],
             states={
                 WAITING_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_key)],

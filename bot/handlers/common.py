@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import html
 import logging
+import warnings
+from typing import Any
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
+from telegram.ext import ConversationHandler
+from telegram.warnings import PTBUserWarning
 
 from bot.access import Account, account_for
 from bot.deps import BotContext
@@ -115,3 +119,20 @@ async def within_rate_limit(update: Update, context: BotContext) -> bool:
     else:
         await reply(update, message)
     return False
+
+
+
+def per_chat_conversation(**kwargs: Any) -> ConversationHandler[BotContext]:
+    """A ConversationHandler keyed per chat and user that also takes buttons, built without
+    PTB's "If 'per_message=False', 'CallbackQueryHandler' will not be tracked for every message".
+
+    The warning says the state belongs to the chat, not to the message a button is on. That is
+    what these conversations need: their answers are text messages, which a per-message
+    conversation cannot take. A button on an older message is told apart by the handlers
+    themselves (the wizard compares message ids; /connect stops waiting on any button), so the
+    warning is harmless here. Only that warning is silenced, only while the handler is built.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"If 'per_message=False'",
+                                category=PTBUserWarning)
+        return ConversationHandler(**kwargs)

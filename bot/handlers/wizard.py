@@ -50,6 +50,7 @@ from bot.handlers.catalog import categories_page, index_for, load_index, price
 from bot.handlers.common import (
     answer,
     esc,
+    per_chat_conversation,
     remember_user,
     reply,
     require_account,
@@ -751,7 +752,7 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
     cancel_command: Handler = CommandHandler("cancel", cancel)
     cancel_button: Handler = CallbackQueryHandler(cancel, pattern=r"^wz:cancel$")
     stale: Handler = CallbackQueryHandler(stale_button, pattern=r"^wz:")
-    conversation: ConversationHandler[BotContext] = ConversationHandler(
+    conversation = per_chat_conversation(  # PTB's per_message warning is harmless here
         entry_points=[
             CallbackQueryHandler(order_from_button, pattern=r"^new:"),
             CommandHandler("order", order_command),
