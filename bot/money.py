@@ -65,6 +65,18 @@ def _read_text(text: str) -> Decimal | None:
     return result if result.is_finite() else None
 
 
+_WHOLE = re.compile(r"[0-9]{1,18}")
+
+
+def parse_whole(text: str, *, max_digits: int = 18) -> int | None:
+    """A whole number a user typed (an id, a page) or a button carries: ASCII digits only, at
+    most `max_digits` of them; None for anything else. `str.isdigit()` is not the test: it is
+    True for "²", which int() refuses, and int() reads "٣" as 3."""
+    if len(text) > max_digits or not _WHOLE.fullmatch(text):
+        return None
+    return int(text)
+
+
 def to_int(value: object) -> int | None:
     """Reads a panel whole number ("50", 50, "50.0") as int; None when absent or not whole."""
     number = to_decimal(value)

@@ -142,7 +142,7 @@ class OrderForm:
 
 # --- parsers, one per kind -------------------------------------------------------------------
 
-_DIGITS_RE = re.compile(r"^[0-9]{1,12}$")
+_DIGITS_RE = re.compile(r"[0-9]{1,12}")  # ASCII only: "²" and "٣" are not digits here
 _LINK_RE = re.compile(r"^(https?://)?[^\s/$.?#@][^\s]*\.[^\s]{2,}$", re.I)
 _USERNAME_RE = re.compile(r"^@?([A-Za-z0-9_.]{1,64})$")
 _URL_USERNAME_RE = re.compile(r"^https?://[^\s]+\.[^\s]{2,}$", re.I)
@@ -160,7 +160,7 @@ def _parse_link(spec: FormField, text: str, service: Service, values: Mapping[st
 def _parse_number(spec: FormField, text: str, service: Service, values: Mapping[str, str]) -> str:
     """A whole number, checked against the field's and the service's bounds."""
     cleaned = text.replace(",", "").replace(" ", "").replace("_", "")
-    if not _DIGITS_RE.match(cleaned):
+    if not _DIGITS_RE.fullmatch(cleaned):
         raise FieldError("Please send a whole number, e.g. " + spec.example + ".")
     number = int(cleaned)
     if spec.minimum is not None and number < spec.minimum:
@@ -200,7 +200,7 @@ def _parse_lines(spec: FormField, text: str, service: Service, values: Mapping[s
 def _parse_choice(spec: FormField, text: str, service: Service, values: Mapping[str, str]) -> str:
     """One of a fixed set of numbers (buttons, or typed)."""
     cleaned = text.strip()
-    if not _DIGITS_RE.match(cleaned) or int(cleaned) not in spec.choices:
+    if not _DIGITS_RE.fullmatch(cleaned) or int(cleaned) not in spec.choices:
         allowed = ", ".join(str(c) for c in spec.choices)
         raise FieldError(f"Choose one of: {allowed}.")
     return str(int(cleaned))

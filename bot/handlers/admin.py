@@ -16,7 +16,7 @@ from telegram.ext import BaseHandler, CommandHandler
 from bot.access import role_of
 from bot.deps import BotContext, Deps
 from bot.handlers.common import esc, remember_user, reply, within_rate_limit
-from bot.money import format_money
+from bot.money import format_money, parse_whole
 from bot.panel.errors import PanelClientError
 from bot.panel.sandbox import DEMO_KEY
 from storage import orders, outbox, users
@@ -44,10 +44,10 @@ def _target(args: list[str] | None) -> int | None:
     """The Telegram user id an admin named, or None when it is not one."""
     if not args or len(args) != 1:
         return None
-    text = args[0].strip()
-    if not text.isdigit() or len(text) > 16 or not 0 < int(text) < MAX_USER_ID:
+    user_id = parse_whole(args[0].strip(), max_digits=16)
+    if user_id is None or not 0 < user_id < MAX_USER_ID:
         return None
-    return int(text)
+    return user_id
 
 
 async def stats(update: Update, context: BotContext) -> None:

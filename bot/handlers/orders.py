@@ -42,7 +42,7 @@ from bot.handlers.common import (
     show,
     within_rate_limit,
 )
-from bot.money import format_money
+from bot.money import format_money, parse_whole
 from bot.order_views import (
     CANCEL,
     CANCEL_YES,
@@ -127,9 +127,9 @@ def parse_ids(text: str) -> tuple[list[int], list[str]]:
     for word in _SEPARATORS.split(text.strip()):
         if not word:
             continue
-        digits = word.removeprefix("#")
-        if digits.isdigit() and len(digits) <= 18 and int(digits) > 0:
-            ids.append(int(digits))
+        panel_id = parse_whole(word.removeprefix("#"))
+        if panel_id is not None and panel_id > 0:
+            ids.append(panel_id)
         else:
             bad.append(word)
     return list(dict.fromkeys(ids)), bad
