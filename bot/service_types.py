@@ -126,10 +126,26 @@ class OrderForm:
         return quantity * int(runs) if runs else quantity
 
     def cost(self, service: Service, values: Mapping[str, str]) -> Decimal:
-        """The exact estimated cost (per post for subscriptions)."""
+        """The exact estimated cost of the order; for Subscriptions, of ONE new post (up to
+        `max` units), which the panel charges as each new post comes. What is charged when the
+        order is placed is `upfront_cost`."""
         if self.pricing is Pricing.PER_PACKAGE:
             return service.rate
         return order_cost(service.rate, self.quantity(values))
+
+    def old_posts(self, values: Mapping[str, str]) -> int:
+        """How many existing posts a subscription covers (0 for every other type)."""
+        if self.pricing is not Pricing.PER_POST or not values.get("old_posts"):
+            return 0
+        return int(values["old_posts"])
+
+    def upfront_cost(self, service: Service, values: Mapping[str, str]) -> Decimal:
+        """What the panel charges when the order is placed: the whole `cost`, except for
+        Subscriptions, where the existing posts (`old_posts`, up to `max` units each) are
+        charged at once and every new post later (0 now when there are no existing posts)."""
+        if self.pricing is Pricing.PER_POST:
+            return self.cost(service, values) * self.old_posts(values)
+        return self.cost(service, values)
 
     def request_fields(self, service: Service, values: Mapping[str, str]) -> dict[str, str]:
         """The parameters of the `add` request (besides key, action and service)."""
