@@ -62,7 +62,6 @@ from telegram.ext import JobQueue
 from bot.callbacks import pack
 from bot.crypto import WrongSecretKey
 from bot.deps import BotContext, Deps
-from bot.handlers.common import esc
 from bot.money import format_money
 from bot.panel.client import BATCH_SIZE
 from bot.panel.errors import PanelClientError, PanelErrorKind, classify_error
@@ -79,6 +78,7 @@ from bot.panel.models import (
     OrderStatus,
 )
 from bot.panel.sandbox import DEMO_KEY
+from bot.text import NAME_MAX, WORD_MAX, esc, esc_short, shorten
 from storage import orders as order_store
 from storage import outbox, refills, users
 from storage.db import transaction
@@ -305,18 +305,19 @@ def _order_title(order: OrderFacts) -> str:
     """"Order 23501 · Instagram Followers" (HTML-escaped)."""
     title = f"Order {order.panel_order_id}"
     if order.service_name:
-        title += f" · {esc(order.service_name)}"
+        title += f" · {esc_short(order.service_name, NAME_MAX)}"
     return title
 
 
 def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus) -> str:
     """The message for a status change, in plain words (HTML)."""
     status = seen.status
-    moved = esc(status) if previous is None else f"{esc(previous)} → {esc(status)}"
+    moved = (esc_short(status, WORD_MAX) if previous is None
+             else f"{esc_short(previous, WORD_MAX)} → {esc_short(status, WORD_MAX)}")
     parts = [f"{_order_title(order)}: {moved}"]
 
     def charged(amount: Decimal) -> str:
-        currency = seen.currency or order.service_currency or ""
+        currency = shorten(seen.currency or order.service_currency or "", WORD_MAX)
         return f"charged {esc(exact_money(amount, currency))}"
 
     if status == PARTIAL:
@@ -379,8 +380,8 @@ def refill_notice(order: OrderFacts, refill: Refill, status: str,
         return None
     title = f"Refill {refill.panel_refill_id} of order {order.panel_order_id}"
     if order.service_name:
-        title += f" · {esc(order.service_name)}"
-    return Notice(chat_id=order.owner_id, text=f"{title}: {esc(status)}",
+        title += f" · {esc_short(order.service_name, NAME_MAX)}"
+    return Notice(chat_id=order.owner_id, text=f"{title}: {esc_short(status, WORD_MAX)}",
                   payload={"order": order.id})
 
 

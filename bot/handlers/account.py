@@ -34,7 +34,6 @@ from bot.access import account_for
 from bot.deps import BotContext
 from bot.handlers.common import (
     answer,
-    clip,
     esc,
     per_chat_conversation,
     remember_user,
@@ -44,6 +43,7 @@ from bot.handlers.common import (
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
+from bot.text import NOTE_MAX, esc_short, fit
 from storage import users
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,8 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
         if exc.kind is PanelErrorKind.INVALID_KEY:
             text = REFUSED
         else:
-            text = f"The panel did not accept the key ({esc(REDACTOR.clean(exc.text))}); " \
-                   "nothing was stored."
+            said = esc_short(REDACTOR.clean(exc.text), NOTE_MAX)
+            text = f"The panel did not accept the key ({said}); nothing was stored."
         log.info("User %d tried to connect a panel key: refused (%s)", user.id, exc.kind.value)
         await _say(update, text + demo + retry + warning)
         return False
@@ -192,7 +192,7 @@ async def _say(update: Update, text: str) -> None:
     """Sends a message to the chat without quoting: the message it answers may be deleted."""
     chat = update.effective_chat
     if chat is not None:
-        await chat.send_message(clip(text), parse_mode=ParseMode.HTML)
+        await chat.send_message(fit(text), parse_mode=ParseMode.HTML)
 
 
 async def _delete(message: Message) -> bool:

@@ -66,6 +66,7 @@ from bot.order_views import (
 )
 from bot.panel.errors import OutcomeUnknown, PanelClientError, PanelError
 from bot.panel.models import CANCELED, CancelResult, ItemError, OrderStatus, RefillResult
+from bot.text import WORD_MAX, esc_short
 from storage import orders as order_store
 from storage import refills as refill_store
 from storage.orders import Order
@@ -139,8 +140,9 @@ async def typed_ids(update: Update, context: BotContext, command: str) -> list[i
     """The ids after a command, or None after telling the user (in one line) what is wrong."""
     ids, bad = parse_ids(" ".join(context.args or []))
     if bad:
-        shown = ", ".join(bad[:5]) + (", …" if len(bad) > 5 else "")
-        await reply(update, f"These are not order ids: {esc(shown)}. {USAGE[command]}")
+        shown = ", ".join(esc_short(word, WORD_MAX) for word in bad[:5])
+        await reply(update, f"These are not order ids: {shown}{', …' if len(bad) > 5 else ''}. "
+                            f"{USAGE[command]}")
         return None
     if not ids:
         await reply(update, USAGE[command])

@@ -68,6 +68,7 @@ from bot.panel.errors import (
 )
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
+from bot.text import NAME_MAX, esc_short
 from storage import orders
 from storage.orders import Order as StoredOrder
 from storage.outbox import Notice
@@ -174,13 +175,11 @@ def shown_value(value: str) -> str:
     """An answer as shown (HTML): long lists are cut, with how many lines there are."""
     lines = value.split("\n")
     if len(lines) == 1:
-        return esc(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…")
+        return esc_short(value, SHOWN_CHARS)
     head = "\n".join(lines[:SHOWN_LINES])
-    if len(head) > SHOWN_CHARS:
-        head = head[:SHOWN_CHARS] + "…"
     more = len(lines) - SHOWN_LINES
     tail = f"\n… and {more:,} more" if more > 0 else ""
-    return f"({len(lines):,} lines)\n{esc(head)}{tail}"
+    return f"({len(lines):,} lines)\n{esc_short(head, SHOWN_CHARS)}{tail}"
 
 
 def header(service: Service) -> str:
@@ -819,7 +818,7 @@ async def release_interrupted_orders(deps: Deps) -> int:
 
     def notice(order: StoredOrder) -> Notice:
         """The owner's message about one interrupted order."""
-        service = esc(order.service_name or "a service")
+        service = esc_short(order.service_name or "a service", NAME_MAX)
         why = f"The bot stopped while sending your order of <b>{service}</b>"
         return Notice(chat_id=order.owner_id, text=unknown_outcome_text(why),
                       payload={"order": order.id})
