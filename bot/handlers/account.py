@@ -31,6 +31,7 @@ from telegram.ext import (
 )
 
 from bot.access import account_for
+from bot.crypto import KeyBox, WrongSecretKey
 from bot.deps import BotContext
 from bot.handlers.common import (
     answer,
@@ -135,6 +136,7 @@ async def disconnect(update: Update, context: BotContext) -> None:
         return
     await users.set_panel_key(deps.db, user.id, None)
     await deps.catalog.forget(users.user_account(user.id))
+    _forget_in_logs(deps.keybox, stored.panel_key)
     log.info("User %d disconnected their own panel key", user.id)
     account = await account_for(deps, user.id)
     if account is None:
@@ -145,6 +147,16 @@ async def disconnect(update: Update, context: BotContext) -> None:
         now = "Your orders now use the operator's panel account."
     await reply(update, "I have forgotten your panel API key. Orders placed with it stay on "
                         f"your panel account; I no longer follow them.\n{now}")
+
+
+def _forget_in_logs(keybox: KeyBox | None, token: bytes) -> None:
+    """The log redactor stops blanking a key that is no longer connected (it stays small)."""
+    if keybox is None:
+        return
+    try:
+        REDACTOR.forget(keybox.decrypt(token))
+    except WrongSecretKey:
+        pass  # it was never readable, so never learned either
 
 
 async def _connect_key(update: Update, context: BotContext, key: str, warning: str,
@@ -158,8 +170,9 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
     if not MIN_KEY <= len(key) <= MAX_KEY or any(c.isspace() for c in key):
         await _say(update, NOT_A_KEY + retry + warning)
         return False
-    # From now on no log line can show the key, whatever happens next.
-    REDACTOR.add(key)
+    # The redactor learns the key only once the panel accepted it (`keybox.encrypt`): taught
+    # every text sent here, it would let anyone hide what they like from the logs. Until then
+    # the key is in no log line: nothing logs panel requests or updates' text.
     if not await within_rate_limit(update, context):
         return False
     try:
@@ -169,7 +182,7 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
         if exc.kind is PanelErrorKind.INVALID_KEY:
             text = REFUSED
         else:
-            said = esc_short(REDACTOR.clean(exc.text), NOTE_MAX)
+            said = esc_short(REDACTOR.clean(exc.text.replace(key, "***")), NOTE_MAX)
             text = f"The panel did not accept the key ({said}); nothing was stored."
         log.info("User %d tried to connect a panel key: refused (%s)", user.id, exc.kind.value)
         await _say(update, text + demo + retry + warning)
