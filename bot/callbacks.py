@@ -15,6 +15,8 @@ Each feature owns its prefixes; the patterns below are what the handlers match:
 
 from __future__ import annotations
 
+from bot.money import parse_whole
+
 MAX_BYTES = 64
 
 
@@ -33,6 +35,4 @@ def unpack(data: str | None) -> list[str]:
 
 def int_arg(parts: list[str], index: int) -> int | None:
     """The part at `index` as a non-negative int, or None when absent or malformed (forged)."""
-    if index >= len(parts) or not parts[index].isdigit() or len(parts[index]) > 18:
-        return None
-    return int(parts[index])
+    return parse_whole(parts[index]) if index < len(parts) else None

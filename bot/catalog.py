@@ -13,6 +13,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.money import parse_whole
 from bot.panel.client import PanelClient
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
@@ -53,8 +54,9 @@ class ServiceIndex:
         if not words:
             return []
         exact: list[Service] = []
-        if len(words) == 1 and words[0].isdigit() and int(words[0]) in self.by_id:
-            exact.append(self.by_id[int(words[0])])
+        wanted = parse_whole(words[0]) if len(words) == 1 else None
+        if wanted is not None and wanted in self.by_id:
+            exact.append(self.by_id[wanted])
         found = [
             service
             for service, text in zip(self.services, self._haystack, strict=True)

@@ -40,15 +40,16 @@ class KeyBox:
         return "KeyBox(<hidden>)"
 
     def encrypt(self, plain: str) -> bytes:
-        """The encrypted form of a panel key (which from now on is blanked in every log line)."""
-        REDACTOR.add(plain)
+        """The encrypted form of a panel key (which from now on is blanked in every log line:
+        only keys the panel accepted are stored)."""
+        REDACTOR.learn(plain)
         return self._fernet.encrypt(plain.encode())
 
     def decrypt(self, token: bytes) -> str:
         """The panel key back (blanked in logs from now on, whoever asked for it); raises
         WrongSecretKey when it was encrypted with another key."""
         plain = self._open(token)
-        REDACTOR.add(plain)
+        REDACTOR.learn(plain)
         return plain
 
     def canary(self) -> bytes:

@@ -8,6 +8,7 @@ from typing import TypeVar
 from telegram import InlineKeyboardButton
 
 from bot.callbacks import pack
+from bot.text import shorten
 
 T = TypeVar("T")
 
@@ -16,8 +17,7 @@ LABEL_MAX = 60
 
 def cut(label: str, limit: int = LABEL_MAX) -> str:
     """A button label cut to `limit` characters, with … when it was longer."""
-    label = " ".join(label.split())
-    return label if len(label) <= limit else label[: limit - 1].rstrip() + "…"
+    return shorten(" ".join(label.split()), limit)
 
 
 def page_of(items: Sequence[T], page: int, size: int) -> tuple[Sequence[T], int, int]:

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.callbacks import pack
-from bot.handlers.common import MAX_TEXT, esc
 from bot.money import format_money
 from bot.panel.models import SANDBOX_URL, ItemError, OrderStatus
 from bot.service_types import form_for
 from bot.services.accounts import Account
 from bot.services.actions import cancel_refusal, refill_refusal, state_text
+from bot.text import MAX_TEXT, NAME_MAX, NOTE_MAX, WORD_MAX, esc, esc_short, fit, shorten, units
 from storage.orders import Order, StatusChange
 from storage.refills import Refill
 
@@ -65,8 +65,8 @@ def page_count(total: int) -> int:
 
 def list_line(order: Order) -> str:
     """One order in the list (HTML): id, service, status, remains."""
-    line = (f"<code>{esc(order_number(order))}</code> · {esc(service_text(order))} · "
-            f"<b>{esc(status_text(order))}</b>")
+    line = (f"<code>{esc(order_number(order))}</code> · {esc_short(service_text(order), 90)} · "
+            f"<b>{esc_short(status_text(order), WORD_MAX)}</b>")
     if order.remains is not None:
         line += f" · remains {order.remains}"
     return line
@@ -124,9 +124,7 @@ def _field_label(order: Order, name: str) -> str:
 
 def _field_value(value: object) -> str:
     """A sent value for the card (HTML), long ones shortened."""
-    text = str(value)
-    if len(text) > FIELD_CHARS:
-        text = text[: FIELD_CHARS - 1] + "…"
+    text = shorten(str(value), FIELD_CHARS)
     if "\n" in text:
         return "\n" + "\n".join(f"   {esc(line)}" for line in text.splitlines())
     return esc(text)
@@ -138,12 +136,14 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
     currency = order.currency or order.service_currency or ""
     lines = [f"🧾 <b>Order {esc(order_number(order))}</b>"]
     if order.service_id is not None:
-        lines.append(f"Service: {esc(service_text(order))} (id {order.service_id})")
+        lines.append(f"Service: {esc_short(service_text(order), NAME_MAX)} "
+                     f"(id {order.service_id})")
     else:
         lines.append("Service: unknown (tracked: placed on the panel's site)")
-    lines.append(f"Status: <b>{esc(status_text(order))}</b>")
+    lines.append(f"Status: <b>{esc_short(status_text(order), WORD_MAX)}</b>")
     if order.error:
-        lines.append(f"Note: {esc(order.error)}")
+        lines.append(f"Note: {esc_short(order.error, NOTE_MAX)}")
+    currency = shorten(currency, WORD_MAX)
     if order.charge is not None:
         lines.append(f"Charge: {esc(format_money(order.charge, currency))}")
     elif order.cost is not None:
@@ -169,11 +169,13 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
             lines.append(f"… {len(history) - HISTORY_SHOWN} earlier changes")
         for change in history[-HISTORY_SHOWN:]:
             remains = f" (remains {change.remains})" if change.remains is not None else ""
-            lines.append(f"{format_time(change.observed_at)} · {esc(change.status)}{remains}")
+            lines.append(f"{format_time(change.observed_at)} · "
+                         f"{esc_short(change.status, WORD_MAX)}{remains}")
     if refills:
         lines.append("\n<b>Refills</b>")
-        lines.extend(f"Refill {refill.panel_refill_id} · {esc(refill.status)} · requested "
-                     f"{format_time(refill.created_at)}" for refill in refills[-HISTORY_SHOWN:])
+        lines.extend(f"Refill {refill.panel_refill_id} · {esc_short(refill.status, WORD_MAX)} · "
+                     f"requested {format_time(refill.created_at)}"
+                     for refill in refills[-HISTORY_SHOWN:])
     if note:
         lines.append(f"\n{note}")
     return "\n".join(lines)
@@ -224,14 +226,15 @@ def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
 def status_line(panel_id: int, result: OrderStatus | ItemError) -> str:
     """One id's answer to /status (HTML)."""
     if isinstance(result, ItemError):
-        return f"<code>{panel_id}</code> · ❌ {esc(result.error)}"
-    line = f"<code>{panel_id}</code> · <b>{esc(result.status)}</b>"
+        return f"<code>{panel_id}</code> · ❌ {esc_short(result.error, NOTE_MAX)}"
+    line = f"<code>{panel_id}</code> · <b>{esc_short(result.status, WORD_MAX)}</b>"
     if result.remains is not None:
         line += f" · remains {result.remains}"
     if result.start_count is not None:
         line += f" · start {result.start_count}"
     if result.charge is not None:
-        line += f" · charge {esc(format_money(result.charge, result.currency))}"
+        currency = shorten(result.currency, WORD_MAX)
+        line += f" · charge {esc(format_money(result.charge, currency))}"
     return line
 
 
@@ -242,24 +245,19 @@ def id_list_lines(prefix: str, ids: Iterable[int], per_line: int = 100) -> list[
             for i in range(0, len(ids), per_line)]
 
 
-def _units(text: str) -> int:
-    """Length as Telegram counts it (UTF-16 code units)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
 def pack_lines(lines: Sequence[str], limit: int = MAX_TEXT) -> list[str]:
     """Lines packed into as few messages as fit Telegram's limit, never splitting a line.
 
     Lengths are counted on the HTML, which is never shorter than what Telegram counts. A single
-    line over the limit (the callers avoid them) is cut rather than sent broken.
+    line over the limit (the callers avoid them) is cut on its text (`fit`), never inside a tag
+    or an entity.
     """
     messages: list[str] = []
     current = ""
     for line in lines:
-        if _units(line) > limit:
-            line = line[: limit // 2 - 1] + "…"
+        line = fit(line, limit)
         candidate = f"{current}\n{line}" if current else line
-        if _units(candidate) > limit and current:
+        if units(candidate) > limit and current:
             messages.append(current)
             candidate = line
         current = candidate

@@ -126,10 +126,26 @@ class OrderForm:
         return quantity * int(runs) if runs else quantity
 
     def cost(self, service: Service, values: Mapping[str, str]) -> Decimal:
-        """The exact estimated cost (per post for subscriptions)."""
+        """The exact estimated cost of the order; for Subscriptions, of ONE new post (up to
+        `max` units), which the panel charges as each new post comes. What is charged when the
+        order is placed is `upfront_cost`."""
         if self.pricing is Pricing.PER_PACKAGE:
             return service.rate
         return order_cost(service.rate, self.quantity(values))
+
+    def old_posts(self, values: Mapping[str, str]) -> int:
+        """How many existing posts a subscription covers (0 for every other type)."""
+        if self.pricing is not Pricing.PER_POST or not values.get("old_posts"):
+            return 0
+        return int(values["old_posts"])
+
+    def upfront_cost(self, service: Service, values: Mapping[str, str]) -> Decimal:
+        """What the panel charges when the order is placed: the whole `cost`, except for
+        Subscriptions, where the existing posts (`old_posts`, up to `max` units each) are
+        charged at once and every new post later (0 now when there are no existing posts)."""
+        if self.pricing is Pricing.PER_POST:
+            return self.cost(service, values) * self.old_posts(values)
+        return self.cost(service, values)
 
     def request_fields(self, service: Service, values: Mapping[str, str]) -> dict[str, str]:
         """The parameters of the `add` request (besides key, action and service)."""
@@ -142,7 +158,7 @@ class OrderForm:
 
 # --- parsers, one per kind -------------------------------------------------------------------
 
-_DIGITS_RE = re.compile(r"^[0-9]{1,12}$")
+_DIGITS_RE = re.compile(r"[0-9]{1,12}")  # ASCII only: "²" and "٣" are not digits here
 _LINK_RE = re.compile(r"^(https?://)?[^\s/$.?#@][^\s]*\.[^\s]{2,}$", re.I)
 _USERNAME_RE = re.compile(r"^@?([A-Za-z0-9_.]{1,64})$")
 _URL_USERNAME_RE = re.compile(r"^https?://[^\s]+\.[^\s]{2,}$", re.I)
@@ -160,7 +176,7 @@ def _parse_link(spec: FormField, text: str, service: Service, values: Mapping[st
 def _parse_number(spec: FormField, text: str, service: Service, values: Mapping[str, str]) -> str:
     """A whole number, checked against the field's and the service's bounds."""
     cleaned = text.replace(",", "").replace(" ", "").replace("_", "")
-    if not _DIGITS_RE.match(cleaned):
+    if not _DIGITS_RE.fullmatch(cleaned):
         raise FieldError("Please send a whole number, e.g. " + spec.example + ".")
     number = int(cleaned)
     if spec.minimum is not None and number < spec.minimum:
@@ -200,7 +216,7 @@ def _parse_lines(spec: FormField, text: str, service: Service, values: Mapping[s
 def _parse_choice(spec: FormField, text: str, service: Service, values: Mapping[str, str]) -> str:
     """One of a fixed set of numbers (buttons, or typed)."""
     cleaned = text.strip()
-    if not _DIGITS_RE.match(cleaned) or int(cleaned) not in spec.choices:
+    if not _DIGITS_RE.fullmatch(cleaned) or int(cleaned) not in spec.choices:
         allowed = ", ".join(str(c) for c in spec.choices)
         raise FieldError(f"Choose one of: {allowed}.")
     return str(int(cleaned))

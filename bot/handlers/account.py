@@ -31,13 +31,15 @@ from telegram.ext import (
 )
 
 from bot.config import Settings
+from bot.crypto import KeyBox, WrongSecretKey
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
-from bot.handlers.common import answer, clip, esc, remember_user, reply, within_rate_limit
+from bot.handlers.common import answer, esc, remember_user, reply, within_rate_limit
 from bot.handlers.conversations import ExpiringConversation
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.services.accounts import account_for, forget_own_catalogue
+from bot.text import NOTE_MAX, esc_short, fit
 from storage import outbox, users
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,7 @@ async def disconnect(update: Update, context: BotContext) -> None:
         return
     await forget_own_catalogue(deps, user.id)
     await users.set_panel_key(deps.db, user.id, None)
+    _forget_in_logs(deps.keybox, stored.panel_key)
     log.info("User %d disconnected their own panel key", user.id)
     account = await account_for(deps, user.id)
     if account is None:
@@ -142,6 +145,16 @@ async def disconnect(update: Update, context: BotContext) -> None:
         now = "Your orders now use the operator's panel account."
     await reply(update, "I have forgotten your panel API key. Orders placed with it stay on "
                         f"your panel account; I no longer follow them.\n{now}")
+
+
+def _forget_in_logs(keybox: KeyBox | None, token: bytes) -> None:
+    """The log redactor stops blanking a key that is no longer connected (it stays small)."""
+    if keybox is None:
+        return
+    try:
+        REDACTOR.forget(keybox.decrypt(token))
+    except WrongSecretKey:
+        pass  # it was never readable, so never learned either
 
 
 async def _connect_key(update: Update, context: BotContext, key: str, warning: str,
@@ -155,8 +168,9 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
     if not MIN_KEY <= len(key) <= MAX_KEY or any(c.isspace() for c in key):
         await _say(update, NOT_A_KEY + retry + warning)
         return False
-    # From now on no log line can show the key, whatever happens next.
-    REDACTOR.add(key)
+    # The redactor learns the key only once the panel accepted it (`keybox.encrypt`): taught
+    # every text sent here, it would let anyone hide what they like from the logs. Until then
+    # the key is in no log line: nothing logs panel requests or updates' text.
     if not await within_rate_limit(update, context):
         return False
     try:
@@ -166,8 +180,8 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
         if exc.kind is PanelErrorKind.INVALID_KEY:
             text = REFUSED
         else:
-            text = f"The panel did not accept the key ({esc(REDACTOR.clean(exc.text))}); " \
-                   "nothing was stored."
+            said = esc_short(REDACTOR.clean(exc.text.replace(key, "***")), NOTE_MAX)
+            text = f"The panel did not accept the key ({said}); nothing was stored."
         log.info("User %d tried to connect a panel key: refused (%s)", user.id, exc.kind.value)
         await _say(update, text + demo + retry + warning)
         return False
@@ -189,7 +203,7 @@ async def _say(update: Update, text: str) -> None:
     """Sends a message to the chat without quoting: the message it answers may be deleted."""
     chat = update.effective_chat
     if chat is not None:
-        await chat.send_message(clip(text), parse_mode=ParseMode.HTML)
+        await chat.send_message(fit(text), parse_mode=ParseMode.HTML)
 
 
 async def _delete(message: Message) -> bool:

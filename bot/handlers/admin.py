@@ -15,9 +15,10 @@ from telegram.ext import BaseHandler, CommandHandler
 
 from bot.deps import BotContext, Deps
 from bot.handlers.common import esc, remember_user, reply, within_rate_limit
-from bot.money import format_money
+from bot.money import format_money, parse_whole
 from bot.panel.errors import PanelClientError
 from bot.services.accounts import role_of
+from bot.text import WORD_MAX, esc_short
 from storage import orders, outbox, users
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ def _target(args: list[str] | None) -> int | None:
     """The Telegram user id an admin named, or None when it is not one."""
     if not args or len(args) != 1:
         return None
-    text = args[0].strip()
-    if not text.isdigit() or len(text) > 16 or not 0 < int(text) < MAX_USER_ID:
+    user_id = parse_whole(args[0].strip(), max_digits=16)
+    if user_id is None or not 0 < user_id < MAX_USER_ID:
         return None
-    return int(text)
+    return user_id
 
 
 async def stats(update: Update, context: BotContext) -> None:
@@ -59,7 +60,7 @@ async def stats(update: Update, context: BotContext) -> None:
     allowed = (deps.settings.allowed_user_ids | await users.allowed_user_ids(db)) - admins
     own_keys = len(await users.stored_panel_keys(db))
     by_status = await orders.orders_by_status(db)
-    counts = " · ".join(f"{esc(status)} {count}" for status, count in
+    counts = " · ".join(f"{esc_short(status, WORD_MAX)} {count}" for status, count in
                         sorted(by_status.items(), key=lambda item: (-item[1], item[0])))
     tracked = len(await orders.active_orders(db))
     pending = await outbox.count_pending_notifications(db)

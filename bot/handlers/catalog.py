@@ -22,6 +22,7 @@ from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
 from bot.service_types import Pricing, form_for
 from bot.services.accounts import Account
+from bot.text import NAME_MAX, WORD_MAX, esc_short, shorten
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ UNREACHABLE = "The panel could not be reached, so I cannot show its services. Tr
 
 def price(service: Service, currency: str) -> str:
     """The service's price as the panel means it: per 1000, or per package (HTML)."""
-    amount = esc(format_money(service.rate, currency))
+    amount = esc(format_money(service.rate, shorten(currency, WORD_MAX)))
     if form_for(service.type).pricing is Pricing.PER_PACKAGE:
         return f"{amount} per package"
     return f"{amount} per 1000"
@@ -60,16 +61,15 @@ def yes_no(flag: bool) -> str:
 def service_card_text(service: Service, currency: str) -> str:
     """A service's card: everything the panel says about it (HTML)."""
     lines = [
-        f"<b>#{service.service} {esc(service.name)}</b>",
-        f"Category: {esc(service.category)}",
-        f"Type: {esc(service.type)}",
+        f"<b>#{service.service} {esc_short(service.name, NAME_MAX)}</b>",
+        f"Category: {esc_short(service.category, NAME_MAX)}",
+        f"Type: {esc_short(service.type, WORD_MAX)}",
         f"Price: {price(service, currency)}",
         f"Order between {service.min:,} and {service.max:,}",
         f"Refill: {yes_no(service.refill)} · Cancel: {yes_no(service.cancel)}",
     ]
     if service.desc:
-        desc = service.desc if len(service.desc) <= DESC_MAX else service.desc[:DESC_MAX] + "…"
-        lines += ["", esc(desc)]
+        lines += ["", esc_short(service.desc, DESC_MAX)]
     return "\n".join(lines)
 
 
@@ -104,7 +104,7 @@ def category_page(index: ServiceIndex, category: int, page: int) -> Page | None:
         return None
     name = index.categories[category]
     services, page, pages = page_of(index.by_category[name], page, SERVICES_PER_PAGE)
-    lines = [f"<b>{esc(name)}</b>: {len(index.by_category[name]):,} services"
+    lines = [f"<b>{esc_short(name, NAME_MAX)}</b>: {len(index.by_category[name]):,} services"
              + (f" (page {page + 1}/{pages})" if pages > 1 else ""), ""]
     lines += [service_line(s, index.currency) for s in services]
     lines += ["", "Tap a service for its details."]

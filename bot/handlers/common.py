@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import logging
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
@@ -11,24 +10,11 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.deps import BotContext
 from bot.services.accounts import Account, account_for
+from bot.text import esc as esc
+from bot.text import fit, shorten
 from storage import users
 
 log = logging.getLogger(__name__)
-
-MAX_TEXT = 4096
-
-
-def esc(value: object) -> str:
-    """Escapes user- or panel-supplied text for an HTML message."""
-    return html.escape(str(value), quote=False)
-
-
-def clip(text: str, limit: int = MAX_TEXT) -> str:
-    """Cuts a message to Telegram's limit, on a line boundary where possible."""
-    if len(text) <= limit:
-        return text
-    cut = text.rfind("\n", 0, limit - 2)
-    return text[: cut if cut > 0 else limit - 2] + "\n…"
 
 
 async def reply(update: Update, text: str,
@@ -39,9 +25,9 @@ async def reply(update: Update, text: str,
     if chat is None:
         return None
     if message is not None and update.callback_query is None:
-        return await message.reply_html(clip(text), reply_markup=markup,
+        return await message.reply_html(fit(text), reply_markup=markup,
                                         disable_web_page_preview=True)
-    return await chat.send_message(clip(text), parse_mode=ParseMode.HTML, reply_markup=markup,
+    return await chat.send_message(fit(text), parse_mode=ParseMode.HTML, reply_markup=markup,
                                    disable_web_page_preview=True)
 
 
@@ -53,7 +39,7 @@ async def show(update: Update, text: str, markup: InlineKeyboardMarkup | None = 
     query = update.callback_query
     if query is not None and query.message is not None and isinstance(query.message, Message):
         try:
-            await query.edit_message_text(clip(text), parse_mode=ParseMode.HTML,
+            await query.edit_message_text(fit(text), parse_mode=ParseMode.HTML,
                                           reply_markup=markup, disable_web_page_preview=True)
         except BadRequest as exc:
             if "not modified" not in str(exc).lower():
@@ -69,7 +55,7 @@ async def answer(query: CallbackQuery | None, text: str | None = None,
     if query is None:
         return
     try:
-        await query.answer(text[:200] if text else None, show_alert=alert)
+        await query.answer(shorten(text, 200) if text else None, show_alert=alert)
     except BadRequest as exc:  # the query is too old to answer: nothing the user can see
         log.debug("Could not answer callback query: %s", exc)
     except TelegramError as exc:  # timed out, network: the spinner stops by itself

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram.ext import ConversationHandler
+from telegram.warnings import PTBUserWarning
 
 from bot.deps import BotApp, BotContext
 from storage.persistence import SqlitePersistence
@@ -28,10 +30,23 @@ OnExpiry = Callable[[BotApp, int, int], Awaitable[None]]
 
 
 class ExpiringConversation(ConversationHandler[BotContext]):
-    """A persistent, named ConversationHandler that `end_stale_conversations` can end."""
+    """A persistent, named ConversationHandler, keyed per chat and user, that also takes
+    buttons, and that `end_stale_conversations` can end.
+
+    It is built without PTB's "If 'per_message=False', 'CallbackQueryHandler' will not be
+    tracked for every message". The warning says the state belongs to the chat, not to the
+    message a button is on. That is what these conversations need: their answers are text
+    messages, which a per-message conversation cannot take. A button on an older message is
+    told apart by the handlers themselves (the wizard compares message ids; the waits stop on
+    any button), so the warning is harmless here. Only that warning is silenced, only while
+    the handler is built.
+    """
 
     def __init__(self, *args: Any, on_expiry: OnExpiry, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"If 'per_message=False'",
+                                    category=PTBUserWarning)
+            super().__init__(*args, **kwargs)
         self.on_expiry = on_expiry
 
     def end(self, key: tuple[int | str, ...]) -> None:

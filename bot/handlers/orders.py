@@ -40,7 +40,7 @@ from bot.handlers.common import (
     within_rate_limit,
 )
 from bot.handlers.conversations import ExpiringConversation
-from bot.money import format_money
+from bot.money import format_money, parse_whole
 from bot.order_views import (
     CANCEL,
     CANCEL_YES,
@@ -67,6 +67,7 @@ from bot.panel.errors import OutcomeUnknown, PanelClientError
 from bot.panel.models import CANCELED
 from bot.services import actions, placement
 from bot.services.actions import Caller, WriteLine, WriteReport
+from bot.text import WORD_MAX, esc_short
 from storage import orders as order_store
 from storage import outbox
 from storage import refills as refill_store
@@ -100,9 +101,9 @@ def parse_ids(text: str) -> tuple[list[int], list[str]]:
     for word in _SEPARATORS.split(text.strip()):
         if not word:
             continue
-        digits = word.removeprefix("#")
-        if digits.isdigit() and len(digits) <= 18 and int(digits) > 0:
-            ids.append(int(digits))
+        panel_id = parse_whole(word.removeprefix("#"))
+        if panel_id is not None and panel_id > 0:
+            ids.append(panel_id)
         else:
             bad.append(word)
     return list(dict.fromkeys(ids)), bad
@@ -112,8 +113,9 @@ async def typed_ids(update: Update, context: BotContext, command: str) -> list[i
     """The ids after a command, or None after telling the user (in one line) what is wrong."""
     ids, bad = parse_ids(" ".join(context.args or []))
     if bad:
-        shown = ", ".join(bad[:5]) + (", …" if len(bad) > 5 else "")
-        await reply(update, f"These are not order ids: {esc(shown)}. {USAGE[command]}")
+        shown = ", ".join(esc_short(word, WORD_MAX) for word in bad[:5])
+        await reply(update, f"These are not order ids: {shown}{', …' if len(bad) > 5 else ''}. "
+                            f"{USAGE[command]}")
         return None
     if not ids:
         await reply(update, USAGE[command])

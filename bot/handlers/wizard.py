@@ -62,6 +62,7 @@ from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, f
 from bot.services import placement
 from bot.services.accounts import Account
 from bot.services.notices import unknown_outcome_text
+from bot.text import esc_short
 from storage import outbox
 
 log = logging.getLogger(__name__)
@@ -178,13 +179,11 @@ def shown_value(value: str) -> str:
     """An answer as shown (HTML): long lists are cut, with how many lines there are."""
     lines = value.split("\n")
     if len(lines) == 1:
-        return esc(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…")
+        return esc_short(value, SHOWN_CHARS)
     head = "\n".join(lines[:SHOWN_LINES])
-    if len(head) > SHOWN_CHARS:
-        head = head[:SHOWN_CHARS] + "…"
     more = len(lines) - SHOWN_LINES
     tail = f"\n… and {more:,} more" if more > 0 else ""
-    return f"({len(lines):,} lines)\n{esc(head)}{tail}"
+    return f"({len(lines):,} lines)\n{esc_short(head, SHOWN_CHARS)}{tail}"
 
 
 def header(service: Service) -> str:
@@ -234,7 +233,14 @@ def cost_line(form: OrderForm, service: Service, values: Mapping[str, str],
     if form.pricing is Pricing.PER_PACKAGE:
         return f"<b>Price: {cost}</b> (one package)"
     if form.pricing is Pricing.PER_POST:
-        return (f"<b>Cost per new post: up to {cost}</b> ({price(service, currency)} × "
+        old_posts = form.old_posts(values)
+        if old_posts:
+            upfront = esc(format_money(form.upfront_cost(service, values), currency))
+            now = (f"<b>Charged now: up to {upfront}</b> for {old_posts:,} existing "
+                   f"post{'s' if old_posts != 1 else ''} ({cost} each)")
+        else:
+            now = "Charged now: nothing (no existing posts)"
+        return (f"{now}\n<b>Cost per new post: up to {cost}</b> ({price(service, currency)} × "
                 f"{quantity:,}); the panel charges it for each new post")
     return f"<b>Estimated cost: {cost}</b> ({price(service, currency)} × {quantity:,})"
 
@@ -257,9 +263,20 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
     else:
         shown = format_money(balance.balance, balance.currency or currency)
         lines.append(f"Balance: {esc(shown)}")
-        if balance.balance < form.cost(service, values):
-            lines.append("⚠️ The balance is not enough for this order: top it up on the panel "
-                         "first, or the panel will refuse it.")
+        upfront = form.upfront_cost(service, values)
+        if form.pricing is not Pricing.PER_POST:
+            if balance.balance < upfront:
+                lines.append("⚠️ The balance is not enough for this order: top it up on the "
+                             "panel first, or the panel will refuse it.")
+        elif balance.balance < upfront:  # a subscription: its existing posts are charged now
+            old_posts = form.old_posts(values)
+            lines.append(f"⚠️ The balance is not enough for the {old_posts:,} existing "
+                         f"post{'s' if old_posts != 1 else ''} charged now: top it up on the "
+                         "panel first, or the panel will refuse the order.")
+        elif balance.balance < upfront + form.cost(service, values):
+            per_post = esc(format_money(form.cost(service, values), currency))
+            lines.append(f"⚠️ After what is charged now, the balance does not cover a new post "
+                         f"(up to {per_post} each): top it up before new posts come.")
     return "\n".join(lines)
 
 

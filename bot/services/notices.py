@@ -11,7 +11,6 @@ until they write to it again.
 
 from __future__ import annotations
 
-import html
 from decimal import Decimal
 from typing import Protocol
 
@@ -27,17 +26,11 @@ from bot.panel.models import (
     REFUNDED,
     OrderStatus,
 )
+from bot.text import NAME_MAX, WORD_MAX, esc, esc_short, shorten
 from storage.outbox import Notice
 from storage.users import User
 
 _STOPPED_ENDINGS = frozenset({CANCELED, REFUNDED, FAILED})
-#: Longest service name in a message: the rest of the message must fit in Telegram's 4,096.
-NAME_CHARS = 200
-
-
-def esc(value: object) -> str:
-    """Escapes user- or panel-supplied text for an HTML message."""
-    return html.escape(str(value), quote=False)
 
 
 class OrderFacts(Protocol):
@@ -93,10 +86,7 @@ def exact_money(amount: Decimal, currency: str) -> str:
 
 def service_title(name: str | None) -> str:
     """" · Instagram Followers" (escaped, clipped), or nothing without a name."""
-    if not name:
-        return ""
-    clipped = name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
-    return f" · {esc(clipped)}"
+    return f" · {esc_short(name, NAME_MAX)}" if name else ""
 
 
 def order_title(order: OrderFacts) -> str:
@@ -107,11 +97,12 @@ def order_title(order: OrderFacts) -> str:
 def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus) -> str:
     """The message for a status change, in plain words (HTML)."""
     status = seen.status
-    moved = esc(status) if previous is None else f"{esc(previous)} → {esc(status)}"
+    moved = (esc_short(status, WORD_MAX) if previous is None
+             else f"{esc_short(previous, WORD_MAX)} → {esc_short(status, WORD_MAX)}")
     parts = [f"{order_title(order)}: {moved}"]
 
     def charged(amount: Decimal) -> str:
-        currency = seen.currency or order.service_currency or ""
+        currency = shorten(seen.currency or order.service_currency or "", WORD_MAX)
         return f"charged {esc(exact_money(amount, currency))}"
 
     if status == PARTIAL:
@@ -177,7 +168,8 @@ def refill_notice(refill: RefillFacts, status: str, owner: User | None) -> Notic
     """The message for a refill that ended (Completed or Rejected)."""
     if status not in FINAL_REFILL_STATUSES or not listening(owner, final=True):
         return None
-    return Notice(chat_id=refill.owner_id, text=f"{refill_title(refill)}: {esc(status)}",
+    return Notice(chat_id=refill.owner_id,
+                  text=f"{refill_title(refill)}: {esc_short(status, WORD_MAX)}",
                   payload={"order": refill.order_id})
 
 
@@ -202,7 +194,7 @@ def unknown_outcome_text(why: str = "The panel did not answer") -> str:
 
 def interrupted_notice(order_id: int, owner_id: int, service_name: str | None) -> Notice:
     """The owner's message about an order cut off while it was being sent (a crash)."""
-    service = esc(service_name or "a service")
+    service = esc_short(service_name or "a service", NAME_MAX)
     why = f"The bot stopped while sending your order of <b>{service}</b>"
     return Notice(chat_id=owner_id, text=unknown_outcome_text(why), payload={"order": order_id})
 

@@ -590,6 +590,8 @@ class FakeTelegram:
         self.callback_answers: dict[str, JSON] = {}
         self.chat_actions: list[tuple[int, str]] = []
         self.webhook_deleted = 0
+        # Tokens Telegram no longer accepts (revoked at @BotFather): every call is 401.
+        self.refused_tokens: set[str] = set()
         self._chats: dict[int, _Chat] = {}
         self._users: dict[int, JSON] = {}
         self._updates: list[JSON] = []
@@ -675,6 +677,8 @@ class FakeTelegram:
             raise
         with self.lock:
             self.calls.append((name, copy.deepcopy(decoded)))
+        if token is not None and token in self.refused_tokens:
+            raise ApiError(401, "Unauthorized")
         if entry is None:
             raise _bad(ERR_METHOD_NOT_FOUND)
         return name, decoded
