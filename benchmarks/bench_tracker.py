@@ -5,7 +5,8 @@ Run: ``python benchmarks/bench_tracker.py [--orders N] [--users N] [--latency S]
 What is timed is ``bot.services.tracking.poll_orders``: select the due orders, ask the panel in
 batches of 100 ids, write every batch (status changes + history + outbox, the rest in one
 statement) in one transaction. Sending is a separate job, throttled by Telegram's own limits
-(about 30 messages a second), so it is not part of a cycle's cost; the notifications *written* are counted.
+(about 30 messages a second), so it is not part of a cycle's cost; the notifications *written*
+are counted.
 
 The sandbox panel runs in this process, so its own work (answering 100 requests over 10,000
 orders) would be counted as ours: it is measured separately (thread CPU time inside
