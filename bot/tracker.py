@@ -59,6 +59,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import JobQueue
 
+from bot import health, metrics
 from bot.callbacks import pack
 from bot.crypto import WrongSecretKey
 from bot.deps import BotContext, Deps
@@ -686,6 +687,9 @@ async def run_cycle(context: BotContext) -> None:
             log.exception("Tracker cycle failed; next one in %.0f s", delay)
         else:
             state.cycle_failures = 0
+            health.FACTS.tracker_cycled()
+            metrics.tracker_cycle(time.monotonic() - started, orders=orders.checked,
+                                  refills=refill_report.checked)
             if orders.checked or refill_report.checked or orders.failed_accounts:
                 log.debug("Tracker: %d orders (%d requests), %d changed, %d messages, "
                           "%d refills in %.2f s", orders.checked, orders.requests,

@@ -42,6 +42,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot import metrics
 from bot.access import Account
 from bot.callbacks import int_arg, pack, unpack
 from bot.config import Settings
@@ -641,22 +642,26 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     try:
         panel_id = await context.deps.panel.add(account.key, draft.service_id, fields)
     except (OutcomeUnknown, PanelTransportError) as exc:
+        metrics.order_outcome("unknown")
         await orders.mark_outcome_unknown(db, draft_id, error=exc.user_message)
         log.warning("Order draft %d: outcome unknown (%s); not retried", draft_id, exc)
         drop_order(context)
         await say(update, f"{unknown_outcome_text()}\n\n{summary}")
         return END
     except PanelClientError as exc:
+        metrics.order_outcome("failed")
         await orders.mark_failed(db, draft_id, error=str(exc))
         await say(update, f"{refusal_text(exc)}\n\n{summary}",
                   summary_markup(draft_id, retry=True))
         return None
     except Exception:
         # A bug, not the panel: the request may have gone out, so it must never be resent.
+        metrics.order_outcome("unknown")
         await orders.mark_outcome_unknown(db, draft_id, error="internal error while sending")
         drop_order(context)
         await say(update, f"{unknown_outcome_text()}\n\n{summary}")
         raise
+    metrics.order_outcome("placed")
     drop_order(context)
     try:
         await orders.mark_placed(db, draft_id, panel_order_id=panel_id)

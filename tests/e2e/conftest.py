@@ -79,15 +79,22 @@ class BotDriver:
         return env
 
     @property
+    def ready_call(self) -> str:
+        """The Bot API call that shows the bot is up: setWebhook in webhook mode, else
+        getUpdates."""
+        return "setWebhook" if self.settings.get("WEBHOOK_URL") else "getUpdates"
+
+    @property
     def running(self) -> bool:
         """Whether the bot process is alive."""
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
-        """Starts `python -m bot` and waits until it polls for updates."""
+        """Starts `python -m bot` and waits until it polls for updates (or sets its webhook)."""
         assert not self.running, "the bot is already running"
         self.starts += 1
-        polls_before = len(self.world.calls_to("getUpdates"))
+        ready = self.ready_call
+        polls_before = len(self.world.calls_to(ready))
         with self.log_path.open("ab") as log:
             log.write(f"----- start #{self.starts} -----\n".encode())
             log.flush()
@@ -95,8 +102,8 @@ class BotDriver:
                 [sys.executable, "-m", "bot"], cwd=self.workdir, env=self.environment(),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
-            self.until(lambda: len(self.world.calls_to("getUpdates")) > polls_before,
-                       START_TIMEOUT, "the bot to start polling")
+            self.until(lambda: len(self.world.calls_to(ready)) > polls_before,
+                       START_TIMEOUT, f"the bot to start ({ready})")
         except AssertionError as exc:
             self.kill()
             raise AssertionError(f"{exc}\nbot log:\n{self.log_tail()}") from None
