@@ -28,7 +28,7 @@ __all__ = ["CONTENT_TYPE", "REGISTRY", "order_outcome", "panel_request", "render
            "tracker_cycle", "update_handled"]
 
 # The `*_created` timestamp series only double the output; Prometheus does not need them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY: Final = CollectorRegistry()
 
 OrderOutcome = Literal["placed", "failed", "unknown"]

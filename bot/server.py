@@ -136,7 +136,7 @@ class HttpServer(uvicorn.Server):
         yield
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, setting: str = "WEBHOOK_PORT") -> socket.socket:
     """The listening socket, bound now so a port in use is known before Telegram is told."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -147,8 +147,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise ConfigError(
             f"Cannot listen on {host}:{port} ({exc.strerror or exc}): set WEBHOOK_LISTEN and "
-            "WEBHOOK_PORT (or HEALTH_PORT in polling mode) to an address and a free port of this "
-            "machine.") from None
+            f"{setting} to an address and a free port of this machine.") from None
     return sock
 
 
@@ -173,7 +172,7 @@ async def serve(app: BotApp, settings: Settings) -> None:
     assert port is not None
     if settings.webhook_secret is not None:
         REDACTOR.add(settings.webhook_secret.get_secret_value())
-    sock = listen(settings.webhook_listen, port)
+    sock = listen(settings.webhook_listen, port, "WEBHOOK_PORT" if webhook else "HEALTH_PORT")
     stop = asyncio.Event()
     started = False
     main = asyncio.current_task()
@@ -201,7 +200,7 @@ async def serve(app: BotApp, settings: Settings) -> None:
             try:
                 await _until_listening(server, http)
                 if webhook:
-                    await _set_webhook(app, settings)
+                    await set_webhook(app, settings)
                 else:
                     assert app.updater is not None
                     await app.updater.start_polling(allowed_updates=updates_of_interest(),
@@ -252,7 +251,7 @@ async def _until(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
         log.error("The HTTP server ended unexpectedly; stopping the bot")
 
 
-async def _set_webhook(app: BotApp, settings: Settings) -> None:
+async def set_webhook(app: BotApp, settings: Settings) -> None:
     """Tells Telegram where to send updates; a refusal is fatal (one line, exit 2)."""
     assert settings.webhook_url is not None and settings.webhook_secret is not None
     try:

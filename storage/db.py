@@ -327,6 +327,13 @@ async def open_database(path: str | Path, *, integrity: bool = True) -> aiosqlit
 _checked_files: set[str] = set()
 
 
+def size_text(size: int) -> str:
+    """A file size for people: '840 KB', '12.3 MB'."""
+    if size < 1_000_000:
+        return f"{max(size, 0) / 1000:.0f} KB"
+    return f"{size / 1e6:.1f} MB"
+
+
 def _file_key(path: str | Path) -> str:
     """The file's absolute path, to check each file once per process."""
     return str(Path(path).resolve())
@@ -365,7 +372,7 @@ async def check_integrity(db: aiosqlite.Connection, path: str | Path) -> list[st
     lines = [str(row[0]) for row in rows]
     elapsed = time.monotonic() - started
     if lines == ["ok"]:
-        log.info("Database %s (%.1f MB): %s ok in %.2f s", path, size / 1e6, pragma, elapsed)
+        log.info("Database %s (%s): %s ok in %.2f s", path, size_text(size), pragma, elapsed)
     else:
         log.error("Database %s is damaged (%s: %s). Restore a backup (smm-bot restore <file>), "
                   "or try sqlite3's .recover.", path, pragma, "; ".join(lines[:5]))

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.db import BUSY_TIMEOUT_MS, SCHEMA_VERSION, integrity_pragma
+from storage.db import BUSY_TIMEOUT_MS, SCHEMA_VERSION, integrity_pragma, size_text
 
 #: A table every database of this bot has; a file without it is something else.
 _MARKER_TABLE = "orders"
@@ -48,7 +48,7 @@ class FileReport:
     def summary(self) -> str:
         """'1.2 MB, schema v4, integrity_check ok, 120 orders'."""
         state = "ok" if self.intact else "FAILED: " + "; ".join(self.problems[:3])
-        return (f"{self.size / 1e6:.1f} MB, schema v{self.schema_version}, {self.check} {state}, "
+        return (f"{size_text(self.size)}, schema v{self.schema_version}, {self.check} {state}, "
                 f"{self.rows.get(_MARKER_TABLE, 0)} orders")
 
 

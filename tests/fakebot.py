@@ -1370,7 +1370,7 @@ class FakeTelegram:
             self._cond.notify_all()
 
     def stop_webhook_delivery(self) -> None:
-        """Stop the delivery thread (queued updates stay queued)."""
+        """Stop the delivery thread (queued updates stay queued); ``close`` stops it too."""
         with self._cond:
             self._delivery_stop = True
             self._cond.notify_all()
@@ -1410,8 +1410,10 @@ class FakeTelegram:
         while True:
             with self._cond:
                 self._cond.wait_for(
-                    lambda: self._delivery_stop or self._next_delivery() is not None, timeout=0.5)
-                if self._delivery_stop:
+                    lambda: self._delivery_stop or self._closed
+                    or self._next_delivery() is not None, timeout=0.5)
+                if self._delivery_stop or self._closed:
+                    self._delivery_thread = None
                     return
                 job = self._next_delivery()
             if job is None:
