@@ -191,8 +191,8 @@ async def serve(app: BotApp, settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
     try:
-        await app.initialize()
         try:
+            await app.initialize()
             await start_services(app)
             await app.start()
             server = http_server(app, settings)
@@ -241,7 +241,8 @@ async def _until_listening(server: HttpServer, http: asyncio.Task[None]) -> None
 
 
 async def _until(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
-    """Waits for a stop signal; an HTTP server that ends by itself stops the bot too."""
+    """Waits for a stop signal; an HTTP server that ends by itself stops the bot with an error
+    (so that a supervisor restarts it)."""
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({stopped, http}, return_when=asyncio.FIRST_COMPLETED)
@@ -249,6 +250,8 @@ async def _until(stop: asyncio.Event, http: asyncio.Task[None]) -> None:
         stopped.cancel()
     if not stop.is_set():
         log.error("The HTTP server ended unexpectedly; stopping the bot")
+        http.result()  # raises what ended it, if anything did
+        raise RuntimeError("the HTTP server ended unexpectedly")
 
 
 async def set_webhook(app: BotApp, settings: Settings) -> None:

@@ -1,7 +1,8 @@
 """Webhook mode through the real process: `setWebhook` at start, updates POSTed by the fake
 Telegram with the secret token and answered, requests without it (or with a wrong one) refused
 with 403 and never processed, /healthz on the webhook port, SIGTERM finishing the update in
-flight, and the way back to long polling deleting the webhook without losing a queued update.
+flight, a wizard step kept across a restart, and the way back to long polling deleting the
+webhook without losing a queued update.
 
 The fake Bot API plays Telegram's side of a webhook (`FakeTelegram.route_webhooks`): while one
 is set, getUpdates answers 409 and the queued updates are POSTed to the bot's local port, the
@@ -72,9 +73,16 @@ def test_webhook_mode_answers_updates_posted_with_the_secret_and_refuses_the_res
     assert "No orders yet" in bot.wait("Your orders").plain
     assert [text for text in bot.texts() if "Your orders" in text] == [bot.texts()[-1]]
 
-    health = httpx.get(local(bot, "/healthz"), timeout=5)
-    assert health.status_code == 200, health.text
-    assert health.json()["mode"] == "webhook" and health.json()["database_reachable"] is True
+    # The same start-up as in polling mode: the command menu, and the tracker's job cycling.
+    assert bot.world.commands(), "no command menu registered"
+
+    def cycled() -> dict[str, object] | None:
+        body: dict[str, object] = httpx.get(local(bot, "/healthz"), timeout=5).json()
+        return body if body["seconds_since_tracker_cycle"] is not None else None
+
+    health = bot.until(cycled, 10, "a tracker cycle")
+    assert health["status"] == "ok" and health["mode"] == "webhook", health
+    assert health["database_reachable"] is True
     assert SECRET not in bot.log()
     assert bot.terminate() == 0
 
@@ -93,6 +101,17 @@ def test_sigterm_in_webhook_mode_finishes_the_update_in_flight(bot_process: BotD
     assert "Balance:" in bot.texts()[-1], bot.texts()[-1:]
     log = bot.log()
     assert "Application.stop() complete" in log and "Traceback" not in log, bot.log_tail()
+
+    # The wizard's step survives a restart in webhook mode too (the same persistence).
+    bot.start()
+    bot.send("/order 1")
+    bot.wait("Send the link to promote.", timeout=15)
+    bot.send("https://instagram.com/webhook")
+    bot.wait("How many?")
+    assert bot.terminate() == 0
+    bot.start()
+    bot.send("100")
+    assert "Step 3: Drip-feed runs" in bot.reply().plain
 
 
 def test_polling_to_webhook_and_back_loses_no_queued_update(bot_process: BotDriver) -> None:
