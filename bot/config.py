@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IdList = Annotated[frozenset[int], NoDecode]
@@ -29,7 +32,21 @@ HINTS: dict[str, str] = {
     "SANDBOX_SPEED": "a number > 0; 1 = demo orders finish in about two minutes",
     "SANDBOX_LATENCY": "seconds ≥ 0 the sandbox panel waits before answering",
     "RATE_LIMIT_PER_MINUTE": "a whole number ≥ 1, e.g. RATE_LIMIT_PER_MINUTE=10",
+    "WEBHOOK_URL": "the public https URL Telegram sends updates to, on port 443, 80, 88 or 8443, "
+    "e.g. https://bot.example.com/telegram, or leave it unset for long polling",
+    "WEBHOOK_LISTEN": "the local address to listen on, e.g. 0.0.0.0 or 127.0.0.1",
+    "WEBHOOK_PORT": "the local port (1-65535) the reverse proxy forwards to, e.g. 8080",
+    "WEBHOOK_SECRET": "1-256 characters of A-Z a-z 0-9 _ - (required with WEBHOOK_URL), e.g. "
+    "from: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+    "HEALTH_PORT": "a local port (1-65535) for /healthz and /metrics in polling mode, e.g. 8081, "
+    "or leave it unset",
 }
+
+#: The ports Telegram delivers webhooks to.
+WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
+_WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: Paths the bot's own HTTP server answers besides the webhook.
+RESERVED_PATHS = frozenset({"/healthz", "/metrics"})
 
 
 class ConfigError(Exception):
@@ -59,6 +76,12 @@ class Settings(BaseSettings):
     sandbox_speed: float = Field(1.0, gt=0, alias="SANDBOX_SPEED")
     sandbox_latency: float = Field(0.0, ge=0, alias="SANDBOX_LATENCY")
     rate_limit_per_minute: int = Field(10, ge=1, alias="RATE_LIMIT_PER_MINUTE")
+    webhook_url: str | None = Field(None, alias="WEBHOOK_URL")
+    webhook_listen: str = Field("0.0.0.0", min_length=1, alias="WEBHOOK_LISTEN")
+    webhook_port: int = Field(8080, ge=1, le=65535, alias="WEBHOOK_PORT")
+    # Checked against WEBHOOK_URL (declared before it), also when unset.
+    webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET", validate_default=True)
+    health_port: int | None = Field(None, ge=1, le=65535, alias="HEALTH_PORT")
 
     @field_validator("admin_ids", "allowed_user_ids", mode="before")
     @classmethod
@@ -91,6 +114,51 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _check_webhook_url(cls, value: object) -> object:
+        """An https URL on a port Telegram delivers to; empty means long polling."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        try:
+            port = parts.port or 443
+        except ValueError:
+            raise ValueError("has a bad port") from None
+        if port not in WEBHOOK_PORTS:
+            raise ValueError("Telegram only delivers to ports 443, 80, 88 and 8443")
+        if (parts.path or "/") in RESERVED_PATHS:
+            raise ValueError("its path is taken by /healthz or /metrics")
+        return value
+
+    @field_validator("health_port", mode="before")
+    @classmethod
+    def _empty_port_is_none(cls, value: object) -> object:
+        """An empty HEALTH_PORT means off."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _check_webhook_secret(cls, value: object, info: ValidationInfo) -> object:
+        """Required with WEBHOOK_URL; the characters Telegram allows (never echoed)."""
+        if isinstance(value, str) and not value.strip():
+            value = None
+        if value is None:
+            if info.data.get("webhook_url"):
+                raise PydanticCustomError("missing", "required with WEBHOOK_URL")
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if not _WEBHOOK_SECRET_RE.fullmatch(text):
+            raise ValueError("must be 1-256 characters of A-Z a-z 0-9 _ -")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _check_level(cls, value: object) -> object:
@@ -104,6 +172,30 @@ class Settings(BaseSettings):
     def demo_mode(self) -> bool:
         """True when no PANEL_URL is set: the built-in sandbox panel serves every order."""
         return self.panel_url is None
+
+    @property
+    def webhook_path(self) -> str | None:
+        """The path of WEBHOOK_URL the bot listens on (None in polling mode)."""
+        if self.webhook_url is None:
+            return None
+        return urlsplit(self.webhook_url).path or "/"
+
+
+class DatabaseSettings(BaseSettings):
+    """DATABASE_PATH alone, for `smm-bot backup` and `restore` (they need no BOT_TOKEN)."""
+
+    model_config = Settings.model_config
+
+    database_path: Path = Field(Path("data/bot.sqlite3"), alias="DATABASE_PATH")
+
+
+def load_database_path(**overrides: object) -> Path:
+    """DATABASE_PATH from the environment or `.env`; ConfigError as for `load_settings`."""
+    try:
+        return DatabaseSettings(**overrides).database_path  # type: ignore[arg-type]
+    except ValidationError:
+        raise ConfigError(f"Setting DATABASE_PATH is invalid: set it to "
+                          f"{HINTS['DATABASE_PATH']}.") from None
 
 
 def load_settings(**overrides: object) -> Settings:

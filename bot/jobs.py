@@ -24,6 +24,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import JobQueue
 
+from bot import health, metrics
 from bot.callbacks import pack
 from bot.deps import BotApp, BotContext, Deps
 from bot.handlers import conversations
@@ -185,7 +186,6 @@ async def run_cycle(context: BotContext) -> None:
                 state.purged_at = now
                 await outbox.purge_notifications(deps.db, older_than=now - KEEP_NOTIFICATIONS)
                 await order_store.purge_drafts(deps.db, older_than=now - KEEP_DRAFTS)
-            state.last_cycle_at = time.time()
         except Exception:
             state.cycle_failures += 1
             delay = backoff_delay(deps.settings.status_poll_interval, state.cycle_failures)
@@ -193,6 +193,9 @@ async def run_cycle(context: BotContext) -> None:
             log.exception("Tracker cycle failed; next one in %.0f s", delay)
         else:
             state.cycle_failures = 0
+            health.FACTS.tracker_cycled()
+            metrics.tracker_cycle(time.monotonic() - started, orders=orders.checked,
+                                  refills=refill_report.checked)
             if orders.checked or refill_report.checked or orders.failed_accounts:
                 log.debug("Tracker: %d orders (%d requests), %d changed, %d messages, "
                           "%d refills in %.2f s", orders.checked, orders.requests,

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 import weakref
@@ -52,11 +53,16 @@ from typing import Any
 
 import aiosqlite
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 5000
 #: First line of a migration that rebuilds a table: it runs with foreign keys off (dropping a
 #: referenced table with them on would delete the rows that refer to it), and is checked with
 #: PRAGMA foreign_key_check before it commits.
 NO_FOREIGN_KEYS = "-- migration: foreign keys off"
+#: Files up to this size get the full `PRAGMA integrity_check` at start-up; bigger ones the
+#: cheaper `quick_check` (see `integrity_pragma`).
+FULL_CHECK_LIMIT = 256 * 1024 * 1024
 
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only: never edit a
 # migration that has shipped, add a new one.
@@ -379,15 +385,96 @@ async def _enable_wal(db: aiosqlite.Connection) -> None:
         return
 
 
-async def open_database(path: str | Path) -> aiosqlite.Connection:
-    """Opens (creating if needed) the database file and brings its schema up to date."""
+class SchemaTooNew(Exception):
+    """The file was written by a newer version of the bot: refused, never misread or migrated."""
+
+    def __init__(self, path: str | Path, found: int) -> None:
+        super().__init__(
+            f"The database {path} is from a newer version of the bot (schema version {found}; "
+            f"this version knows up to {SCHEMA_VERSION}). Run the newer version, or restore a "
+            "backup this version made (smm-bot restore <file>)."
+        )
+        self.found = found
+
+
+async def open_database(path: str | Path, *, integrity: bool = True) -> aiosqlite.Connection:
+    """Opens (creating if needed) the database file and brings its schema up to date.
+
+    A file whose schema is newer than this code's (SCHEMA_VERSION) raises SchemaTooNew before
+    anything is written. The first open of a file in a process with `integrity` logs the
+    result of an integrity check (`check_integrity`); the bot opens the file several times at
+    start-up, once is enough. (The SECRET_KEY check before start-up passes False: when it
+    fails, its one line must be all the operator reads.)
+    """
     db = await connect(path)
     try:
+        found = await schema_version(db)
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(path, found)
+        key = _file_key(path)
+        if integrity and key not in _checked_files:
+            _checked_files.add(key)
+            await check_integrity(db, path)
         await migrate(db)
     except BaseException:
         await db.close()
         raise
     return db
+
+
+_checked_files: set[str] = set()
+
+
+def size_text(size: int) -> str:
+    """A file size for people: '840 KB', '12.3 MB'."""
+    if size < 1_000_000:
+        return f"{max(size, 0) / 1000:.0f} KB"
+    return f"{size / 1e6:.1f} MB"
+
+
+def _file_key(path: str | Path) -> str:
+    """The file's absolute path, to check each file once per process."""
+    return str(Path(path).resolve())
+
+
+def _file_size(path: str | Path) -> int:
+    """The size of the file in bytes (0 when it does not exist yet)."""
+    try:
+        return Path(path).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def integrity_pragma(size: int) -> str:
+    """`integrity_check` for files up to FULL_CHECK_LIMIT, `quick_check` above.
+
+    integrity_check also verifies that every index matches its table; it took 0.7 s on a 73 MB
+    file (100,000 orders, 300,000 history rows, 200,000 notifications) and 3.9 s on 367 MB on the
+    2-core development machine, against 0.4 s and 1.9 s for quick_check, which checks the pages
+    and the records but not the index contents. Start-up should stay quick on a big file.
+    """
+    return "integrity_check" if size <= FULL_CHECK_LIMIT else "quick_check"
+
+
+async def check_integrity(db: aiosqlite.Connection, path: str | Path) -> list[str]:
+    """Runs the integrity check (see `integrity_pragma`) and logs its result; returns its lines.
+
+    A damaged file is logged as an error and still opened: the damage may be in an index
+    (`REINDEX` repairs it) or in old rows, and refusing to start would not make it better.
+    """
+    size = _file_size(path)
+    pragma = integrity_pragma(size)
+    started = time.monotonic()
+    async with reading(db):
+        rows = list(await db.execute_fetchall(f"PRAGMA {pragma}(20)"))
+    lines = [str(row[0]) for row in rows]
+    elapsed = time.monotonic() - started
+    if lines == ["ok"]:
+        log.info("Database %s (%s): %s ok in %.2f s", path, size_text(size), pragma, elapsed)
+    else:
+        log.error("Database %s is damaged (%s: %s). Restore a backup (smm-bot restore <file>), "
+                  "or try sqlite3's .recover.", path, pragma, "; ".join(lines[:5]))
+    return lines
 
 
 async def close_database(db: aiosqlite.Connection) -> None:

@@ -200,7 +200,7 @@ async def verify_secret_key(settings: Settings) -> None:
     """The start-up check on its own connection: before anything talks to Telegram."""
     secret = settings.secret_key
     keybox = None if secret is None else KeyBox(secret.get_secret_value())
-    db = await open_database(settings.database_path)
+    db = await open_database(settings.database_path, integrity=False)
     try:
         await check_secret_key(db, keybox, database=settings.database_path)
     finally:

@@ -24,6 +24,7 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot import metrics
 from bot.deps import Deps
 from bot.panel.errors import OutcomeUnknown, PanelClientError
 from bot.panel.models import ItemError, OrderStatus, Service
@@ -114,18 +115,22 @@ async def place(deps: Deps, account: Account, owner_id: int, draft_id: int) -> O
     try:
         panel_id = await deps.panel.add(account.key, draft.service_id, fields)
     except OutcomeUnknown as exc:
+        metrics.order_outcome("unknown")
         await orders.mark_outcome_unknown(db, draft_id, error=exc.user_message)
         log.warning("Order draft %d: outcome unknown (%s); not retried", draft_id, exc)
         return Unknown(exc)
     except PanelClientError as exc:
         # The panel refused, or no connection was made: certainly not placed.
+        metrics.order_outcome("failed")
         await orders.mark_failed(db, draft_id, error=str(exc))
         return Refused(exc)
     except BaseException:
         # A bug or a cancellation, not the panel: the request may have gone out, so it must
         # never be resent.
+        metrics.order_outcome("unknown")
         await orders.mark_outcome_unknown(db, draft_id, error="internal error while sending")
         raise
+    metrics.order_outcome("placed")
     try:
         await orders.mark_placed(db, draft_id, panel_order_id=panel_id)
     except sqlite3.IntegrityError:

@@ -136,7 +136,6 @@ class TrackerState:
     more_to_send: bool = False
     purged_at: float = 0.0
     unfollowed_at: float = 0.0
-    last_cycle_at: float | None = None
 
 
 def tracker_state(deps: Deps) -> TrackerState:

@@ -24,6 +24,7 @@ queue. Do not mix ``feed`` with a polling Updater on the same update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import re
@@ -31,8 +32,10 @@ import string
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
-from collections.abc import Callable, Mapping
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -85,6 +88,18 @@ ERR_QUERY_INVALID = (
     "Bad Request: query is too old and response timeout expired or query ID is invalid"
 )
 ERR_METHOD_NOT_FOUND = "Bad Request: method not found"
+ERR_WEBHOOK_ACTIVE = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+    "the webhook first"
+)
+ERR_WEBHOOK_HTTPS = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+ERR_WEBHOOK_PORT = (
+    "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+)
+ERR_WEBHOOK_SECRET = "Bad Request: secret token contains unallowed characters"
+WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+SECRET_TOKEN_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_SECRET_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 _TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
 _URL_RE = re.compile(r"/bot([^/]+)/([A-Za-z_]+)/?")
@@ -602,10 +617,12 @@ class FakeTelegram:
         self._flood: dict[int | None, list[int]] = {}
         self._seq = 0
         self._closed = False
+        self._init_webhook()
         self._methods: dict[str, tuple[str, Callable[[JSON], Any]]] = {
             name.lower(): (name, fn)
             for name, fn in {
                 "getMe": self._get_me,
+                "setWebhook": self._set_webhook,
                 "deleteWebhook": self._delete_webhook,
                 "getWebhookInfo": self._get_webhook_info,
                 "getUpdates": self._get_updates,
@@ -638,7 +655,7 @@ class FakeTelegram:
             name, decoded = self._begin(method, params, token)
         except ApiError as exc:
             return exc.status, exc.body()
-        if name == "getUpdates":
+        if name == "getUpdates" and not self._webhook_url:
             self._confirm(decoded)
             if block:
                 self._wait_for_updates(decoded)
@@ -652,7 +669,7 @@ class FakeTelegram:
             name, decoded = self._begin(method, params, token)
         except ApiError as exc:
             return exc.status, exc.body()
-        if name == "getUpdates":
+        if name == "getUpdates" and not self._webhook_url:
             self._confirm(decoded)
             deadline = time.monotonic() + self._poll_timeout(decoded)
             offset = self._offset(decoded)
@@ -711,15 +728,17 @@ class FakeTelegram:
 
     def _delete_webhook(self, params: JSON) -> bool:
         self.webhook_deleted += 1
+        self._webhook_url = ""
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
     def _get_webhook_info(self, params: JSON) -> JSON:
         return {
-            "url": "",
+            "url": self._webhook_url,
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
+            **self._webhook_info_extra(),
         }
 
     @staticmethod
@@ -753,6 +772,8 @@ class FakeTelegram:
             )
 
     def _get_updates(self, params: JSON) -> list[JSON]:
+        if self._webhook_url:
+            raise ApiError(409, ERR_WEBHOOK_ACTIVE)
         offset = self._offset(params)
         limit = params.get("limit", 100)
         limit = min(max(limit, 1), 100) if isinstance(limit, int) else 100
@@ -1277,6 +1298,149 @@ class FakeTelegram:
         with self.lock:
             self._closed = False
 
+    # ---------------------------------------------------------------- webhooks (Telegram's side)
+
+    def _init_webhook(self) -> None:
+        """No webhook set, nothing delivered yet."""
+        self._webhook_url = ""
+        self._webhook_secret: str | None = None
+        self._webhook_allowed: list[str] = []
+        self._webhook_error: tuple[int, str] | None = None
+        self._webhook_route: str | None = None
+        self._webhook_paused = 0
+        self._delivery_thread: threading.Thread | None = None
+        self._delivery_stop = False
+        self.webhook_deliveries: list[tuple[int, int]] = []  # (update_id, HTTP status; 0 = none)
+
+    def _set_webhook(self, params: JSON) -> bool:
+        """setWebhook with Telegram's checks; an empty url removes the webhook."""
+        url = str(params.get("url") or "")
+        if not url:
+            self._webhook_url = ""
+            return True
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise _bad(ERR_WEBHOOK_HTTPS)
+        if (parts.port or 443) not in WEBHOOK_PORTS:
+            raise _bad(ERR_WEBHOOK_PORT)
+        secret = params.get("secret_token")
+        if secret is not None and not _SECRET_TOKEN_RE.fullmatch(str(secret)):
+            raise _bad(ERR_WEBHOOK_SECRET)
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):  # not given: the previous setting stays, as on Telegram
+            self._webhook_allowed = [str(kind) for kind in allowed]
+        self._webhook_url = url
+        self._webhook_secret = None if secret is None else str(secret)
+        self._webhook_error = None
+        return True
+
+    def _webhook_info_extra(self) -> JSON:
+        """The getWebhookInfo fields beyond url and pending_update_count."""
+        extra: JSON = {"max_connections": 40} if self._webhook_url else {}
+        if self._webhook_url and self._webhook_allowed:
+            extra["allowed_updates"] = list(self._webhook_allowed)
+        if self._webhook_error is not None:
+            extra["last_error_date"], extra["last_error_message"] = self._webhook_error
+        return extra
+
+    @property
+    def webhook(self) -> JSON | None:
+        """The webhook as set (url, secret_token, allowed_updates), or None in polling mode."""
+        with self.lock:
+            if not self._webhook_url:
+                return None
+            return {"url": self._webhook_url, "secret_token": self._webhook_secret,
+                    "allowed_updates": list(self._webhook_allowed)}
+
+    def route_webhooks(self, local_base_url: str | None) -> None:
+        """Play Telegram delivering to the webhook, and the reverse proxy in front of the bot.
+
+        While a webhook is set, queued updates are POSTed one at a time, oldest first, as JSON
+        with the secret token header, to ``local_base_url`` + the path of the webhook URL (the
+        proxy's job). An update leaves the queue only when the bot answers 2xx; otherwise it is
+        tried again (as Telegram does) and the error shows in getWebhookInfo. Update types not
+        in the webhook's allowed_updates are never sent (Telegram does not make them). None
+        stops routing (deliveries wait).
+        """
+        with self._cond:
+            self._webhook_route = local_base_url.rstrip("/") if local_base_url else None
+            self._delivery_stop = False
+            if self._delivery_thread is None or not self._delivery_thread.is_alive():
+                self._delivery_thread = threading.Thread(
+                    target=self._deliver_forever, name="fake-telegram-webhook", daemon=True)
+                self._delivery_thread.start()
+            self._cond.notify_all()
+
+    def stop_webhook_delivery(self) -> None:
+        """Stop the delivery thread (queued updates stay queued); ``close`` stops it too."""
+        with self._cond:
+            self._delivery_stop = True
+            self._cond.notify_all()
+            thread = self._delivery_thread
+        if thread is not None:
+            thread.join(timeout=10)
+
+    @contextlib.contextmanager
+    def webhook_paused(self) -> Iterator[None]:
+        """A context in which nothing is delivered (to build an update and post it by hand)."""
+        with self._cond:
+            self._webhook_paused += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._webhook_paused -= 1
+                self._cond.notify_all()
+
+    def _next_delivery(self) -> tuple[JSON, str, str | None] | None:
+        """(update, local URL, secret) to deliver now, dropping types the webhook excludes."""
+        if (not self._webhook_url or self._webhook_route is None or self._webhook_paused
+                or self._closed):
+            return None
+        while self._updates:
+            update = self._updates[0]
+            kind = next((key for key in update if key != "update_id"), "")
+            if self._webhook_allowed and kind not in self._webhook_allowed:
+                self._updates.pop(0)
+                continue
+            path = urllib.parse.urlsplit(self._webhook_url).path or "/"
+            return copy.deepcopy(update), self._webhook_route + path, self._webhook_secret
+        return None
+
+    def _deliver_forever(self) -> None:
+        """The delivery loop (see ``route_webhooks``)."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._delivery_stop or self._closed
+                    or self._next_delivery() is not None, timeout=0.5)
+                if self._delivery_stop or self._closed:
+                    self._delivery_thread = None
+                    return
+                job = self._next_delivery()
+            if job is None:
+                continue
+            update, url, secret = job
+            status, error = _post_json(url, update, secret)
+            with self._cond:
+                self.webhook_deliveries.append((update["update_id"], status))
+                if 200 <= status < 300:
+                    self._updates = [u for u in self._updates
+                                     if u["update_id"] != update["update_id"]]
+                else:
+                    self._webhook_error = (_now(), error)
+                self._cond.notify_all()
+            if not 200 <= status < 300:
+                time.sleep(0.1)
+
+    def delivered(self, update: JSON) -> bool:
+        """True once the bot answered 2xx to the delivery of ``update``."""
+        with self.lock:
+            return any(uid == update["update_id"] and 200 <= status < 300
+                       for uid, status in self.webhook_deliveries)
+
     # ---------------------------------------------------------------- readers
 
     def chat(self, chat_id: int) -> list[FakeMessage]:
@@ -1552,6 +1716,23 @@ def _parse_body(content_type: str, body: bytes) -> JSON:
                 out[name] = payload.decode("utf-8", "replace")
         return out
     return dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+
+
+def _post_json(url: str, body: JSON, secret: str | None) -> tuple[int, str]:
+    """POSTs an update as Telegram does; (HTTP status or 0 without an answer, error text)."""
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers[SECRET_TOKEN_HEADER] = secret
+    request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), headers=headers,
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, f"Wrong response from the webhook: {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return 0, f"Connection failed: {reason}"
 
 
 class _Server(ThreadingHTTPServer):
