@@ -501,17 +501,30 @@ def link_handler(settings: Settings | None = None) -> ExpiringConversation:
 
 # --- /status and /track -------------------------------------------------------------------------
 
-async def status_command(update: Update, context: BotContext) -> None:
-    """Shows the panel's status of each typed order id (batched by 100)."""
+async def ids_command(update: Update, context: BotContext, name: str, *,
+                      track: bool = False) -> tuple[Caller, list[int]] | None:
+    """What every command taking order ids does first: the caller (with access), the ids, the
+    rate limit; None after telling the user (in one line) what stands in the way."""
     await remember_user(update, context)
     caller = await caller_of(update, context)
     if caller is None:
+        return None
+    refusal = actions.track_refusal(caller) if track else None
+    if refusal is not None:
+        await reply(update, esc(refusal))
+        return None
+    ids = await typed_ids(update, context, name)
+    if ids is None or not await within_rate_limit(update, context):
+        return None
+    return caller, ids
+
+
+async def status_command(update: Update, context: BotContext) -> None:
+    """Shows the panel's status of each typed order id (batched by 100)."""
+    asked = await ids_command(update, context, "status")
+    if asked is None:
         return
-    ids = await typed_ids(update, context, "status")
-    if ids is None:
-        return
-    if not await within_rate_limit(update, context):
-        return
+    caller, ids = asked
     try:
         report = await actions.check_statuses(context.deps, caller, ids)
     except PanelClientError as exc:
@@ -526,19 +539,10 @@ async def status_command(update: Update, context: BotContext) -> None:
 
 async def track_command(update: Update, context: BotContext) -> None:
     """Starts following orders placed elsewhere under the caller's panel account."""
-    await remember_user(update, context)
-    caller = await caller_of(update, context)
-    if caller is None:
+    asked = await ids_command(update, context, "track", track=True)
+    if asked is None:
         return
-    refusal = actions.track_refusal(caller)
-    if refusal is not None:
-        await reply(update, esc(refusal))
-        return
-    ids = await typed_ids(update, context, "track")
-    if ids is None:
-        return
-    if not await within_rate_limit(update, context):
-        return
+    caller, ids = asked
     try:
         report = await actions.track(context.deps, caller, ids)
     except PanelClientError as exc:
@@ -579,15 +583,10 @@ def write_line(panel_id: int, line: WriteLine) -> str:
 async def write_command(update: Update, context: BotContext, *, name: str, title: str,
                         perform: Callable[[Caller, list[int]], Awaitable[WriteReport]]) -> None:
     """What /refill and /cancelorder share: typed ids → the service → a line per id."""
-    await remember_user(update, context)
-    caller = await caller_of(update, context)
-    if caller is None:
+    asked = await ids_command(update, context, name)
+    if asked is None:
         return
-    ids = await typed_ids(update, context, name)
-    if ids is None:
-        return
-    if not await within_rate_limit(update, context):
-        return
+    caller, ids = asked
     try:
         report = await perform(caller, ids)
     except PanelClientError as exc:

@@ -49,6 +49,7 @@ from bot.panel.errors import PanelClientError, PanelErrorKind, classify_error
 from bot.panel.models import FINAL_REFILL_STATUSES, ItemError, OrderStatus
 from bot.services.accounts import key_of_account, keyed_accounts, user_of_account
 from bot.services.notices import (
+    OrderFacts,
     lost_notice,
     lost_refill_notice,
     order_notice,
@@ -212,29 +213,8 @@ def _is_missing(answer: object) -> bool:
 # --- the one write path for statuses ----------------------------------------------------------
 
 
-class Placed(Protocol):
+class Placed(OrderFacts, Protocol):
     """A placed order whose status is being stored (`Order` and `DueOrder` fit)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def owner_id(self) -> int: ...
-
-    @property
-    def panel_order_id(self) -> int | None: ...
-
-    @property
-    def service_id(self) -> int | None: ...
-
-    @property
-    def service_name(self) -> str | None: ...
-
-    @property
-    def service_currency(self) -> str | None: ...
-
-    @property
-    def status(self) -> str | None: ...
 
     @property
     def created_at(self) -> float: ...
