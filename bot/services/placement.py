@@ -83,14 +83,16 @@ Outcome = Placed | Refused | Unknown | AlreadyKnown | NotClaimed
 async def save_draft(deps: Deps, account: Account, owner_id: int, service: Service,
                      form: OrderForm, values: Mapping[str, str], currency: str, *,
                      draft_id: int | None = None) -> int:
-    """Stores the order exactly as it will be sent (one draft per form: `draft_id` is reused
-    while it is still an unsent draft); the draft's id."""
+    """Stores the order exactly as it will be sent, with what placing it costs (for
+    Subscriptions: the existing posts, charged at once), one draft per form (`draft_id` is
+    reused while it is still an unsent draft); the draft's id."""
     return await orders.save_draft(
         deps.db, owner_id=owner_id, account=account.id, panel=account.panel,
         service_id=service.service, service_name=service.name, service_type=service.type,
         rate=service.rate, currency=currency, can_refill=service.refill,
         can_cancel=service.cancel, fields=form.request_fields(service, values),
-        quantity=form.quantity(values), cost=form.cost(service, values), draft_id=draft_id,
+        quantity=form.quantity(values), cost=form.upfront_cost(service, values),
+        draft_id=draft_id,
     )
 
 
