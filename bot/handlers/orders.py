@@ -66,6 +66,7 @@ from bot.order_views import (
 from bot.panel.errors import OutcomeUnknown, PanelClientError
 from bot.panel.models import CANCELED
 from bot.services import actions, placement
+from bot.services.accounts import role_of
 from bot.services.actions import Caller, WriteLine, WriteReport
 from bot.text import WORD_MAX, esc_short
 from storage import orders as order_store
@@ -132,9 +133,10 @@ async def caller_of(update: Update, context: BotContext) -> Caller | None:
     user = update.effective_user
     if user is None:
         return None
-    if await require_account(update, context) is None:
+    account = await require_account(update, context)
+    if account is None:
         return None
-    return await actions.caller_for(context.deps, user.id)
+    return Caller(user.id, account, await role_of(context.deps, user.id))
 
 
 async def send_lines(update: Update, lines: Sequence[str]) -> None:
