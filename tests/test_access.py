@@ -44,7 +44,7 @@ BUTTONS = [
     "wz:skip", "wz:back", "wz:keep", "wz:choice:0", "wz:confirm:1", "wz:edit", "wz:cancel",
     "ol:0", "ol:1", "oc:1", "oc:1:r", "oc:1:rf", "oc:1:rfy", "oc:1:rs", "oc:1:cx", "oc:1:cxy",
     "nt:all", "nt:final", "nt:off",
-    "mo:go:1:1", "mo:ed:1:1", "mo:x:1:1", "mo:rs:1",
+    "oc:1:ag", "mo:go:1:1", "mo:ed:1:1", "mo:x:1:1", "mo:rs:1",
 ]
 
 
