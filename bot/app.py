@@ -24,6 +24,8 @@ from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers import account, admin, catalog, errors, notify, orders, start, wizard
+from bot.handlers import inline as inline_mode
+from bot.handlers import links as deep_links
 from bot.handlers import mass_order as mass_order_handlers
 from bot.logs import REDACTOR
 from bot.panel.client import PanelClient
@@ -175,6 +177,8 @@ def register_handlers(app: BotApp) -> None:
         # Then the order wizard: while a user is filling in an order, their text answers
         # belong to it, not to the catalogue search that catches text otherwise.
         wizard.handlers(settings),
+        # Deep links (/start o<id>) before /start itself; then inline mode and Share.
+        deep_links.handlers(), inline_mode.handlers(),
         start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
         notify.handlers(),
     ]
@@ -189,7 +193,7 @@ def register_handlers(app: BotApp) -> None:
 
 def updates_of_interest() -> list[str]:
     """The update types the bot asks Telegram for."""
-    return [Update.MESSAGE, Update.CALLBACK_QUERY]
+    return [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
 
 
 def file_base_url(base_url: str) -> str | None:

@@ -12,6 +12,7 @@ Each feature owns its prefixes; the patterns below are what the handlers match:
   ol:<page>                 orders list
   oc:<order id>[:<act>]     an order's card and its actions (refresh, refill, refills, cancel,
                             ag = order again: the wizard's)
+  sh:<service id>           a service's Share link
   mo:<action>:<batch>       mass order: go (confirm / send the rest), ed (edit), x (cancel),
                             rs (results)
 """

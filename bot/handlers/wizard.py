@@ -58,7 +58,7 @@ from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
-from bot.services import actions, placement, reorder
+from bot.services import actions, placement, reorder, sharing
 from bot.services.accounts import Account
 from bot.services.notices import unknown_outcome_text
 
@@ -441,6 +441,14 @@ async def order_command(update: Update, context: BotContext) -> int | None:
     return await start_order(update, context, service_id)
 
 
+async def order_from_link(update: Update, context: BotContext) -> int | None:
+    """A deep link `t.me/<bot>?start=s<service id>` opens that service's order form."""
+    link = sharing.parse_payload((context.args or [""])[0])
+    if link is None or link.kind != "service":  # the handler's filter lets only these in
+        return None
+    return await start_order(update, context, link.id)
+
+
 async def start_order(update: Update, context: BotContext, service_id: int) -> int | None:
     """The order form of a service named by its id (typed, or in a link)."""
     account = await require_account(update, context)
@@ -783,8 +791,10 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
         entry_points=[
             CallbackQueryHandler(order_from_button, pattern=r"^new:"),
             CommandHandler("order", order_command),
-            # "🔁 Order again" on an order card.
+            # "🔁 Order again" on an order card, and a deep link to a service's form.
             CallbackQueryHandler(order_again, pattern=r"^oc:\d+:ag$"),
+            CommandHandler("start", order_from_link,
+                           filters=filters.Regex(r"^/start(@\w+)?\s+s\d{1,18}\s*$")),
         ],
         states={
             ASKING: [
