@@ -95,7 +95,7 @@ def _key(update: Update) -> str:
     return f"{KEY}:{chat.id if chat is not None else 0}"
 
 
-def _draft(update: Update, context: BotContext) -> dict[str, Any]:
+def _collected(update: Update, context: BotContext) -> dict[str, Any]:
     """The lines sent so far in this chat and the summary showing them (created empty)."""
     assert context.user_data is not None
     data = context.user_data.get(_key(update))
@@ -353,7 +353,7 @@ async def take(update: Update, context: BotContext, text: str) -> int | None:
     index = await catalogue(update, context, account)
     if index is None:
         return WAITING
-    data = _draft(update, context)
+    data = _collected(update, context)
     combined = f"{data['text']}\n{text}" if data["text"] else text
     parsed = mass_order.parse_lines(combined, index)
     if parsed.too_many:
@@ -485,7 +485,7 @@ async def cancel_batch(update: Update, context: BotContext) -> int:
 async def cancel_command(update: Update, context: BotContext) -> int:
     """/cancel while lines are awaited: the summary shown (if any) is dropped."""
     user = update.effective_user
-    batch_id = _draft(update, context).get("batch")
+    batch_id = _collected(update, context).get("batch")
     if user is not None and isinstance(batch_id, int):
         await mass_order.discard(context.deps, user.id, batch_id)
     _forget(update, context)
@@ -527,9 +527,9 @@ async def send(update: Update, context: BotContext) -> int:
         await answer(query, started.reason, alert=True)
         return END
     await answer(query, "Sending…")
-    data = _draft(update, context)
-    if data.get("batch") == batch_id:
-        _forget(update, context)
+    collected = (context.user_data or {}).get(_key(update))
+    if isinstance(collected, dict) and collected.get("batch") == batch_id:
+        _forget(update, context)  # these lines are sent: the next ones start a new batch
     if isinstance(query.message, Message):
         try:
             await query.edit_message_reply_markup(reply_markup=None)

@@ -18,6 +18,9 @@ States: ASKING (a question is out; `field` says which) and SUMMARY. Placing is m
 database, not by the conversation: Confirm claims the draft atomically (`claim_order`) before the
 one `add` request, so a second tap, an old summary or two racing taps never send a second order.
 
+Other ways in: "🔁 Order again" on an order card (the form filled from that order's answers,
+`bot.services.reorder`, opening at the summary) and the deep link `?start=s<service id>`.
+
 Commands other than /cancel and /order while a question is out get a one-line reminder and the
 same question: the wizard takes every message of the chat while it runs, so a command that
 slipped through would leave the user unsure what their next message answers.
