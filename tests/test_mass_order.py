@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -439,3 +440,24 @@ def test_the_separators_a_line_may_use(sandbox_index: ServiceIndex, line: str) -
     parsed = mass_order.parse_lines(line, sandbox_index)
     assert parsed.bad == ()
     assert [x.values for x in parsed.lines] == [{"link": "https://x.com/a", "quantity": "100"}]
+
+
+async def test_lines_left_unsent_for_over_a_day_expire_with_a_reason(tmp_path: Path) -> None:
+    first = await start_harness(tmp_path)
+    await summary_of(first, lines_for(3))
+    # The bot dies right after claiming the batch, before any line goes out.
+    assert await batch_store.move_batch(first.deps.db, 1, owner_id=USER, to="sending",
+                                        allowed_from=("ready",))
+    await stop_harness(first)
+    second = await start_harness(tmp_path, sandbox=first.sandbox, world=first.world)
+    try:
+        await jobs.send_pending(second.app.bot, second.deps)
+        assert "0 of 3 lines had been sent; 3 were not sent" in second.last().plain
+        # A day later the unsent drafts are purged (the tracker's hourly purge).
+        assert await orders.purge_drafts(second.deps.db, older_than=time.time() + 1) == 3
+        await second.press("Send the 3 not sent")
+        answer = second.world.calls_to("answerCallbackQuery")[-1]["text"]
+        assert answer.startswith("The lines of this mass order that were not sent have expired")
+        assert second.panel_requests("add") == []
+    finally:
+        await stop_harness(second)

@@ -273,7 +273,7 @@ def report_text(report: BatchReport) -> tuple[str, bool]:
         return full, False
     problems = [result_line(r) for r in report.results if r.kind != "placed"]
     text, _ = fit(report_head(report), [("<b>Not placed:</b>", problems)],
-                  ["Every line's result is in the file below."], "")
+                  ["Every line's result is in the file below."], "(in the file below)")
     return text, True
 
 

@@ -63,6 +63,8 @@ CANCELLED = "This mass order was cancelled or replaced: nothing of it was sent."
 ACCOUNT_CHANGED = "Your panel account changed: send the lines again with /massorder."
 NOTHING_LEFT = "Every line of this mass order has been sent already."
 STOPPING = "The bot is restarting: try again in a minute."
+EXPIRED = ("The lines of this mass order that were not sent have expired (they are kept a day): "
+           "send them again with /massorder.")
 
 
 # --- checking the lines ----------------------------------------------------------------------
@@ -289,13 +291,15 @@ async def start(deps: Deps, account: Account, owner_id: int, batch_id: int,
     if (batch.account, batch.panel, batch.catalog) != (account.id, account.panel,
                                                        account.catalog_key):
         return NotStarted(ACCOUNT_CHANGED)
-    pending = [order for _, order in await _lines_with_orders(deps, batch_id)
-               if order.state == "draft"]
+    lines = await _lines_with_orders(deps, batch_id)
+    pending = [order for _, order in lines if order.state == "draft"]
     if not pending:
-        if batch.state == "interrupted" and await store.move_batch(
-                db, batch_id, owner_id=owner_id, to="done", allowed_from=("interrupted",)):
-            return NotStarted(NOTHING_LEFT)
-        return NotStarted(OUT_OF_DATE if batch.state == "ready" else NOTHING_LEFT)
+        expired = len(lines) < batch.lines  # unsent drafts are purged after a day
+        if batch.state == "interrupted":
+            await store.move_batch(db, batch_id, owner_id=owner_id, to="done",
+                                   allowed_from=("interrupted",))
+        return NotStarted(EXPIRED if expired else
+                          OUT_OF_DATE if batch.state == "ready" else NOTHING_LEFT)
     if not await store.move_batch(db, batch_id, owner_id=owner_id, to="sending",
                                   allowed_from=("ready", "interrupted"), rev=rev):
         return NotStarted(await refusal(deps, owner_id, batch_id))
@@ -409,10 +413,7 @@ class Pacer:
 
     interval: float = PROGRESS_EVERY
     clock: Callable[[], float] = time.monotonic
-    last: float = field(default=0.0)
-
-    def __post_init__(self) -> None:
-        self.last = self.clock()  # the message was just sent
+    last: float = float("-inf")  # no report yet: the first may go at once
 
     def due_in(self) -> float:
         """Seconds until the next report may go."""
