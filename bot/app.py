@@ -24,12 +24,15 @@ from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers import account, admin, catalog, errors, notify, orders, start, wizard
+from bot.handlers import inline as inline_mode
+from bot.handlers import links as deep_links
+from bot.handlers import mass_order as mass_order_handlers
 from bot.logs import REDACTOR
 from bot.panel.client import PanelClient
 from bot.panel.models import SANDBOX_URL
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.ratelimit import UserRateLimiter
-from bot.services import placement
+from bot.services import mass_order, placement
 from bot.services.accounts import verify_secret_key
 from storage import orders as order_store
 from storage.db import close_database, open_database
@@ -70,6 +73,9 @@ def build_application(settings: Settings, *, request: BaseRequest | None = None,
         .post_init(start_services)
         .post_shutdown(stop_services)
     )
+    file_url = file_base_url(settings.telegram_base_url)
+    if file_url is not None:  # files (a mass order's .txt) come from the same Bot API server
+        builder = builder.base_file_url(file_url)
     if request is not None:
         builder = builder.request(request).get_updates_request(updates_request or request)
     app: BotApp = builder.build()
@@ -126,6 +132,7 @@ async def start_services(app: BotApp) -> None:
     await adopt_unlabelled_orders(deps)
     # Before the tracker's first outbox drain, so the owners hear about it at once.
     await placement.release_interrupted(deps)
+    await mass_order.release_interrupted(deps)
     await app.bot.set_my_commands(start.bot_commands())
     jobs.schedule(app)
 
@@ -147,6 +154,7 @@ async def stop_services(app: BotApp) -> None:
     deps: Deps | None = app.bot_data.pop(DEPS_KEY, None)
     if deps is None:
         return
+    await mass_order.wind_down(deps)  # the lines being sent finish; the rest wait for a start
     await deps.panel.aclose()
     await close_database(deps.db)
 
@@ -164,9 +172,13 @@ def register_handlers(app: BotApp) -> None:
         account.handlers(settings),
         # An order card's "It was placed" prompt is such a one-message wait too.
         [orders.link_handler(settings)],
+        # /massorder's lines likewise: while it waits, the chat's messages are lines.
+        mass_order_handlers.handlers(settings),
         # Then the order wizard: while a user is filling in an order, their text answers
         # belong to it, not to the catalogue search that catches text otherwise.
         wizard.handlers(settings),
+        # Deep links (/start o<id>) before /start itself; then inline mode and Share.
+        deep_links.handlers(), inline_mode.handlers(),
         start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
         notify.handlers(),
     ]
@@ -181,4 +193,13 @@ def register_handlers(app: BotApp) -> None:
 
 def updates_of_interest() -> list[str]:
     """The update types the bot asks Telegram for."""
-    return [Update.MESSAGE, Update.CALLBACK_QUERY]
+    return [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
+
+
+def file_base_url(base_url: str) -> str | None:
+    """The file download URL of a Bot API base URL (`…/bot` → `…/file/bot`), or None when it
+    cannot be told (PTB's default then)."""
+    for suffix in ("/bot{token}", "/bot"):
+        if base_url.endswith(suffix):
+            return base_url[: -len(suffix)] + "/file" + suffix
+    return None

@@ -62,7 +62,12 @@ class SendReport:
 
 
 def _card_markup(note: Notification) -> InlineKeyboardMarkup | None:
-    """The button under a notification: the order's card."""
+    """The buttons under a notification: those it names (`payload["buttons"]`: rows of
+    [label, callback data]), else the order's card."""
+    rows = note.payload.get("buttons")
+    if isinstance(rows, list) and rows:
+        return InlineKeyboardMarkup([[InlineKeyboardButton(str(label), callback_data=str(data))
+                                      for label, data in row] for row in rows])
     order_id = note.payload.get("order", note.order_id)
     if not isinstance(order_id, int):
         return None

@@ -29,6 +29,8 @@ FIELD_CHARS = 300  # a sent field (comments, keywords…) is shortened on the ca
 REFRESH, REFILL, REFILL_YES, REFILL_STATUS, CANCEL, CANCEL_YES = "r", "rf", "rfy", "rs", "cx", "cxy"
 # An order whose outcome is unknown: link it to the panel's id, or say it was not placed.
 LINK, NOT_PLACED, NOT_PLACED_YES = "ln", "np", "npy"
+# Order again: the order form of the same service with the same answers (the wizard's).
+AGAIN = "ag"
 
 
 def order_number(order: Order) -> str:
@@ -207,6 +209,9 @@ def card_markup(order: Order, account: Account,
                                             callback_data=pack("oc", order.id, CANCEL)))
     if actions:
         rows.append(actions)
+    if order.service_id is not None and here:
+        rows.append([InlineKeyboardButton("🔁 Order again",
+                                          callback_data=pack("oc", order.id, AGAIN))])
     rows.append([InlineKeyboardButton("◀ My orders", callback_data=pack("ol", 0))])
     return InlineKeyboardMarkup(rows)
 

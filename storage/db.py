@@ -287,6 +287,35 @@ MIGRATIONS: list[str] = [
 
     ALTER TABLE ptb_conversations ADD COLUMN updated_at REAL;
     """,
+    # Mass orders (storage/mass_orders.py). Named, not numbered: it needs nothing newer than
+    # v5 and creates only its own tables (IF NOT EXISTS), so it may run as any version after
+    # v5. A batch is the lines of one /massorder summary; each line is its own order draft,
+    # placed through the placement service like any order. `lines`: the valid lines shown.
+    """
+    CREATE TABLE IF NOT EXISTS mass_orders (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_id   INTEGER NOT NULL REFERENCES users (telegram_id),
+        chat_id    INTEGER NOT NULL,
+        account    TEXT    NOT NULL,
+        panel      TEXT    NOT NULL,
+        catalog    TEXT    NOT NULL DEFAULT '',  -- which catalogue the lines were checked with
+        lines      INTEGER NOT NULL,
+        rev        INTEGER NOT NULL DEFAULT 1,  -- bumped when lines are added: older summaries
+                                                -- of the batch are out of date
+        state      TEXT    NOT NULL DEFAULT 'ready'
+                           CHECK (state IN ('ready', 'sending', 'interrupted', 'done',
+                                            'cancelled')),
+        created_at REAL    NOT NULL,
+        updated_at REAL    NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS mass_orders_state ON mass_orders (state);
+    CREATE TABLE IF NOT EXISTS mass_order_lines (
+        batch_id INTEGER NOT NULL REFERENCES mass_orders (id) ON DELETE CASCADE,
+        line_no  INTEGER NOT NULL,   -- the line's number in what the user sent
+        order_id INTEGER NOT NULL UNIQUE REFERENCES orders (id) ON DELETE CASCADE,
+        PRIMARY KEY (batch_id, line_no)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -144,7 +144,8 @@ def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page
         position = index.by_category[service.category].index(service)
         back_data = pack("cs", category, position // SERVICES_PER_PAGE)
     rows = [
-        [button("🛒 Order this", "new", service.service)],
+        [button("🛒 Order this", "new", service.service),
+         button("🔗 Share", "sh", service.service)],
         [InlineKeyboardButton("◀ Back", callback_data=back_data)],
     ]
     return service_card_text(service, index.currency), InlineKeyboardMarkup(rows)

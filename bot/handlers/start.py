@@ -13,6 +13,7 @@ from bot.services.accounts import account_for, role_of
 COMMANDS: list[tuple[str, str]] = [
     ("start", "Main menu"),
     ("order", "Place an order (/order <service id>)"),
+    ("massorder", "Many orders at once: lines of id | link | quantity"),
     ("services", "Browse or search services (/services <words>)"),
     ("orders", "Your orders"),
     ("status", "Status of orders: /status <ids>"),
@@ -31,6 +32,7 @@ ADMIN_HELP = "\n\nAdmin: /stats, /allow &lt;id&gt;, /deny &lt;id&gt;."
 
 HELP = """<b>What I can do</b>
 /order – place an order: pick a service, answer a few questions, confirm.
+/massorder – many orders at once: lines of <code>service id | link | quantity</code>.
 /services &lt;words&gt; – search the services; /services alone to browse.
 /orders – your orders; tap one for its card (refresh, refill, cancel).
 /status &lt;ids&gt; – the status of any of your orders.

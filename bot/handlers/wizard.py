@@ -18,6 +18,9 @@ States: ASKING (a question is out; `field` says which) and SUMMARY. Placing is m
 database, not by the conversation: Confirm claims the draft atomically (`claim_order`) before the
 one `add` request, so a second tap, an old summary or two racing taps never send a second order.
 
+Other ways in: "🔁 Order again" on an order card (the form filled from that order's answers,
+`bot.services.reorder`, opening at the summary) and the deep link `?start=s<service id>`.
+
 Commands other than /cancel and /order while a question is out get a one-line reminder and the
 same question: the wizard takes every message of the chat while it runs, so a command that
 slipped through would leave the user unsure what their next message answers.
@@ -59,7 +62,7 @@ from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
-from bot.services import placement
+from bot.services import actions, placement, reorder, sharing
 from bot.services.accounts import Account
 from bot.services.notices import unknown_outcome_text
 from bot.text import esc_short
@@ -327,21 +330,26 @@ async def ask(update: Update, order: dict[str, Any], service: Service, field: Fo
 
 
 async def begin(update: Update, context: BotContext, service: Service, account: Account,
-                currency: str) -> int:
-    """Starts a fresh order of `service` at its first question."""
+                currency: str, prefilled: reorder.Prefilled | None = None) -> int:
+    """Starts a fresh order of `service` at its first question; with `prefilled` (Order
+    again) at the summary, or at the first question whose earlier answer no longer passes."""
     await remember_user(update, context)
     order: dict[str, Any] = {
         "service": snapshot(service), "account": account.id, "currency": currency,
-        "answers": {}, "field": None, "history": [], "draft": None, "rev": 0, "live": False,
-        "msg": None, "panel": account.catalog_key,
+        "answers": dict(prefilled.answers) if prefilled else {}, "field": None,
+        "history": list(prefilled.history) if prefilled else [], "draft": None, "rev": 0,
+        "live": False, "msg": None, "panel": account.catalog_key,
     }
     assert context.user_data is not None
     context.user_data[_key(update)] = order
     form = form_for(service.type)
-    first = form.next_field(service, {})
+    first = prefilled.pending if prefilled else form.next_field(service, {})
     if first is None:
-        return await summarise(update, context, order, service, form)
-    await ask(update, order, service, first, new_message=True)
+        return await summarise(update, context, order, service, form, new_message=True)
+    reason = prefilled.reason if prefilled else None
+    await ask(update, order, service, first,
+              f"The earlier answer no longer fits: {reason}" if reason else None,
+              new_message=True)
     return ASKING
 
 
@@ -386,7 +394,7 @@ async def panel_balance(update: Update, context: BotContext, account: Account) -
 
 
 async def summarise(update: Update, context: BotContext, order: dict[str, Any],
-                    service: Service, form: OrderForm) -> int:
+                    service: Service, form: OrderForm, *, new_message: bool = False) -> int:
     """Stores a draft of the order as it will be sent and shows the summary with Confirm."""
     user = update.effective_user
     account = await order_account(update, context, order)
@@ -402,7 +410,11 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
     text = summary_text(order, service, form, balance)
     revision = int(order.get("rev") or 0) + 1
     order.update(field=None, draft=draft_id, rev=revision, live=True, summary=text)
-    order["msg"] = await say(update, text, summary_markup(draft_id, revision))
+    if new_message:
+        sent = await reply(update, text, summary_markup(draft_id, revision))
+        order["msg"] = sent.message_id if sent is not None else None
+    else:
+        order["msg"] = await say(update, text, summary_markup(draft_id, revision))
     return SUMMARY
 
 
@@ -448,6 +460,19 @@ async def order_command(update: Update, context: BotContext) -> int | None:
     if service_id is None or len(args) > 1:
         await reply(update, ORDER_USAGE)
         return None
+    return await start_order(update, context, service_id)
+
+
+async def order_from_link(update: Update, context: BotContext) -> int | None:
+    """A deep link `t.me/<bot>?start=s<service id>` opens that service's order form."""
+    link = sharing.parse_payload((context.args or [""])[0])
+    if link is None or link.kind != "service":  # the handler's filter lets only these in
+        return None
+    return await start_order(update, context, link.id)
+
+
+async def start_order(update: Update, context: BotContext, service_id: int) -> int | None:
+    """The order form of a service named by its id (typed, or in a link)."""
     account = await require_account(update, context)
     if account is None:
         drop_order(update, context)
@@ -461,6 +486,33 @@ async def order_command(update: Update, context: BotContext) -> int | None:
                             "search with /services &lt;words&gt;.")
         return None
     return await begin(update, context, service, account, index.currency)
+
+
+async def order_again(update: Update, context: BotContext) -> int | None:
+    """"🔁 Order again" on an order card: the same service and answers, at the summary (or at
+    the first answer the service no longer accepts)."""
+    query = update.callback_query
+    user = update.effective_user
+    order_id = int_arg(unpack(query.data if query else None), 1)
+    account = await require_account(update, context)
+    caller = await actions.caller_for(context.deps, user.id) if user and account else None
+    if caller is None or account is None:
+        return None
+    found = (await reorder.repeatable(context.deps, caller, order_id) if order_id is not None
+             else reorder.NOT_FOUND)
+    if isinstance(found, str):
+        await answer(query, found, alert=found != reorder.NOT_FOUND)
+        return None
+    index = await index_for(update, context, account, pack("oc", found.id, "ag"))
+    if index is None:
+        return None
+    again = reorder.again(found, index)
+    await answer(query)
+    if isinstance(again, str):
+        await reply(update, esc(again))
+        return None
+    return await begin(update, context, again.service, account, index.currency,
+                       again.prefilled)
 
 
 async def order_from_button(update: Update, context: BotContext) -> int | None:
@@ -772,6 +824,10 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
         entry_points=[
             CallbackQueryHandler(order_from_button, pattern=r"^new:"),
             CommandHandler("order", order_command),
+            # "🔁 Order again" on an order card, and a deep link to a service's form.
+            CallbackQueryHandler(order_again, pattern=r"^oc:\d+:ag$"),
+            CommandHandler("start", order_from_link,
+                           filters=filters.Regex(r"^/start(@\w+)?\s+s\d{1,18}\s*$")),
         ],
         states={
             ASKING: [

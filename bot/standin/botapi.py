@@ -79,6 +79,10 @@ MAX_TEXT_LENGTH = 4096
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_INLINE_BUTTONS = 100
 MAX_ANSWER_TEXT = 200
+MAX_INLINE_RESULTS = 50
+MAX_CAPTION_LENGTH = 1024
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a bot may send files up to 50 MB
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # and download files up to 20 MB
 
 ERR_NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -106,6 +110,7 @@ _URL_RE = re.compile(r"/bot([^/]+)/([A-Za-z_]+)/?")
 _COMMAND_RE = re.compile(r"/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,64})?")
 _BOT_COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _INT_RE = re.compile(r"-?\d+")
+_START_PARAM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _INT_PARAMS = frozenset(
     {
@@ -132,6 +137,8 @@ _JSON_PARAMS = frozenset(
         "reply_parameters",
         "caption_entities",
         "message_ids",
+        "results",
+        "button",
     }
 )
 _BOOL_PARAMS = frozenset(
@@ -143,6 +150,7 @@ _BOOL_PARAMS = frozenset(
         "disable_web_page_preview",
         "allow_sending_without_reply",
         "allow_paid_broadcast",
+        "is_personal",
     }
 )
 _BUTTON_ACTIONS = frozenset(
@@ -530,6 +538,8 @@ class FakeMessage:
     deleted: bool = False
     reply_to: int | None = None
     seq: int = 0
+    document: JSON | None = None  # a document message: file_id, file_name, file_size, mime_type
+    edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
 
     @property
     def text(self) -> str:
@@ -637,8 +647,12 @@ class FakeTelegram:
                 "sendChatAction": self._send_chat_action,
                 "close": self._true,
                 "logOut": self._true,
+                **self._file_and_inline_methods(),
             }.items()
         }
+        self._files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
+        self.inline_answers: dict[str, JSON] = {}
+        self._pending_inline: dict[str, int] = {}  # inline query id -> user id
 
     # ---------------------------------------------------------------- request entry points
 
@@ -908,9 +922,16 @@ class FakeTelegram:
             replied = self._find(chat, msg.reply_to)
             if replied is not None:
                 out["reply_to_message"] = self._message_dict(replied, with_reply=False)
-        out["text"] = msg.plain
-        if msg.entities:
-            out["entities"] = copy.deepcopy(msg.entities)
+        if msg.document is not None:
+            out["document"] = copy.deepcopy(msg.document)
+            if msg.plain:
+                out["caption"] = msg.plain
+            if msg.entities:
+                out["caption_entities"] = copy.deepcopy(msg.entities)
+        else:
+            out["text"] = msg.plain
+            if msg.entities:
+                out["entities"] = copy.deepcopy(msg.entities)
         if msg.inline_keyboard:
             out["reply_markup"] = {"inline_keyboard": copy.deepcopy(msg.inline_keyboard)}
         return out
@@ -1007,6 +1028,7 @@ class FakeTelegram:
         msg.html, msg.plain, msg.entities, msg.parse_mode = raw, plain, entities, parse_mode
         msg.reply_markup = markup
         msg.edit_count += 1
+        msg.edit_times.append(time.monotonic())
         msg.edit_date = _now()
         msg.seq = self._bump()
         return self._message_dict(msg)
@@ -1516,6 +1538,204 @@ class FakeTelegram:
         with self.lock:
             return self._get_my_commands({"scope": scope, "language_code": language_code})
 
+    # ---------------------------------------------------------------- files and inline mode
+
+    def _file_and_inline_methods(self) -> dict[str, Callable[[JSON], Any]]:
+        """The Bot API methods for documents and inline queries (registered in __init__)."""
+        return {
+            "sendDocument": self._send_document,
+            "getFile": self._get_file,
+            "answerInlineQuery": self._answer_inline_query,
+        }
+
+    def _store_file(self, content: bytes, file_name: str) -> str:
+        """Keep a file's bytes as Telegram's servers would; return its file_id."""
+        file_id = f"BQACAgIAAx{len(self._files) + 1:06d}"
+        suffix = file_name.rsplit(".", 1)[-1] if "." in file_name else "bin"
+        self._files[file_id] = (f"documents/file_{len(self._files) + 1}.{suffix}", content)
+        return file_id
+
+    def _send_document(self, params: JSON) -> JSON:
+        chat = self._chat_for(params)
+        self._check_flood(chat.id)
+        self._check_blocked(chat)
+        document = params.get("document")
+        if isinstance(document, dict) and isinstance(document.get("content"), bytes):
+            content: bytes = document["content"]
+            name = str(document.get("filename") or "document")
+            mime = str(document.get("mime_type") or "application/octet-stream")
+        elif isinstance(document, str) and document in self._files:
+            path, content = self._files[document]
+            name, mime = path.rsplit("/", 1)[-1], "application/octet-stream"
+        else:
+            raise _bad("Bad Request: there is no document in the request")
+        if not content:
+            raise _bad("Bad Request: file must be non-empty")
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, "Request Entity Too Large")
+        plain, raw = "", ""
+        entities: list[JSON] = []
+        if params.get("caption"):
+            raw, plain, entities = self._render(
+                params.get("caption"), params.get("parse_mode"), params.get("caption_entities")
+            )
+            if len(plain) > MAX_CAPTION_LENGTH:
+                raise _bad("Bad Request: message caption is too long")
+        markup = self._check_markup(params.get("reply_markup"))
+        file_id = self._store_file(content, name)
+        msg = FakeMessage(
+            chat_id=chat.id,
+            message_id=chat.next_message_id,
+            from_bot=True,
+            user_id=BOT_ID,
+            html=raw,
+            plain=plain,
+            entities=entities,
+            parse_mode=params.get("parse_mode"),
+            reply_markup=markup if markup and "inline_keyboard" in markup else None,
+            date=_now(),
+            seq=self._bump(),
+            document={"file_id": file_id, "file_unique_id": file_id[-8:], "file_name": name,
+                      "mime_type": mime, "file_size": len(content)},
+        )
+        chat.next_message_id += 1
+        chat.messages.append(msg)
+        return self._message_dict(msg)
+
+    def _get_file(self, params: JSON) -> JSON:
+        file_id = params.get("file_id")
+        if not isinstance(file_id, str) or file_id not in self._files:
+            raise _bad("Bad Request: invalid file_id")
+        path, content = self._files[file_id]
+        if len(content) > MAX_DOWNLOAD_BYTES:
+            raise _bad("Bad Request: file is too big")
+        return {"file_id": file_id, "file_unique_id": file_id[-8:], "file_size": len(content),
+                "file_path": path}
+
+    def file_download(self, url: str) -> tuple[int, bytes]:
+        """Serve ``<base file url><token>/<file_path>`` as Telegram's file server does."""
+        path = urllib.parse.urlsplit(url).path
+        with self.lock:
+            for file_path, content in self._files.values():
+                if path.endswith("/" + file_path):
+                    return 200, content
+        return 404, b'{"ok":false,"error_code":404,"description":"Not Found"}'
+
+    def document_content(self, message: FakeMessage) -> bytes:
+        """Return the bytes of a document message (sent by the bot or a user)."""
+        assert message.document is not None, "not a document message"
+        with self.lock:
+            return self._files[message.document["file_id"]][1]
+
+    def user_sends_document(
+        self,
+        user_id: int,
+        file_name: str,
+        content: bytes,
+        *,
+        mime_type: str = "text/plain",
+        caption: str | None = None,
+        chat_id: int | None = None,
+    ) -> JSON:
+        """Play a user sending a file; return the message update (also queued)."""
+        with self._cond:
+            chat = self._open(user_id, user_id if chat_id is None else chat_id, None, None, None)
+            chat.blocked = False
+            file_id = self._store_file(content, file_name)
+            msg = FakeMessage(
+                chat_id=chat.id,
+                message_id=chat.next_message_id,
+                from_bot=False,
+                user_id=user_id,
+                html=caption or "",
+                plain=caption or "",
+                date=_now(),
+                document={"file_id": file_id, "file_unique_id": file_id[-8:],
+                          "file_name": file_name, "mime_type": mime_type,
+                          "file_size": len(content)},
+            )
+            chat.next_message_id += 1
+            chat.messages.append(msg)
+            message = self._message_dict(msg)
+            update = self.push_update({"update_id": self._next_update_id, "message": message})
+            chat.last_user_seq = self._seq
+            msg.seq = self._seq
+            return update
+
+    def user_inline_query(
+        self, user_id: int, query: str, *, offset: str = "", chat_type: str = "private"
+    ) -> JSON:
+        """Play a user typing ``@bot <query>`` in a chat; return the inline_query update."""
+        with self._cond:
+            if user_id not in self._users:
+                self._open(user_id, user_id, None, None, None)
+            query_id = str(self._next_query_id)
+            self._next_query_id += 1
+            self._pending_inline[query_id] = user_id
+            inline: JSON = {
+                "id": query_id,
+                "from": copy.deepcopy(self._users[user_id]),
+                "query": query,
+                "offset": offset,
+                "chat_type": chat_type,
+            }
+            return self.push_update({"update_id": self._next_update_id, "inline_query": inline})
+
+    def inline_answer(self, update: JSON) -> JSON | None:
+        """Return the answerInlineQuery parameters for an inline_query update, or None."""
+        query_id = update.get("inline_query", {}).get("id")
+        with self.lock:
+            return copy.deepcopy(self.inline_answers.get(str(query_id)))
+
+    def _answer_inline_query(self, params: JSON) -> bool:
+        query_id = str(params.get("inline_query_id", ""))
+        if query_id not in self._pending_inline:
+            raise _bad(ERR_QUERY_INVALID)
+        results = params.get("results")
+        if not isinstance(results, list):
+            raise _bad("Bad Request: can't parse inline query results JSON object")
+        if len(results) > MAX_INLINE_RESULTS:
+            raise _bad("Bad Request: RESULTS_TOO_MUCH")
+        seen: set[str] = set()
+        for result in results:
+            self._check_inline_result(result, seen)
+        next_offset = params.get("next_offset")
+        if next_offset is not None and len(str(next_offset).encode()) > 64:
+            raise _bad("Bad Request: NEXT_OFFSET_INVALID")
+        button = params.get("button")
+        if button is not None:
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+                raise _bad("Bad Request: can't parse InlineQueryResultsButton")
+            start = button.get("start_parameter")
+            if start is not None and not _START_PARAM_RE.fullmatch(str(start)):
+                raise _bad("Bad Request: START_PARAM_INVALID")
+        del self._pending_inline[query_id]
+        self.inline_answers[query_id] = copy.deepcopy(params)
+        return True
+
+    def _check_inline_result(self, result: Any, seen: set[str]) -> None:
+        """Validate one InlineQueryResult as Telegram does (the kinds a bot like this sends)."""
+        if not isinstance(result, dict):
+            raise _bad("Bad Request: can't parse inline query result")
+        result_id = result.get("id")
+        if not isinstance(result_id, str) or not 1 <= len(result_id.encode()) <= 64:
+            raise _bad("Bad Request: RESULT_ID_INVALID")
+        if result_id in seen:
+            raise _bad("Bad Request: RESULT_ID_DUPLICATE")
+        seen.add(result_id)
+        if result.get("type") != "article":
+            raise _bad("Bad Request: RESULT_TYPE_INVALID")
+        if not isinstance(result.get("title"), str) or not result["title"]:
+            raise _bad("Bad Request: RESULT_TITLE_EMPTY")
+        content = result.get("input_message_content")
+        if not isinstance(content, dict) or "message_text" not in content:
+            raise _bad("Bad Request: MESSAGE_EMPTY")
+        self._render(content.get("message_text"), content.get("parse_mode"),
+                     content.get("entities"))
+        markup = self._check_markup(result.get("reply_markup"))
+        if markup is not None and "inline_keyboard" not in markup:
+            raise _bad("Bad Request: REPLY_MARKUP_INVALID")
+
     def mark(self) -> int:
         """Return the current change counter, for ``wait_for_text(..., since=mark)``."""
         with self.lock:
@@ -1650,10 +1870,16 @@ class FakeRequest(BaseRequest):
         pool_timeout: object = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         """Hand the call to the world as Telegram would receive it (form values, JSON-encoded)."""
+        if method == "GET" and "/file/bot" in url:
+            return self.world.file_download(url)
         token, api_method = _split_url(url)
         if api_method is None:
             return 404, b'{"ok":false,"error_code":404,"description":"Not Found"}'
-        params = request_data.json_parameters if request_data else {}
+        params: dict[str, Any] = dict(request_data.json_parameters) if request_data else {}
+        if request_data is not None and request_data.contains_files:
+            for name, (filename, content, mime) in request_data.multipart_data.items():
+                data = content if isinstance(content, bytes) else content.read()
+                params[name] = {"filename": filename, "content": data, "mime_type": mime}
         status, body = await self.world.handle_async(api_method, params, token=token)
         return status, json.dumps(body).encode("utf-8")
 
@@ -1711,7 +1937,7 @@ def _parse_body(content_type: str, body: bytes) -> JSON:
                 continue
             filename = part.get_filename()
             if filename:
-                out[name] = {"filename": filename, "size": len(payload)}
+                out[name] = {"filename": filename, "size": len(payload), "content": payload}
             else:
                 out[name] = payload.decode("utf-8", "replace")
         return out
