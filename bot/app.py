@@ -23,7 +23,7 @@ from bot.concurrency import PerChatUpdateProcessor
 from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
-from bot.handlers import account, admin, catalog, errors, notify, orders, start, wizard
+from bot.handlers import account, admin, catalog, errors, notify, orders, shop, start, wizard
 from bot.logs import REDACTOR
 from bot.panel.client import PanelClient
 from bot.panel.models import SANDBOX_URL
@@ -126,7 +126,7 @@ async def start_services(app: BotApp) -> None:
     await adopt_unlabelled_orders(deps)
     # Before the tracker's first outbox drain, so the owners hear about it at once.
     await placement.release_interrupted(deps)
-    await app.bot.set_my_commands(start.bot_commands())
+    await app.bot.set_my_commands(start.bot_commands(shop=settings.shop_mode))
     jobs.schedule(app)
 
 
@@ -168,7 +168,7 @@ def register_handlers(app: BotApp) -> None:
         # belong to it, not to the catalogue search that catches text otherwise.
         wizard.handlers(settings),
         start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
-        notify.handlers(),
+        notify.handlers(), shop.handlers(),
     ]
     for handlers in in_order:
         for handler in handlers:

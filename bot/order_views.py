@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -18,6 +19,7 @@ from bot.panel.models import SANDBOX_URL, ItemError, OrderStatus
 from bot.service_types import form_for
 from bot.services.accounts import Account
 from bot.services.actions import cancel_refusal, refill_refusal, state_text
+from bot.services.wallet import show
 from storage.orders import Order, StatusChange
 from storage.refills import Refill
 
@@ -132,9 +134,34 @@ def _field_value(value: object) -> str:
     return esc(text)
 
 
+def shop_money_lines(order: Order, paid: tuple[Decimal, Decimal | None] | None, *,
+                     panel: bool) -> list[str]:
+    """Shop mode: what the wallet paid for the order and got back (HTML); with the panel's
+    cost and charge only for an admin (`panel`)."""
+    currency = order.service_currency or order.currency or ""
+    lines: list[str] = []
+    if paid is not None:
+        charged, refunded = paid
+        lines.append(f"Paid from the wallet: {esc(show(charged, currency))}")
+        if refunded is not None:
+            lines.append(f"Refunded to the wallet: {esc(show(refunded, currency))}")
+        elif order.state in ("unknown", "claimed"):
+            lines.append("The payment stays held until the shop has checked this order.")
+    elif order.price is not None and order.state == "draft":
+        lines.append(f"Price: {esc(show(order.price, currency))}")
+    if panel:
+        if order.cost is not None:
+            lines.append(f"Panel cost: {esc(format_money(order.cost, currency))}")
+        if order.charge is not None:
+            lines.append(f"Panel charge: {esc(format_money(order.charge, currency))}")
+    return lines
+
+
 def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[Refill],
-              note: str | None = None) -> str:
-    """An order's card (HTML): what was sent, what the panel says, and what happened when."""
+              note: str | None = None,
+              shop_money: Sequence[str] | None = None) -> str:
+    """An order's card (HTML): what was sent, what the panel says, and what happened when; in
+    shop mode `shop_money` stands for the panel's charge and price."""
     currency = order.currency or order.service_currency or ""
     lines = [f"🧾 <b>Order {esc(order_number(order))}</b>"]
     if order.service_id is not None:
@@ -144,7 +171,9 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
     lines.append(f"Status: <b>{esc(status_text(order))}</b>")
     if order.error:
         lines.append(f"Note: {esc(order.error)}")
-    if order.charge is not None:
+    if shop_money is not None:
+        lines.extend(shop_money)
+    elif order.charge is not None:
         lines.append(f"Charge: {esc(format_money(order.charge, currency))}")
     elif order.cost is not None:
         lines.append(f"Price: {esc(format_money(order.cost, currency))} (the panel's charge "
@@ -187,7 +216,7 @@ def card_markup(order: Order, account: Account,
     if order.state == "placed" and order.panel_order_id is not None and here:
         rows.append([InlineKeyboardButton("🔄 Refresh", callback_data=pack("oc", order.id,
                                                                            REFRESH))])
-    if order.state == "unknown" and here:
+    if order.state == "unknown" and here and not account.customer:  # the shop settles it
         rows.append([
             InlineKeyboardButton("🔗 It was placed", callback_data=pack("oc", order.id, LINK)),
             InlineKeyboardButton("✖ It was not placed",
@@ -221,8 +250,8 @@ def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
 
 # --- typed ids and long replies -----------------------------------------------------------------
 
-def status_line(panel_id: int, result: OrderStatus | ItemError) -> str:
-    """One id's answer to /status (HTML)."""
+def status_line(panel_id: int, result: OrderStatus | ItemError, *, charge: bool = True) -> str:
+    """One id's answer to /status (HTML); without the panel's charge for a shop's customer."""
     if isinstance(result, ItemError):
         return f"<code>{panel_id}</code> · ❌ {esc(result.error)}"
     line = f"<code>{panel_id}</code> · <b>{esc(result.status)}</b>"
@@ -230,7 +259,7 @@ def status_line(panel_id: int, result: OrderStatus | ItemError) -> str:
         line += f" · remains {result.remains}"
     if result.start_count is not None:
         line += f" · start {result.start_count}"
-    if result.charge is not None:
+    if result.charge is not None and charge:
         line += f" · charge {esc(format_money(result.charge, result.currency))}"
     return line
 

@@ -36,7 +36,7 @@ from bot.handlers.common import answer, clip, esc, remember_user, reply, within_
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
-from bot.services.accounts import account_for, forget_own_catalogue
+from bot.services.accounts import account_for, forget_own_catalogue, role_of
 from storage import users
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ END = ConversationHandler.END
 KEY_WAIT_SECONDS = 300
 
 TURNED_OFF = "Connecting your own key is turned off on this bot."
+NOT_IN_SHOP = "This shop does not offer /connect: your orders are paid from your /wallet."
 PRIVATE_ONLY = ("Connect your key in a private chat with me, never in a group: everyone here "
                 "could read it.")
 ASK_KEY = ("Send me your panel API key (on your panel's account or API page). I delete the "
@@ -74,6 +75,9 @@ async def connect(update: Update, context: BotContext) -> int:
         return END
     if context.deps.keybox is None:
         await _say(update, TURNED_OFF + warning)
+        return END
+    if context.deps.settings.shop_mode and await role_of(context.deps, user.id) != "admin":
+        await _say(update, NOT_IN_SHOP + warning)
         return END
     await remember_user(update, context)
     if not key:

@@ -16,6 +16,7 @@ from storage import users
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096
+BANNED = "You cannot order from this shop."
 
 
 def esc(value: object) -> str:
@@ -97,7 +98,11 @@ async def require_account(update: Update, context: BotContext) -> Account | None
     account = await account_for(context.deps, user.id)
     if account is None:
         await answer(update.callback_query)
-        await reply(update, no_access_text(user.id, can_connect=context.deps.keybox is not None))
+        if context.deps.settings.shop_mode:  # only a ban shuts a customer out
+            await reply(update, BANNED)
+        else:
+            await reply(update, no_access_text(user.id,
+                                               can_connect=context.deps.keybox is not None))
     return account
 
 
