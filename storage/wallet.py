@@ -21,7 +21,15 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from storage.db import fetch_all, fetch_one, opt_int, text_decimal, timestamp, transaction
+from storage.db import (
+    fetch_all,
+    fetch_one,
+    opt_int,
+    reading,
+    text_decimal,
+    timestamp,
+    transaction,
+)
 
 EntryKind = Literal["topup", "charge", "refund", "adjustment"]
 KINDS: frozenset[str] = frozenset({"topup", "charge", "refund", "adjustment"})
@@ -220,9 +228,9 @@ def _charged(row: Any) -> ChargedOrder:
 
 
 def _charged_query(where: str) -> str:
-    """The charged orders (with `?` = a JSON list of the statuses that count as final)."""
+    """The charged orders (`:finals`: a JSON list of the statuses that count as final)."""
     first = ("SELECT {} FROM order_status_history AS h WHERE h.order_id = o.id AND h.status IN"
-             " (SELECT value FROM json_each(?1)) ORDER BY h.id LIMIT 1")
+             " (SELECT value FROM json_each(:finals)) ORDER BY h.id LIMIT 1")
     return (
         "SELECT o.id AS order_id, o.owner_id, o.state, o.status, o.panel_order_id,"
         " o.service_name, o.quantity, o.cost, o.charge AS panel_charge, o.price,"
@@ -236,18 +244,22 @@ def _charged_query(where: str) -> str:
 
 
 async def charged_orders(db: aiosqlite.Connection, *, final_statuses: Sequence[str],
-                         order_ids: Sequence[int] | None = None) -> list[ChargedOrder]:
-    """The orders charged to a wallet (all, or those among `order_ids`), with their refund and
-    the first of `final_statuses` their history holds."""
-    finals = json.dumps(list(final_statuses))
-    if order_ids is None:
-        rows = await fetch_all(db, _charged_query(""), (finals,))
-    elif not order_ids:
+                         order_ids: Sequence[int] | None = None,
+                         states: Sequence[str] | None = None) -> list[ChargedOrder]:
+    """The orders charged to a wallet (all, or those among `order_ids`, or in `states`), with
+    their refund and the first of `final_statuses` their history holds."""
+    if order_ids is not None and not order_ids:
         return []
-    else:
-        rows = await fetch_all(
-            db, _charged_query(" AND c.order_id IN (SELECT value FROM json_each(?2))"),
-            (finals, json.dumps(sorted({int(i) for i in order_ids}))))
+    where = ""
+    if order_ids is not None:
+        where += " AND c.order_id IN (SELECT value FROM json_each(:ids))"
+    if states is not None:
+        where += " AND o.state IN (SELECT value FROM json_each(:states))"
+    params = {"finals": json.dumps(list(final_statuses)),
+              "ids": json.dumps(sorted({int(i) for i in order_ids or ()})),
+              "states": json.dumps(list(states or ()))}
+    async with reading(db):
+        rows = list(await db.execute_fetchall(_charged_query(where), params))
     return [_charged(row) for row in rows]
 
 

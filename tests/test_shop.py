@@ -644,3 +644,53 @@ async def test_a_restart_mid_send_holds_the_charge_and_tells_both_sides(
         await assert_audit_holds(bot)
     finally:
         await stop_harness(bot)
+
+
+async def test_prices_and_markup_are_stored_and_survive_a_restart(tmp_path: Path) -> None:
+    bot = await shop_harness(tmp_path)
+    await bot.send("/price 1 1.50", user=ADMIN)
+    await bot.send("/price 2 off", user=ADMIN)
+    await bot.send("/markup 40", user=ADMIN)
+    sandbox, world = bot.sandbox, bot.world
+    await stop_harness(bot)
+    bot = await start_harness(tmp_path, sandbox=sandbox, world=world, MODE="shop")
+    try:
+        await bot.send("/services instagram")
+        listing = bot.last().plain
+        assert "#1 Instagram Followers" in listing and "1.50 USD per 1000" in listing
+        assert "#2 Instagram Likes" not in listing
+        assert "#5 Instagram Mentions (Instagram)\n    3.50 USD per 1000" in listing  # 2.50 +40%
+    finally:
+        await stop_harness(bot)
+
+
+async def test_customers_see_refill_and_cancel_only_their_own_orders(bot: BotHarness) -> None:
+    await credit(bot, "5")
+    order = await buy(bot)
+    await bot.send("/start", user=OTHER)
+    for command in ("/status", "/cancelorder", "/refill"):
+        await bot.send(f"{command} {order.panel_order_id}", user=OTHER)
+        assert f"Not found: {order.panel_order_id}" in bot.last(OTHER).plain, command
+    await bot.send("/orders", user=OTHER)
+    assert "No orders yet" in bot.last(OTHER).plain
+    await bot.press_data(f"oc:{order.id}", user=OTHER)
+    assert bot.world.calls_to("answerCallbackQuery")[-1]["text"] == "Order not found."
+    assert bot.sandbox.requests_for("cancel") == []
+
+
+def test_shop_mode_with_a_real_panel_needs_the_operators_key() -> None:
+    from bot.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match=r"MODE.*PANEL_KEY"):
+        load_settings(_env_file=None, BOT_TOKEN="1:x", MODE="shop",
+                      PANEL_URL="https://panel.example/api/v2")
+    settings = load_settings(_env_file=None, BOT_TOKEN="1:x", MODE="Shop",
+                             MARKUP_PERCENT="12.5%", LOW_BALANCE_ALERT="20")
+    assert settings.shop_mode and settings.markup_percent == Decimal("12.5")
+    assert settings.low_balance_alert == Decimal(20)
+    team = load_settings(_env_file=None, BOT_TOKEN="1:x")
+    assert team.mode == "team" and team.markup_percent == Decimal(30)
+    for name, value in (("MODE", "bazaar"), ("MARKUP_PERCENT", "-1"),
+                        ("LOW_BALANCE_ALERT", "lots")):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(_env_file=None, BOT_TOKEN="1:x", **{name: value})

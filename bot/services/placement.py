@@ -281,7 +281,7 @@ async def release_interrupted(deps: Deps) -> list[Order]:
     why = "the bot stopped while sending it"
     async with transaction(deps.db):
         charged = {o.order_id: o for o in await ledger.charged_orders(
-            deps.db, final_statuses=sorted(FINAL_ORDER_STATUSES)) if o.state == "claimed"}
+            deps.db, final_statuses=sorted(FINAL_ORDER_STATUSES), states=("claimed",))}
 
         def notice(order: Order) -> Notice:
             held = charged.get(order.id)

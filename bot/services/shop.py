@@ -124,9 +124,9 @@ def figures_lines(fig: Figures) -> list[str]:
 
 async def in_flight_need(deps: Deps) -> Decimal:
     """What the orders still being sent (claimed, or outcome unknown) may cost on the panel."""
-    charged = await ledger.charged_orders(deps.db, final_statuses=sorted(FINAL_ORDER_STATUSES))
-    return sum((o.cost or Decimal(0) for o in charged if o.state in ("claimed", "unknown")),
-               Decimal(0))
+    charged = await ledger.charged_orders(deps.db, final_statuses=sorted(FINAL_ORDER_STATUSES),
+                                          states=("claimed", "unknown"))
+    return sum((o.cost or Decimal(0) for o in charged), Decimal(0))
 
 
 async def check_panel_balance(deps: Deps, *, now: float | None = None) -> bool | None:
