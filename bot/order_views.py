@@ -74,10 +74,13 @@ def list_line(order: Order) -> str:
     return line
 
 
-def list_text(orders: Sequence[Order], *, page: int, total: int, everyone: bool) -> str:
-    """A page of the orders list (HTML)."""
+def list_text(orders: Sequence[Order], *, page: int, total: int, everyone: bool,
+              track: bool = True) -> str:
+    """A page of the orders list (HTML); without the /track hint where it is not offered."""
     whose = "All users' orders" if everyone else "Your orders"
     if total == 0:
+        if not track:
+            return f"📦 <b>{whose}</b>\nNo orders yet. Tap <b>New order</b> to place one."
         return (f"📦 <b>{whose}</b>\nNo orders yet. Tap <b>New order</b> to place one, or "
                 "/track orders you placed on the panel's site.")
     header = f"📦 <b>{whose}</b> ({total}, newest first · page {page + 1}/{page_count(total)})"
@@ -159,9 +162,10 @@ def shop_money_lines(order: Order, paid: tuple[Decimal, Decimal | None] | None, 
 
 def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[Refill],
               note: str | None = None,
-              shop_money: Sequence[str] | None = None) -> str:
+              shop_money: Sequence[str] | None = None, customer: bool = False) -> str:
     """An order's card (HTML): what was sent, what the panel says, and what happened when; in
-    shop mode `shop_money` stands for the panel's charge and price."""
+    shop mode `shop_money` stands for the panel's charge and price (a `customer` is not shown
+    the panel's words on why it refused an order: the shop's problems are not theirs)."""
     currency = order.currency or order.service_currency or ""
     lines = [f"🧾 <b>Order {esc(order_number(order))}</b>"]
     if order.service_id is not None:
@@ -169,7 +173,7 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
     else:
         lines.append("Service: unknown (tracked: placed on the panel's site)")
     lines.append(f"Status: <b>{esc(status_text(order))}</b>")
-    if order.error:
+    if order.error and not (customer and order.state == "failed"):  # the panel's own words
         lines.append(f"Note: {esc(order.error)}")
     if shop_money is not None:
         lines.extend(shop_money)

@@ -193,6 +193,12 @@ async def test_the_panel_out_of_funds_is_the_shops_problem_and_admins_hear_at_on
         assert len(alert) == 1 and "The panel refused a customer's order" in alert[0]
         assert "Not enough funds on balance" in alert[0] and "Top up the panel" in alert[0]
         assert await balance_of(bot) == Decimal("5.00")
+        [failed] = await orders.list_orders(bot.deps.db, owner_id=USER)
+        await bot.send("/orders")
+        await bot.press(f"bot #{failed.id}")
+        card = bot.last().plain
+        assert "Not placed" in card and "Paid from the wallet: 1.17 USD" in card
+        assert "Refunded to the wallet: 1.17 USD" in card and "funds" not in card
         await assert_audit_holds(bot)
     finally:
         await stop_harness(bot)
@@ -672,7 +678,7 @@ async def test_customers_see_refill_and_cancel_only_their_own_orders(bot: BotHar
         await bot.send(f"{command} {order.panel_order_id}", user=OTHER)
         assert f"Not found: {order.panel_order_id}" in bot.last(OTHER).plain, command
     await bot.send("/orders", user=OTHER)
-    assert "No orders yet" in bot.last(OTHER).plain
+    assert "No orders yet" in bot.last(OTHER).plain and "/track" not in bot.last(OTHER).plain
     await bot.press_data(f"oc:{order.id}", user=OTHER)
     assert bot.world.calls_to("answerCallbackQuery")[-1]["text"] == "Order not found."
     assert bot.sandbox.requests_for("cancel") == []

@@ -165,7 +165,8 @@ async def orders_page(context: BotContext, caller: Caller,
     page = min(max(page, 0), page_count(total) - 1)  # a stale page number shows the nearest
     orders = await order_store.list_orders(db, owner_id=owner, account=caller.account.id,
                                            limit=PAGE_SIZE, offset=page * PAGE_SIZE)
-    return (list_text(orders, page=page, total=total, everyone=everyone),
+    return (list_text(orders, page=page, total=total, everyone=everyone,
+                      track=not caller.account.customer),
             list_markup(orders, page=page, total=total))
 
 
@@ -207,7 +208,8 @@ async def show_card(update: Update, context: BotContext, caller: Caller, order_i
         paid = (await wallet.order_money(context.deps, [order.id])).get(order.id)
         if paid is not None or order.price is not None:
             money = shop_money_lines(order, paid, panel=not caller.account.customer)
-    await show(update, card_text(order, history, refills, note, money),
+    await show(update, card_text(order, history, refills, note, money,
+                                 customer=caller.account.customer),
                card_markup(order, caller.account, refills))
 
 

@@ -722,8 +722,8 @@ async def confirm(update: Update, context: BotContext) -> int | None:
                 f"(balance {esc(wallet.show(paid.balance, paid.currency))}). I'll message you "
                 "when its status changes (see /orders).")
         if not outcome.stored:
-            text += ("\n⚠️ I could not write its id down, so I cannot follow it yet; the "
-                     "shop's admins have been told.")
+            text += ("\n⚠️ I could not write its id down, so I cannot follow it yet. Keep "
+                     "this id; the bot's operator has been told.")
     elif outcome.stored:
         text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> I'll message you when its "
                 "status changes (tracking is on; see /orders).")
