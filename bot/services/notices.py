@@ -122,9 +122,9 @@ def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus, 
         if seen.charge is not None and charges:
             parts.append(charged(seen.charge))
     elif status in _STOPPED_ENDINGS:
-        if seen.charge is None or seen.charge == 0 or not charges:
+        if seen.charge is None or seen.charge == 0:
             parts[0] += " (refunded)"
-        else:
+        elif charges:
             parts.append(charged(seen.charge))
     else:
         if seen.start_count is not None and status != PENDING:

@@ -73,13 +73,14 @@ class Figures:
         return self.revenue - self.panel_cost
 
 
-async def _panel_balance(deps: Deps) -> tuple[Balance | None, str | None]:
-    """The shop account's balance on the panel, or why it could not be read."""
+async def _panel_balance(deps: Deps, *, quick: bool = False) -> tuple[Balance | None, str | None]:
+    """The shop account's balance on the panel, or why it could not be read (`quick`: one
+    try, for the tracker's cycle, which must not wait on a slow panel)."""
     account = shop_account(deps)
     if account is None:
         return None, "no operator account (PANEL_KEY is not set)"
     try:
-        return await deps.panel.balance(account.key), None
+        return await deps.panel.balance(account.key, quick=quick), None
     except PanelClientError as exc:
         return None, exc.user_message
 
@@ -132,7 +133,7 @@ async def in_flight_need(deps: Deps) -> Decimal:
 async def check_panel_balance(deps: Deps, *, now: float | None = None) -> bool | None:
     """Looks at the panel's balance once; True when admins were just told it is low, False when
     not, None when it could not be read (nothing changes then)."""
-    panel, error = await _panel_balance(deps)
+    panel, error = await _panel_balance(deps, quick=True)
     if panel is None:
         log.info("Panel balance not checked: %s", error)
         return None
