@@ -28,6 +28,7 @@ slipped through would leave the user unsure what their next message answers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from decimal import Decimal
@@ -420,6 +421,10 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
         context.deps, account, user.id, service, form, values, currency,
         draft_id=order.get("draft") if isinstance(order.get("draft"), int) else None,
     )
+    if shop_view is not None:  # show exactly what Confirm will charge: the draft's price
+        stored = await placement.draft_price(context.deps, draft_id)
+        if stored is not None and stored != shop_view[0].total:
+            shop_view = (dataclasses.replace(shop_view[0], total=stored), *shop_view[1:])
     balance = None if account.customer else await panel_balance(update, context, account)
     text = summary_text(order, service, form, balance, shop_view)
     revision = int(order.get("rev") or 0) + 1

@@ -148,6 +148,12 @@ async def save_draft(deps: Deps, account: Account, owner_id: int, service: Servi
     )
 
 
+async def draft_price(deps: Deps, draft_id: int) -> Decimal | None:
+    """The price a draft will charge its customer on Confirm (None: not a customer's)."""
+    draft = await orders.get_order(deps.db, draft_id)
+    return draft.price if draft is not None else None
+
+
 def _sendable(draft: Order | None, account: Account, owner_id: int) -> bool:
     """Whether this draft may be sent by this user through this account now."""
     return (draft is not None and draft.owner_id == owner_id and draft.account == account.id
