@@ -23,7 +23,7 @@ from bot.concurrency import PerChatUpdateProcessor
 from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
-from bot.handlers import account, admin, catalog, errors, notify, orders, start, wizard
+from bot.handlers import account, admin, catalog, errors, notify, orders, shop, start, wizard
 from bot.handlers import inline as inline_mode
 from bot.handlers import links as deep_links
 from bot.handlers import mass_order as mass_order_handlers
@@ -133,7 +133,7 @@ async def start_services(app: BotApp) -> None:
     # Before the tracker's first outbox drain, so the owners hear about it at once.
     await placement.release_interrupted(deps)
     await mass_order.release_interrupted(deps)
-    await app.bot.set_my_commands(start.bot_commands())
+    await app.bot.set_my_commands(start.bot_commands(shop=settings.shop_mode))
     jobs.schedule(app)
 
 
@@ -180,7 +180,7 @@ def register_handlers(app: BotApp) -> None:
         # Deep links (/start o<id>) before /start itself; then inline mode and Share.
         deep_links.handlers(), inline_mode.handlers(),
         start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
-        notify.handlers(),
+        notify.handlers(), shop.handlers(),
     ]
     for handlers in in_order:
         for handler in handlers:

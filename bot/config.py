@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -40,6 +41,12 @@ HINTS: dict[str, str] = {
     "from: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
     "HEALTH_PORT": "a local port (1-65535) for /healthz and /metrics in polling mode, e.g. 8081, "
     "or leave it unset",
+    "MODE": "team (people order with the panel account) or shop (a storefront with wallets); "
+    "shop needs PANEL_KEY unless in demo mode",
+    "MARKUP_PERCENT": "a percentage ≥ 0 added to the panel's rates in shop mode, e.g. "
+    "MARKUP_PERCENT=30",
+    "LOW_BALANCE_ALERT": "an amount ≥ 0 in the panel's currency, e.g. LOW_BALANCE_ALERT=20, or "
+    "leave it unset",
 }
 
 #: The ports Telegram delivers webhooks to.
@@ -82,6 +89,11 @@ class Settings(BaseSettings):
     # Checked against WEBHOOK_URL (declared before it), also when unset.
     webhook_secret: SecretStr | None = Field(None, alias="WEBHOOK_SECRET", validate_default=True)
     health_port: int | None = Field(None, ge=1, le=65535, alias="HEALTH_PORT")
+    # Shop mode (bot/services/pricing.py, bot/services/wallet.py). After panel_key: MODE's
+    # check reads it.
+    mode: Literal["team", "shop"] = Field("team", alias="MODE")
+    markup_percent: Decimal = Field(Decimal(30), ge=0, le=100_000, alias="MARKUP_PERCENT")
+    low_balance_alert: Decimal | None = Field(None, ge=0, alias="LOW_BALANCE_ALERT")
 
     @field_validator("admin_ids", "allowed_user_ids", mode="before")
     @classmethod
@@ -167,6 +179,34 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("unknown level")
         return level
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _check_mode(cls, value: object, info: ValidationInfo) -> object:
+        """Reads "Shop" as "shop"; shop mode sells through the operator's PANEL_KEY."""
+        if isinstance(value, str):
+            value = value.strip().lower() or "team"
+        if (value == "shop" and info.data.get("panel_url") is not None
+                and info.data.get("panel_key") is None):
+            raise ValueError("shop mode orders through the operator's account: set PANEL_KEY")
+        return value
+
+    @field_validator("markup_percent", "low_balance_alert", mode="before")
+    @classmethod
+    def _exact_number(cls, value: object, info: ValidationInfo) -> object:
+        """Reads "30" or "12.5" exactly (never through a float); empty means unset/default."""
+        if isinstance(value, float):
+            raise ValueError("give it as text, e.g. 30 or 12.5")
+        if isinstance(value, str):
+            value = value.strip().rstrip("%").strip()
+            if not value:
+                return Decimal(30) if info.field_name == "markup_percent" else None
+        return value
+
+    @property
+    def shop_mode(self) -> bool:
+        """True in shop mode: everyone is a customer paying from a wallet in the bot."""
+        return self.mode == "shop"
 
     @property
     def demo_mode(self) -> bool:

@@ -28,7 +28,7 @@ from bot import health, metrics
 from bot.callbacks import pack
 from bot.deps import BotApp, BotContext, Deps
 from bot.handlers import conversations
-from bot.services import tracking
+from bot.services import shop, tracking
 from bot.services.tracking import HOUR, backoff_delay, tracker_state
 from storage import orders as order_store
 from storage import outbox, users
@@ -184,6 +184,7 @@ async def run_cycle(context: BotContext) -> None:
             started = time.monotonic()
             orders = await tracking.poll_orders(deps, now=now)
             refill_report = await tracking.poll_refills(deps, now=now)
+            await shop.watch_panel_balance(deps, now=now)  # shop mode only
             if now - state.unfollowed_at > tracking.UNFOLLOWED_EVERY:
                 state.unfollowed_at = now
                 await tracking.tell_unfollowed(deps, now=now)

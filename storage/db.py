@@ -64,6 +64,18 @@ NO_FOREIGN_KEYS = "-- migration: foreign keys off"
 #: cheaper `quick_check` (see `integrity_pragma`).
 FULL_CHECK_LIMIT = 256 * 1024 * 1024
 
+
+
+def _canonical(minor: str) -> str:
+    """SQL for the decimal text of a whole number of minor units at the row's `exponent`
+    ('-0.05' for -5 at 2): a money column must read exactly as this, so its text and its
+    integer can never disagree."""
+    scale = "CAST(substr('1000000000', 1, exponent + 1) AS INTEGER)"
+    return (f"((CASE WHEN {minor} < 0 THEN '-' ELSE '' END) || (abs({minor}) / {scale})"
+            f" || (CASE WHEN exponent > 0 THEN '.' || printf('%0*d', exponent,"
+            f" abs({minor}) % {scale}) ELSE '' END))")
+
+
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only: never edit a
 # migration that has shipped, add a new one.
 MIGRATIONS: list[str] = [
@@ -287,10 +299,9 @@ MIGRATIONS: list[str] = [
 
     ALTER TABLE ptb_conversations ADD COLUMN updated_at REAL;
     """,
-    # Mass orders (storage/mass_orders.py). Named, not numbered: it needs nothing newer than
-    # v5 and creates only its own tables (IF NOT EXISTS), so it may run as any version after
-    # v5. A batch is the lines of one /massorder summary; each line is its own order draft,
-    # placed through the placement service like any order. `lines`: the valid lines shown.
+    # v6: mass orders (storage/mass_orders.py); only its own tables (IF NOT EXISTS). A batch is
+    # the lines of one /massorder summary; each line is its own order draft, placed through the
+    # placement service like any order. `lines`: the valid lines shown.
     """
     CREATE TABLE IF NOT EXISTS mass_orders (
         id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -314,6 +325,86 @@ MIGRATIONS: list[str] = [
         line_no  INTEGER NOT NULL,   -- the line's number in what the user sent
         order_id INTEGER NOT NULL UNIQUE REFERENCES orders (id) ON DELETE CASCADE,
         PRIMARY KEY (batch_id, line_no)
+    );
+    """,
+    # v7: shop mode. Each customer's wallet is an append-only ledger (storage/wallet.py) whose
+    # rules the database itself enforces, so no code path can write a wrong row: amounts are
+    # decimal TEXT written with exactly the currency's minor-unit digits (`exponent`), read back
+    # as whole minor units by generated columns (exact integer arithmetic, never REAL); every
+    # entry follows the wallet's previous one (`seq`), its balance_after is the previous
+    # balance plus its amount and never below zero; one currency per wallet; a charge or refund
+    # names its order (one charge and at most one refund per order, a refund never above the
+    # charge, both the order owner's); entries are never changed or deleted. Orders remember
+    # the price a customer was quoted; users can be banned from the shop; per-service prices.
+    f"""
+    CREATE TABLE wallet_entries (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id       INTEGER NOT NULL,
+        seq           INTEGER NOT NULL CHECK (seq >= 1),   -- 1, 2, 3… per wallet
+        kind          TEXT    NOT NULL
+                              CHECK (kind IN ('topup', 'charge', 'refund', 'adjustment')),
+        amount        TEXT    NOT NULL,   -- signed decimal, e.g. '-1.17'
+        balance_after TEXT    NOT NULL,   -- decimal, e.g. '8.83'
+        currency      TEXT    NOT NULL,
+        exponent      INTEGER NOT NULL CHECK (exponent BETWEEN 0 AND 8),  -- minor-unit digits
+        note          TEXT    NOT NULL DEFAULT '',
+        reference     TEXT    NOT NULL UNIQUE CHECK (length(reference) BETWEEN 1 AND 200),
+        order_id      INTEGER REFERENCES orders (id),
+        created_at    REAL    NOT NULL,
+        amount_minor  INTEGER GENERATED ALWAYS AS
+                              (CAST(replace(amount, '.', '') AS INTEGER)) STORED,
+        balance_minor INTEGER GENERATED ALWAYS AS
+                              (CAST(replace(balance_after, '.', '') AS INTEGER)) STORED,
+        UNIQUE (user_id, seq),
+        CHECK (amount = {_canonical("amount_minor")}),
+        CHECK (balance_after = {_canonical("balance_minor")}),
+        CHECK (amount_minor != 0),
+        CHECK (balance_minor >= 0),
+        CHECK (kind = 'adjustment' OR (kind IN ('topup', 'refund') AND amount_minor > 0)
+               OR (kind = 'charge' AND amount_minor < 0)),
+        CHECK ((kind IN ('charge', 'refund')) = (order_id IS NOT NULL))
+    );
+    CREATE UNIQUE INDEX wallet_entries_one_per_order ON wallet_entries (order_id, kind)
+        WHERE order_id IS NOT NULL;
+    CREATE TRIGGER wallet_entries_chain AFTER INSERT ON wallet_entries
+    BEGIN
+        SELECT RAISE(ABORT, 'wallet: an entry must follow the last entry of its wallet')
+        WHERE NEW.seq != 1 + COALESCE((SELECT MAX(seq) FROM wallet_entries
+                                       WHERE user_id = NEW.user_id AND id != NEW.id), 0);
+        SELECT RAISE(ABORT, 'wallet: balance_after must be the previous balance plus amount')
+        WHERE NEW.balance_minor != NEW.amount_minor
+              + COALESCE((SELECT balance_minor FROM wallet_entries
+                          WHERE user_id = NEW.user_id AND seq = NEW.seq - 1), 0);
+        SELECT RAISE(ABORT, 'wallet: one currency per wallet')
+        WHERE EXISTS (SELECT 1 FROM wallet_entries WHERE user_id = NEW.user_id
+                      AND seq = NEW.seq - 1
+                      AND (currency != NEW.currency OR exponent != NEW.exponent));
+        SELECT RAISE(ABORT, 'wallet: an order is charged to its owner')
+        WHERE NEW.order_id IS NOT NULL AND NEW.user_id IS NOT
+              (SELECT owner_id FROM orders WHERE id = NEW.order_id);
+        SELECT RAISE(ABORT, 'wallet: a refund needs a charge at least as large')
+        WHERE NEW.kind = 'refund' AND NEW.amount_minor > -COALESCE(
+              (SELECT amount_minor FROM wallet_entries
+               WHERE order_id = NEW.order_id AND kind = 'charge'), 0);
+    END;
+    CREATE TRIGGER wallet_entries_never_change BEFORE UPDATE ON wallet_entries
+    BEGIN
+        SELECT RAISE(ABORT, 'wallet: entries are never changed');
+    END;
+    CREATE TRIGGER wallet_entries_never_deleted BEFORE DELETE ON wallet_entries
+    BEGIN
+        SELECT RAISE(ABORT, 'wallet: entries are never deleted');
+    END;
+
+    ALTER TABLE orders ADD COLUMN price TEXT;   -- shop: the total a customer was quoted
+    ALTER TABLE users ADD COLUMN banned INTEGER NOT NULL DEFAULT 0;   -- shop: /deny
+
+    CREATE TABLE shop_prices (
+        service_id INTEGER PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('price', 'percent', 'off')),
+        value      TEXT,            -- decimal: the price per 1000, or the percent
+        updated_at REAL NOT NULL,
+        CHECK ((kind = 'off') = (value IS NULL))
     );
     """,
 ]

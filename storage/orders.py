@@ -103,6 +103,7 @@ class Order:
     last_checked_at: float | None
     next_check_at: float | None
     lost_strikes: int
+    price: Decimal | None = None  # shop: the total the customer was quoted (None: not sold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ _COLUMNS = (
     "id, owner_id, account, panel, panel_order_id, service_id, service_name, service_type,"
     " service_rate, service_currency, service_refill, service_cancel, fields, quantity, cost,"
     " state, error, status, charge, start_count, remains, currency, final, created_at,"
-    " updated_at, last_checked_at, next_check_at, lost_strikes"
+    " updated_at, last_checked_at, next_check_at, lost_strikes, price"
 )
 
 
@@ -163,6 +164,7 @@ def _order(row: Any) -> Order:
         last_checked_at=opt_float(row["last_checked_at"]),
         next_check_at=opt_float(row["next_check_at"]),
         lost_strikes=int(row["lost_strikes"]),
+        price=text_decimal(row["price"]),
     )
 
 
@@ -190,6 +192,7 @@ async def save_draft(
     cost: Decimal,
     draft_id: int | None = None,
     now: float | None = None,
+    price: Decimal | None = None,
 ) -> int:
     """Stores an order as it will be sent, with its service snapshot; the draft's id.
 
@@ -202,7 +205,7 @@ async def save_draft(
     values = (
         owner_id, account, panel, service_id, service_name, service_type, decimal_text(rate),
         currency, int(can_refill), int(can_cancel), json.dumps(dict(fields), ensure_ascii=False),
-        quantity, decimal_text(cost),
+        quantity, decimal_text(cost), decimal_text(price),
     )
     async with transaction(db):
         if draft_id is not None:
@@ -210,7 +213,7 @@ async def save_draft(
                 "UPDATE orders SET owner_id = ?, account = ?, panel = ?, service_id = ?,"
                 " service_name = ?, service_type = ?, service_rate = ?, service_currency = ?,"
                 " service_refill = ?, service_cancel = ?, fields = ?, quantity = ?, cost = ?,"
-                " updated_at = ? WHERE id = ? AND owner_id = ? AND state = 'draft'",
+                " price = ?, updated_at = ? WHERE id = ? AND owner_id = ? AND state = 'draft'",
                 (*values, at, draft_id, owner_id),
             )
             if cursor.rowcount == 1:
@@ -218,11 +221,31 @@ async def save_draft(
         cursor = await db.execute(
             "INSERT INTO orders (owner_id, account, panel, service_id, service_name,"
             " service_type, service_rate, service_currency, service_refill, service_cancel,"
-            " fields, quantity, cost, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
+            " fields, quantity, cost, price, state, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
             (*values, at, at),
         )
     assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+async def copy_as_draft(db: aiosqlite.Connection, order_id: int, *,
+                        now: float | None = None) -> int:
+    """A new draft with the same service, fields, quantity, cost and price as `order_id` (a
+    refused shop order, whose charge was refunded, is retried as a new order); its id."""
+    at = timestamp(now)
+    async with transaction(db):
+        cursor = await db.execute(
+            "INSERT INTO orders (owner_id, account, panel, service_id, service_name,"
+            " service_type, service_rate, service_currency, service_refill, service_cancel,"
+            " fields, quantity, cost, price, state, created_at, updated_at)"
+            " SELECT owner_id, account, panel, service_id, service_name, service_type,"
+            " service_rate, service_currency, service_refill, service_cancel, fields, quantity,"
+            " cost, price, 'draft', ?, ? FROM orders WHERE id = ?",
+            (at, at, order_id),
+        )
+    if cursor.rowcount != 1 or cursor.lastrowid is None:
+        raise LookupError(f"no order {order_id}")
     return cursor.lastrowid
 
 

@@ -30,6 +30,7 @@ class User:
     updated_at: float
     # Encrypted by the caller; kept out of repr so it never reaches a log line.
     panel_key: bytes | None = field(default=None, repr=False)
+    banned: bool = False  # shop mode: may not order (an admin's /deny)
 
     @property
     def is_admin(self) -> bool:
@@ -56,7 +57,8 @@ def user_account(telegram_id: int) -> str:
 
 
 _COLUMNS = (
-    "telegram_id, name, language, role, blocked, notify, created_at, updated_at, panel_key"
+    "telegram_id, name, language, role, blocked, notify, created_at, updated_at, panel_key,"
+    " banned"
 )
 
 
@@ -73,6 +75,7 @@ def _user(row: Any) -> User:
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
         panel_key=None if key is None else bytes(key),
+        banned=bool(row["banned"]),
     )
 
 
@@ -166,6 +169,18 @@ async def set_notify(db: aiosqlite.Connection, telegram_id: int, mode: NotifyMod
     if mode not in NOTIFY_MODES:
         raise ValueError(f"unknown notification mode {mode!r}")
     return await _update(db, telegram_id, "notify", mode)
+
+
+async def set_banned(db: aiosqlite.Connection, telegram_id: int, banned: bool) -> None:
+    """Bans a user from the shop (or lifts it), creating the user if the bot has not met them."""
+    at = timestamp()
+    async with transaction(db):
+        await db.execute(
+            "INSERT INTO users (telegram_id, banned, created_at, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (telegram_id) DO UPDATE SET banned = excluded.banned,"
+            " updated_at = excluded.updated_at",
+            (telegram_id, int(banned), at, at),
+        )
 
 
 def _role_filter(role: Role | None) -> tuple[str, tuple[Any, ...]]:

@@ -38,7 +38,7 @@ from bot.handlers.conversations import ExpiringConversation
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
-from bot.services.accounts import account_for, forget_own_catalogue
+from bot.services.accounts import account_for, forget_own_catalogue, role_of
 from bot.text import NOTE_MAX, esc_short, fit
 from storage import outbox, users
 
@@ -49,6 +49,7 @@ END = ConversationHandler.END
 KEY_WAIT_SECONDS = 300
 
 TURNED_OFF = "Connecting your own key is turned off on this bot."
+NOT_IN_SHOP = "This shop does not offer /connect: your orders are paid from your /wallet."
 PRIVATE_ONLY = ("Connect your key in a private chat with me, never in a group: everyone here "
                 "could read it.")
 ASK_KEY = ("Send me your panel API key (on your panel's account or API page). I delete the "
@@ -80,6 +81,9 @@ async def connect(update: Update, context: BotContext) -> int:
         return END
     if context.deps.keybox is None:
         await _say(update, TURNED_OFF + warning)
+        return END
+    if context.deps.settings.shop_mode and await role_of(context.deps, user.id) != "admin":
+        await _say(update, NOT_IN_SHOP + warning)
         return END
     await remember_user(update, context)
     if not key:

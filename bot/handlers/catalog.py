@@ -1,7 +1,9 @@
 """The services catalogue: categories, a category's services, search, and a service's card.
 
 Every page is built from the cached ServiceIndex (never a panel call per tap) and edits the
-message whose button was tapped. Callback data: `cat:<page>`, `cs:<category index>:<page>`,
+message whose button was tapped. A shop's customers browse the storefront: the same index with
+only what is sold, at the customer's price (`bot.services.pricing.storefront`).
+Callback data: `cat:<page>`, `cs:<category index>:<page>`,
 `sr:<page>` (the query lives in user_data), `svc:<id>[:<where Back goes>]`.
 """
 
@@ -21,6 +23,7 @@ from bot.money import format_money
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
 from bot.service_types import Pricing, form_for
+from bot.services import pricing
 from bot.services.accounts import Account
 from bot.text import NAME_MAX, WORD_MAX, esc_short, shorten
 
@@ -155,11 +158,15 @@ def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page
 
 
 async def load_index(update: Update, context: BotContext, retry: str) -> ServiceIndex | None:
-    """The caller's catalogue (cached); on a failure with nothing cached, says so with Retry."""
+    """The catalogue as the caller browses it (cached; a customer's at shop prices); on a
+    failure with nothing cached, says so with Retry."""
     account = await require_account(update, context)
     if account is None:
         return None
-    return await index_for(update, context, account, retry)
+    index = await index_for(update, context, account, retry)
+    if index is None or not account.customer:
+        return index
+    return pricing.storefront(context.deps, index, await pricing.current(context.deps))
 
 
 async def index_for(update: Update, context: BotContext, account: Account,

@@ -21,6 +21,9 @@ one `add` request, so a second tap, an old summary or two racing taps never send
 Other ways in: "🔁 Order again" on an order card (the form filled from that order's answers,
 `bot.services.reorder`, opening at the summary) and the deep link `?start=s<service id>`.
 
+A shop's customer (`Account.customer`) sees the shop's price (`bot.services.pricing`) and their
+wallet, never the panel's rates or balance; Confirm charges the wallet as it claims the draft.
+
 Commands other than /cancel and /order while a question is out get a one-line reminder and the
 same question: the wizard takes every message of the chat while it runs, so a command that
 slipped through would leave the user unsure what their next message answers.
@@ -28,8 +31,10 @@ slipped through would leave the user unsure what their next message answers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -57,14 +62,16 @@ from bot.handlers.common import (
     within_rate_limit,
 )
 from bot.handlers.conversations import ExpiringConversation
+from bot.handlers.shop import top_up_hint
 from bot.keyboards import cut
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
-from bot.services import actions, placement, reorder, sharing
+from bot.services import actions, placement, pricing, reorder, sharing, shop, wallet
 from bot.services.accounts import Account
 from bot.services.notices import unknown_outcome_text
+from bot.services.pricing import Quote
 from bot.text import esc_short
 from storage import outbox
 
@@ -79,6 +86,7 @@ SHOWN_CHARS = 1200
 
 CLOSED = "This order form is closed."
 OUT_OF_DATE = "This button is out of date."
+NOT_SOLD = "This service is not offered any more. Pick another one with /order."
 ALREADY_SENT = "This order was already sent."
 OLD_SUMMARY = "This summary is out of date."
 ACCOUNT_CHANGED = "Your panel account changed; start again with /order."
@@ -248,9 +256,29 @@ def cost_line(form: OrderForm, service: Service, values: Mapping[str, str],
     return f"<b>Estimated cost: {cost}</b> ({price(service, currency)} × {quantity:,})"
 
 
+def price_line(form: OrderForm, quote: Quote, quantity: int) -> str:
+    """A customer's total and how it is made (HTML)."""
+    total = esc(wallet.show(quote.total, quote.currency))
+    unit = esc(format_money(quote.unit_price, quote.currency))
+    if form.pricing is Pricing.PER_PACKAGE:
+        return f"<b>Total: {total}</b> (one package)"
+    return f"<b>Total: {total}</b> ({unit} per 1000 × {quantity:,})"
+
+
+def wallet_lines(quote: Quote, funds: wallet.Money, user_id: int) -> list[str]:
+    """The customer's wallet on the summary, and how much is missing (HTML)."""
+    lines = [f"Your wallet: {esc(wallet.show(funds.amount, funds.currency or quote.currency))}"]
+    if funds.amount < quote.total:
+        missing = esc(wallet.show(quote.total - funds.amount, quote.currency))
+        lines.append(f"⚠️ Your wallet is {missing} short of this order. {top_up_hint(user_id)}")
+    return lines
+
+
 def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
-                 balance: Balance | None) -> str:
-    """Every field as it will be sent, the cost, the balance and a warning if short (HTML)."""
+                 balance: Balance | None,
+                 shop_view: tuple[Quote, wallet.Money, int] | None = None) -> str:
+    """Every field as it will be sent, the cost, the balance and a warning if short (HTML); for
+    a customer (`shop_view`: quote, wallet, user id) the shop's total and their wallet."""
     values = answered(order)
     fields = form.request_fields(service, values)
     currency = str(order.get("currency") or "")
@@ -260,6 +288,11 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
             lines.append(f"{esc(field.label)}: {shown_value(fields[field.name])}")
     if "quantity" in fields and form.quantity(values) != int(fields["quantity"]):
         lines.append(f"Total quantity: {form.quantity(values):,}")
+    if shop_view is not None:
+        quote, funds, user_id = shop_view
+        lines += ["", price_line(form, quote, form.quantity(values)),
+                  *wallet_lines(quote, funds, user_id)]
+        return "\n".join(lines)
     lines += ["", cost_line(form, service, values, currency)]
     if balance is None:
         lines.append("Balance: unavailable right now")
@@ -402,12 +435,25 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
         return END
     values = answered(order)
     await remember_user(update, context)
+    currency = str(order.get("currency") or "")
+    shop_view = None
+    if account.customer:
+        quote = (await pricing.current(context.deps)).quote(service, values, currency)
+        if quote is None:
+            drop_order(update, context)
+            await say(update, NOT_SOLD)
+            return END
+        shop_view = (quote, await wallet.balance(context.deps, user.id), user.id)
     draft_id = await placement.save_draft(
-        context.deps, account, user.id, service, form, values, str(order.get("currency") or ""),
+        context.deps, account, user.id, service, form, values, currency,
         draft_id=order.get("draft") if isinstance(order.get("draft"), int) else None,
     )
-    balance = await panel_balance(update, context, account)
-    text = summary_text(order, service, form, balance)
+    if shop_view is not None:  # show exactly what Confirm will charge: the draft's price
+        stored = await placement.draft_price(context.deps, draft_id)
+        if stored is not None and stored != shop_view[0].total:
+            shop_view = (dataclasses.replace(shop_view[0], total=stored), *shop_view[1:])
+    balance = None if account.customer else await panel_balance(update, context, account)
+    text = summary_text(order, service, form, balance, shop_view)
     revision = int(order.get("rev") or 0) + 1
     order.update(field=None, draft=draft_id, rev=revision, live=True, summary=text)
     if new_message:
@@ -480,7 +526,7 @@ async def start_order(update: Update, context: BotContext, service_id: int) -> i
     index = await index_for(update, context, account, pack("new", service_id))
     if index is None:
         return None
-    service = index.by_id.get(service_id)
+    service = await offered(context, account, index.by_id.get(service_id))
     if service is None:
         await reply(update, f"There is no service #{service_id}. Browse with /services, or "
                             "search with /services &lt;words&gt;.")
@@ -528,11 +574,21 @@ async def order_from_button(update: Update, context: BotContext) -> int | None:
     if index is None:
         return None
     service = index.by_id.get(service_id) if service_id is not None else None
+    service = await offered(context, account, service)
     if service is None:
         await answer(query, "That service is no longer offered.")
         return None
     await answer(query)
     return await begin(update, context, service, account, index.currency)
+
+
+async def offered(context: BotContext, account: Account,
+                  service: Service | None) -> Service | None:
+    """The service, if this account may order it (a shop sells only what it prices)."""
+    if service is None or not account.customer:
+        return service
+    prices = await pricing.current(context.deps)
+    return service if prices.unit_price(service) is not None else None
 
 
 # --- handlers: answering --------------------------------------------------------------------
@@ -711,8 +767,16 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     await answer(query, "Sending the order…")
     outcome = await placement.place(context.deps, account, user.id, draft_id)
     summary = str(order.get("summary") or "")
+    if isinstance(outcome, placement.Short):
+        await say(update, f"{short_text(outcome, user.id)}\n\n{summary}",
+                  summary_markup(draft_id, int(order["rev"]), retry=True))
+        return None
     if isinstance(outcome, placement.Refused):
-        await say(update, f"{refusal_text(outcome.error)}\n\n{summary}",
+        if outcome.retry_draft is not None:  # the refunded draft is closed: retry a new one
+            order["draft"] = draft_id = outcome.retry_draft
+        text = (customer_refusal_text(outcome) if outcome.refund is not None
+                else refusal_text(outcome.error))
+        await say(update, f"{text}\n\n{summary}",
                   summary_markup(draft_id, int(order["rev"]), retry=True))
         return None
     if isinstance(outcome, placement.NotClaimed):
@@ -721,9 +785,21 @@ async def confirm(update: Update, context: BotContext) -> int | None:
         return END
     drop_order(update, context)
     if isinstance(outcome, placement.Unknown):
-        text = unknown_outcome_text()
+        text = (unknown_outcome_text() if outcome.held is None
+                else shop.unknown_for_customer(outcome.held.amount, outcome.held.currency))
     elif isinstance(outcome, placement.AlreadyKnown):
         text = already_known_text(outcome)
+        if outcome.held is not None:
+            text += "\n" + shop.held_text(outcome.held.amount, outcome.held.currency)
+    elif outcome.charged is not None:
+        paid = outcome.charged
+        text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> "
+                f"{esc(wallet.show(paid.amount, paid.currency))} was charged to your wallet "
+                f"(balance {esc(wallet.show(paid.balance, paid.currency))}). I'll message you "
+                "when its status changes (see /orders).")
+        if not outcome.stored:
+            text += ("\n⚠️ I could not write its id down, so I cannot follow it yet. Keep "
+                     "this id; the bot's operator has been told.")
     elif outcome.stored:
         text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> I'll message you when its "
                 "status changes (tracking is on; see /orders).")
@@ -733,6 +809,58 @@ async def confirm(update: Update, context: BotContext) -> int | None:
                 "told. Open the order in /orders and link it to this id.")
     await say(update, f"{text}\n\n{summary}")
     return END
+
+
+def short_text(outcome: placement.Short, user_id: int) -> str:
+    """A customer's wallet cannot pay for the order: nothing was sent (HTML)."""
+    def money(amount: Decimal) -> str:
+        return esc(wallet.show(amount, outcome.currency))
+
+    return (f"❌ <b>Not enough in your wallet</b>: this order costs {money(outcome.price)} and "
+            f"your wallet holds {money(outcome.balance)}, so {money(outcome.missing)} is "
+            f"missing. Nothing was sent. {top_up_hint(user_id)} Then tap Confirm again.")
+
+
+# What a customer is told when the panel refuses, by what its error means (never the panel's
+# funds or key: that is the shop's problem, see `customer_refusal_text`).
+CUSTOMER_REFUSALS: dict[PanelErrorKind, str] = {
+    PanelErrorKind.DUPLICATE_LINK: (
+        "There is already an active order for this link, so this one was refused: try again "
+        "when it finishes, or Edit the link."
+    ),
+    PanelErrorKind.QUANTITY_TOO_LOW: (
+        "The quantity is below this service's minimum. Tap Edit to change it."
+    ),
+    PanelErrorKind.QUANTITY_TOO_HIGH: (
+        "The quantity is above this service's maximum. Tap Edit to change it."
+    ),
+    PanelErrorKind.BAD_LINK: (
+        "The link was not accepted. Tap Edit and send the full link to a public page "
+        "(https://…)."
+    ),
+    PanelErrorKind.INCORRECT_SERVICE: (
+        "This service is no longer offered. Cancel, and pick another one with /order."
+    ),
+}
+SHOP_CLOSED = "The shop can't take orders right now. Please try again later."
+
+
+def customer_refusal_text(outcome: placement.Refused) -> str:
+    """A customer's order was refused: why, and that the charge came back (HTML)."""
+    exc = outcome.error
+    if outcome.shop_problem:
+        why = SHOP_CLOSED
+    elif isinstance(exc, PanelError):
+        why = CUSTOMER_REFUSALS.get(exc.kind) or (
+            f"The order was refused: {exc.text}. Tap Edit to change it, or Confirm to try "
+            "again.")
+    else:
+        why = "The shop's panel could not be reached. Tap Confirm to try again."
+    refund = outcome.refund
+    assert refund is not None
+    back = (f"Nothing was placed: the {wallet.show(refund.amount, refund.currency)} was "
+            f"refunded to your wallet (balance {wallet.show(refund.balance, refund.currency)}).")
+    return f"❌ {esc(why)}\n{esc(back)}"
 
 
 def already_known_text(outcome: placement.AlreadyKnown) -> str:

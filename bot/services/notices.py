@@ -94,8 +94,10 @@ def order_title(order: OrderFacts) -> str:
     return f"Order {order.panel_order_id}{service_title(order.service_name)}"
 
 
-def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus) -> str:
-    """The message for a status change, in plain words (HTML)."""
+def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
+                    charges: bool = True) -> str:
+    """The message for a status change, in plain words (HTML); without the panel's charge when
+    `charges` is False (a shop's customers: their wallet's refund is a message of its own)."""
     status = seen.status
     moved = (esc_short(status, WORD_MAX) if previous is None
              else f"{esc_short(previous, WORD_MAX)} → {esc_short(status, WORD_MAX)}")
@@ -108,17 +110,17 @@ def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus) 
     if status == PARTIAL:
         if seen.remains is not None:
             parts.append(f"{seen.remains} not delivered")
-        if seen.charge is not None:
+        if seen.charge is not None and charges:
             parts.append(charged(seen.charge))
     elif status in _STOPPED_ENDINGS:
         if seen.charge is None or seen.charge == 0:
             parts[0] += " (refunded)"
-        else:
+        elif charges:
             parts.append(charged(seen.charge))
     else:
         if seen.start_count is not None and status != PENDING:
             parts.append(f"start {seen.start_count}")
-        if status == COMPLETED and seen.charge is not None:
+        if status == COMPLETED and seen.charge is not None and charges:
             parts.append(charged(seen.charge))
     return " · ".join(parts)
 
@@ -132,7 +134,8 @@ def listening(user: User | None, *, final: bool) -> bool:
     return final or user.notify == "all"
 
 
-def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None) -> Notice | None:
+def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None, *,
+                 charges: bool = True) -> Notice | None:
     """The notification for an order's new status, or None when nobody should hear of it."""
     final = seen.status in FINAL_ORDER_STATUSES
     if not listening(owner, final=final):
@@ -145,7 +148,8 @@ def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None) -> No
             previous = PENDING  # placed by the bot, so placed Pending
         if seen.status == previous:
             return None
-    return Notice(chat_id=order.owner_id, text=describe_change(order, previous, seen),
+    return Notice(chat_id=order.owner_id,
+                  text=describe_change(order, previous, seen, charges=charges),
                   payload={"order": order.id})
 
 
