@@ -13,7 +13,7 @@ import pytest
 
 from bot.jobs import send_pending
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
-from bot.services import shop, wallet
+from bot.services import mass_order, shop, wallet
 from bot.services.tracking import poll_orders
 from bot.standin.botapi import feed
 from storage import orders
@@ -700,3 +700,33 @@ def test_shop_mode_with_a_real_panel_needs_the_operators_key() -> None:
                         ("LOW_BALANCE_ALERT", "lots")):
         with pytest.raises(ConfigError, match=name):
             load_settings(_env_file=None, BOT_TOKEN="1:x", **{name: value})
+
+
+# --- shop mode meets mass orders and inline mode ------------------------------------------------
+
+async def test_a_customers_mass_order_shows_shop_prices_and_the_wallet_and_charges_each_line(
+        bot: BotHarness) -> None:
+    await credit(bot, "1.20")  # pays for one line of 1,000 at 1.17, not for two
+    await bot.send("/massorder")
+    await bot.send(f"1 | {LINK}1 | 1000\n1 | {LINK}2 | 1000")
+    summary = bot.last().plain
+    assert "1.17 USD" in summary and "2.34 USD" in summary, summary  # 0.90 + 30 %
+    assert "0.90" not in summary and "Balance: 1.20 USD" in summary, summary
+    assert "not enough for all of them" in summary
+    await bot.press("Confirm")
+    await mass_order.join(bot.deps)  # the batch is sent in the background
+    results = [t for t in bot.texts() if "not enough in your wallet" in t]
+    assert len(results) == 1, bot.texts()[-3:]
+    assert len(bot.panel_requests("add")) == 1
+    assert await balance_of(bot) == Decimal("0.03")
+    await assert_audit_holds(bot)
+
+
+async def test_inline_results_show_customers_the_shops_price(bot: BotHarness) -> None:
+    update = bot.world.user_inline_query(USER, "instagram likes")
+    await feed(bot.app, update)
+    answer = bot.world.inline_answer(update)
+    assert answer is not None
+    first = answer["results"][0]
+    assert first["title"] == "#2 Instagram Likes"
+    assert first["description"].startswith("0.325 USD per 1000"), first["description"]

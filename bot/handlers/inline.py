@@ -33,7 +33,7 @@ from bot.order_views import format_time, order_number, service_text, status_text
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
 from bot.service_types import Pricing, form_for
-from bot.services import actions, sharing
+from bot.services import actions, pricing, sharing
 from bot.services.actions import Caller
 from storage.orders import Order
 
@@ -129,10 +129,14 @@ async def catalogue(context: BotContext, caller: Caller, user_id: int) -> Servic
     if deps.catalog.cached(account.catalog_key) is None and deps.limiter.try_acquire(user_id) > 0:
         return None
     try:
-        return await deps.catalog.get(account.catalog_key, account.key)
+        index = await deps.catalog.get(account.catalog_key, account.key)
     except PanelClientError as exc:
         log.info("Inline query: catalogue unavailable: %s", exc)
         return None
+    if not account.customer:
+        return index
+    # A shop's customer sees what is sold, at the shop's price (never the panel's rate).
+    return pricing.storefront(deps, index, await pricing.current(deps))
 
 
 async def inline_query(update: Update, context: BotContext) -> None:

@@ -52,7 +52,7 @@ from bot.keyboards import cut
 from bot.money import format_money
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Balance
-from bot.services import mass_order
+from bot.services import mass_order, pricing
 from bot.services.accounts import Account
 from bot.services.mass_order import BadLine, BatchReport, LineResult, MassLine, Parsed
 from bot.text import fit as fit_html
@@ -163,8 +163,8 @@ def money_line(total_text: str, balance: Balance | None, currency: str,
     shown = esc(format_money(balance.balance, balance.currency or currency))
     lines = [f"<b>Total: {esc(total_text)}</b> · Balance: {shown}"]
     if short:
-        lines.append("⚠️ The balance is not enough for all of them: the panel refuses the "
-                     "orders it cannot pay for. Top it up first, or send fewer lines.")
+        lines.append("⚠️ The balance is not enough for all of them: the orders it cannot pay "
+                     "for are not placed. Top it up first, or send fewer lines.")
     return lines
 
 
@@ -341,7 +341,7 @@ async def summary_balance(update: Update, context: BotContext,
     user = update.effective_user
     if user is None or context.deps.limiter.try_acquire(user.id) > 0:
         return None
-    return await mass_order.funds(context.deps, account)
+    return await mass_order.funds(context.deps, account, user.id)
 
 
 async def take(update: Update, context: BotContext, text: str) -> int | None:
@@ -357,9 +357,11 @@ async def take(update: Update, context: BotContext, text: str) -> int | None:
         return WAITING
     data = _collected(update, context)
     combined = f"{data['text']}\n{text}" if data["text"] else text
-    parsed = mass_order.parse_lines(combined, index)
+    prices = await pricing.current(context.deps) if account.customer else None
+    parsed = mass_order.parse_lines(combined, index, prices)
     if parsed.too_many:
-        kept = len(mass_order.parse_lines(data["text"], index).lines) if data["text"] else 0
+        kept = (len(mass_order.parse_lines(data["text"], index, prices).lines)
+                if data["text"] else 0)
         await reply(update, f"That makes {parsed.too_many:,} lines: a mass order takes at most "
                             f"{mass_order.MAX_LINES}. Those lines were not added"
                             + (f" (the summary above still has {kept})." if kept else ".")

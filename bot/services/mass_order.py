@@ -32,8 +32,9 @@ from bot.money import parse_whole
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, form_for
-from bot.services import placement
+from bot.services import placement, wallet
 from bot.services.accounts import Account
+from bot.services.pricing import PriceList
 from storage import mass_orders as store
 from storage import orders as order_store
 from storage import outbox
@@ -78,11 +79,12 @@ class MassLine:
     number: int
     service: Service
     values: dict[str, str]
+    price: Decimal | None = None  # a shop customer's total for the line (what is charged)
 
     @property
     def cost(self) -> Decimal:
-        """What this line costs (see `line_cost`)."""
-        return line_cost(self.service, self.values)
+        """What this line costs the sender: a customer's price, else `line_cost`."""
+        return self.price if self.price is not None else line_cost(self.service, self.values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +155,11 @@ def _shown(text: str) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
-def parse_line(number: int, text: str, index: ServiceIndex) -> MassLine | BadLine:
+def parse_line(number: int, text: str, index: ServiceIndex,
+               prices: PriceList | None = None) -> MassLine | BadLine:
     """Checks one line with the wizard's rules: the service exists and takes a link (and a
-    quantity), and each value passes its field's check."""
+    quantity), and each value passes its field's check. With a shop's `prices` (a customer's
+    lines), the line carries the customer's price, and a service not sold is refused."""
 
     def bad(reason: str) -> BadLine:
         return BadLine(number, _shown(text), reason)
@@ -187,22 +191,31 @@ def parse_line(number: int, text: str, index: ServiceIndex) -> MassLine | BadLin
             values[spec.name] = spec.parse(answer, service, values)
         except FieldError as exc:
             return bad(f"{spec.label}: {exc}")
-    return MassLine(number, service, values)
+    if prices is None:
+        return MassLine(number, service, values)
+    quote = prices.quote(service, values, index.currency)
+    if quote is None:
+        return bad(f"There is no service #{service.service}.")
+    return MassLine(number, service, values, quote.total)
 
 
-def parse_lines(text: str, index: ServiceIndex) -> Parsed:
+def parse_lines(text: str, index: ServiceIndex, prices: PriceList | None = None) -> Parsed:
     """Every non-empty line checked (numbered as sent); more than MAX_LINES are refused whole."""
     numbered = [(n, line) for n, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1)
                 if line.strip()]
     if len(numbered) > MAX_LINES:
         return Parsed(too_many=len(numbered))
-    results = [parse_line(n, line, index) for n, line in numbered]
+    results = [parse_line(n, line, index, prices) for n, line in numbered]
     return Parsed(tuple(r for r in results if isinstance(r, MassLine)),
                   tuple(r for r in results if isinstance(r, BadLine)))
 
 
-async def funds(deps: Deps, account: Account) -> Balance | None:
-    """What the account can spend, for the summary; None when it cannot be had now."""
+async def funds(deps: Deps, account: Account, owner_id: int) -> Balance | None:
+    """What the sender can spend, for the summary (a shop customer: their wallet, never the
+    panel's balance); None when it cannot be had now."""
+    if account.customer:
+        money = await wallet.balance(deps, owner_id)
+        return Balance(money.amount, money.currency)
     try:
         return await deps.panel.balance(account.key, quick=True)
     except PanelClientError as exc:
@@ -354,6 +367,10 @@ def _result(number: int, order: Order, outcome: placement.Outcome | None) -> Lin
         return made("placed", outcome.panel_order_id,
                     "you already follow an order with this id" if outcome.mine
                     else "the bot knows this id under another user")
+    if isinstance(outcome, placement.Short):  # a shop customer's wallet: nothing was sent
+        missing = wallet.show(outcome.missing, outcome.currency)
+        return made("refused", note=f"not enough in your wallet ({missing} missing); nothing "
+                                    "was charged")
     if order.state == "placed":
         return made("placed", order.panel_order_id)
     if order.state == "failed":
