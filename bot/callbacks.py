@@ -11,6 +11,8 @@ Each feature owns its prefixes; the patterns below are what the handlers match:
   wz:<action>[:<arg>]       order wizard: skip, back, delay:<n>, confirm:<draft>, edit, cancel
   ol:<page>                 orders list
   oc:<order id>[:<act>]     an order's card and its actions (refresh, refill, refills, cancel)
+  tp:<w|o|a:<amt>|d:<id>>   Stars top-ups: wallet's button, other amount, an amount, a summary's
+  rf:<top-up id>[:y]        an admin's refund of a Stars payment, and its confirmation
 """
 
 from __future__ import annotations

@@ -1421,6 +1421,13 @@ class FakeTelegram:
             return self.push_update({"update_id": self._next_update_id,
                                      "pre_checkout_query": query})
 
+    def age_checkout(self, checkout: JSON, seconds: float) -> None:
+        """Make a pending checkout older, e.g. past Telegram's 10 s to answer it."""
+        with self.lock:
+            pending = self._checkouts.get(checkout["pre_checkout_query"]["id"])
+            if pending is not None:
+                pending["created"] -= seconds
+
     def checkout_answer(self, checkout: JSON) -> JSON | None:
         """Return the bot's answer to a pre_checkout_query update ({ok, error_message, after})."""
         with self.lock:
