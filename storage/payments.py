@@ -107,12 +107,11 @@ async def by_charge(db: aiosqlite.Connection, charge_id: str) -> Topup | None:
 async def of_user(db: aiosqlite.Connection, user_id: int, *,
                   states: tuple[TopupState, ...] | None = None, limit: int = 10) -> list[Topup]:
     """A user's top-ups, newest first (only those in `states`, if given)."""
-    where, params = "user_id = ?", [user_id]
+    where = "user_id = ?"
     if states:
         where += f" AND state IN ({', '.join('?' * len(states))})"
-    params_all: list[object] = [*params, *(states or ()), limit]
     rows = await fetch_all(db, f"SELECT {_COLUMNS} FROM topups WHERE {where}"
-                               " ORDER BY id DESC LIMIT ?", tuple(params_all))
+                               " ORDER BY id DESC LIMIT ?", (user_id, *(states or ()), limit))
     return [_topup(row) for row in rows]
 
 

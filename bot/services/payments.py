@@ -162,7 +162,9 @@ def check_amount(settings: Settings, amount: Decimal, currency: str) -> None:
 
 def parse_amount(settings: Settings, text: str, currency: str) -> Decimal:
     """A typed amount ("10", "7.50", "7,5"), checked; raises TopupRefused with the reason."""
-    cleaned = text.strip().removesuffix(currency).strip() if currency else text.strip()
+    cleaned = text.strip()
+    if currency and cleaned.upper().endswith(currency.upper()):  # "10 USD", "10usd"
+        cleaned = cleaned[: -len(currency)].strip()
     if not _AMOUNT.match(cleaned):
         shown = text.strip()[:20]
         raise TopupRefused(f"“{shown}” is not an amount: send a number such as 10 or 7.50.")
