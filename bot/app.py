@@ -27,6 +27,7 @@ from bot.handlers import account, admin, catalog, errors, notify, orders, shop, 
 from bot.handlers import inline as inline_mode
 from bot.handlers import links as deep_links
 from bot.handlers import mass_order as mass_order_handlers
+from bot.handlers import payments as payment_handlers
 from bot.logs import REDACTOR
 from bot.panel.client import PanelClient
 from bot.panel.models import SANDBOX_URL
@@ -166,6 +167,9 @@ def register_handlers(app: BotApp) -> None:
     for handler, group in notify.early_handlers():
         app.add_handler(handler, group=group)
     in_order: list[list[BaseHandler[Update, BotContext, object]]] = [
+        # A Stars payment before anything: a form waiting for an answer must never take it for
+        # one. Then the wait for a typed top-up amount (its answer is not a search either).
+        payment_handlers.early_handlers(settings),
         # /connect's key prompt comes first: the message after "/connect" is a key, and nobody
         # else may see it (the search would echo it). It only matches /connect, or the one
         # message after. The waits time out after ORDER_TIMEOUT, so they take the settings.
@@ -180,7 +184,7 @@ def register_handlers(app: BotApp) -> None:
         # Deep links (/start o<id>) before /start itself; then inline mode and Share.
         deep_links.handlers(), inline_mode.handlers(),
         start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
-        notify.handlers(), shop.handlers(),
+        notify.handlers(), shop.handlers(), payment_handlers.handlers(),
     ]
     for handlers in in_order:
         for handler in handlers:
@@ -193,7 +197,9 @@ def register_handlers(app: BotApp) -> None:
 
 def updates_of_interest() -> list[str]:
     """The update types the bot asks Telegram for."""
-    return [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY]
+    # pre_checkout_query: without it Telegram never asks, and every Stars checkout times out.
+    return [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY,
+            Update.PRE_CHECKOUT_QUERY]
 
 
 def file_base_url(base_url: str) -> str | None:

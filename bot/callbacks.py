@@ -15,6 +15,8 @@ Each feature owns its prefixes; the patterns below are what the handlers match:
   sh:<service id>           a service's Share link
   mo:<action>:<batch>       mass order: go (confirm / send the rest), ed (edit), x (cancel),
                             rs (results)
+  tp:<w|o|a:<amt>|d:<id>>   Stars top-ups: wallet's button, other amount, an amount, a summary's
+  rf:<top-up id>[:y]        an admin's refund of a Stars payment, and its confirmation
 """
 
 from __future__ import annotations

@@ -13,6 +13,13 @@ from telegram.ext import BaseUpdateProcessor
 from bot import metrics
 
 
+def urgent(update: object) -> bool:
+    """Updates Telegram waits on with a deadline (a pre-checkout must be answered within 10 s):
+    they wait for nobody, neither their user's other updates nor a free slot. Their handlers
+    only read the database, and they belong to no conversation."""
+    return isinstance(update, Update) and update.pre_checkout_query is not None
+
+
 def _chat_key(update: object) -> int | None:
     """The chat (or, failing that, the user) an update belongs to; None for neither."""
     if isinstance(update, Update):
@@ -69,6 +76,9 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Waits for this chat's turn, then for a free slot, then processes the update."""
+        if urgent(update):
+            await coroutine
+            return
         key = _chat_key(update)
         if key is None:
             async with self._running:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -47,6 +47,18 @@ HINTS: dict[str, str] = {
     "MARKUP_PERCENT=30",
     "LOW_BALANCE_ALERT": "an amount ≥ 0 in the panel's currency, e.g. LOW_BALANCE_ALERT=20, or "
     "leave it unset",
+    "STARS_PER_UNIT": "how many Telegram Stars one unit of the shop's currency costs, e.g. "
+    "STARS_PER_UNIT=77 (a number > 0), or leave it unset to turn Stars top-ups off",
+    "TOPUP_MIN": "the smallest top-up in the shop's currency, e.g. TOPUP_MIN=1",
+    "TOPUP_MAX": "the largest top-up in the shop's currency (one invoice asks at most "
+    "10,000 Stars, so TOPUP_MAX × STARS_PER_UNIT ≤ 10000), e.g. TOPUP_MAX=100, or leave it "
+    "unset for as much as one invoice can ask",
+    "TOPUP_AMOUNTS": "comma-separated amounts offered as buttons, each within TOPUP_MIN and "
+    "TOPUP_MAX, e.g. TOPUP_AMOUNTS=1,5,10,25,50",
+    "PAYSUPPORT_TEXT": "the text /paysupport answers, or @path/to/a/file.txt holding it, or leave "
+    "it unset for the built-in text",
+    "TERMS_TEXT": "the text /terms answers, or @path/to/a/file.txt holding it, or leave it unset "
+    "for the built-in text",
 }
 
 #: The ports Telegram delivers webhooks to.
@@ -54,6 +66,10 @@ WEBHOOK_PORTS = frozenset({443, 80, 88, 8443})
 _WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 #: Paths the bot's own HTTP server answers besides the webhook.
 RESERVED_PATHS = frozenset({"/healthz", "/metrics"})
+#: The most Telegram Stars one invoice may ask (Telegram's limit for XTR).
+MAX_INVOICE_STARS = 10_000
+DEFAULT_TOPUP_AMOUNTS = (Decimal(1), Decimal(5), Decimal(10), Decimal(25), Decimal(50))
+AmountList = Annotated[tuple[Decimal, ...], NoDecode]
 
 
 class ConfigError(Exception):
@@ -94,6 +110,14 @@ class Settings(BaseSettings):
     mode: Literal["team", "shop"] = Field("team", alias="MODE")
     markup_percent: Decimal = Field(Decimal(30), ge=0, le=100_000, alias="MARKUP_PERCENT")
     low_balance_alert: Decimal | None = Field(None, ge=0, alias="LOW_BALANCE_ALERT")
+    # Top-ups with Telegram Stars (bot/services/payments.py), in this order: each check reads
+    # the ones before it.
+    stars_per_unit: Decimal | None = Field(None, gt=0, le=1_000_000, alias="STARS_PER_UNIT")
+    topup_min: Decimal = Field(Decimal(1), gt=0, alias="TOPUP_MIN")
+    topup_max: Decimal | None = Field(None, gt=0, alias="TOPUP_MAX")
+    topup_amounts: AmountList = Field(DEFAULT_TOPUP_AMOUNTS, alias="TOPUP_AMOUNTS")
+    paysupport_text: str | None = Field(None, alias="PAYSUPPORT_TEXT")
+    terms_text: str | None = Field(None, alias="TERMS_TEXT")
 
     @field_validator("admin_ids", "allowed_user_ids", mode="before")
     @classmethod
@@ -203,6 +227,100 @@ class Settings(BaseSettings):
                 return Decimal(30) if info.field_name == "markup_percent" else None
         return value
 
+    @field_validator("stars_per_unit", "topup_min", "topup_max", mode="before")
+    @classmethod
+    def _exact_amount(cls, value: object, info: ValidationInfo) -> object:
+        """Reads "77" or "0.5" exactly (never through a float); empty means unset/default."""
+        if isinstance(value, float):
+            raise ValueError("give it as text, e.g. 10 or 0.5")
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return Decimal(1) if info.field_name == "topup_min" else None
+        return value
+
+    @field_validator("topup_max")
+    @classmethod
+    def _check_max(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        """At least TOPUP_MIN, and within what one invoice can ask at STARS_PER_UNIT."""
+        low, rate = info.data.get("topup_min"), info.data.get("stars_per_unit")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"less than TOPUP_MIN ({low})")
+        if value is not None and rate is not None and stars_for(value, rate) > MAX_INVOICE_STARS:
+            raise ValueError(f"{value} × {rate} is more than the {MAX_INVOICE_STARS:,} Stars "
+                             "one invoice can ask")
+        if low is not None and rate is not None and stars_for(low, rate) > MAX_INVOICE_STARS:
+            raise ValueError(f"even TOPUP_MIN ({low}) is more than one invoice can ask")
+        return value
+
+    @field_validator("topup_amounts", mode="before")
+    @classmethod
+    def _parse_amounts(cls, value: object) -> object:
+        """Reads "1, 5,10" as (1, 5, 10), exactly; empty means the default."""
+        if isinstance(value, str):
+            parts = [p for p in value.replace(";", ",").replace(" ", ",").split(",") if p]
+            if not parts:
+                return DEFAULT_TOPUP_AMOUNTS
+            try:
+                amounts = tuple(Decimal(p) for p in parts)
+            except InvalidOperation:
+                raise ValueError("not a list of amounts") from None
+            if not all(a.is_finite() and a > 0 for a in amounts):
+                raise ValueError("every amount must be more than zero")
+            return tuple(sorted(set(amounts)))
+        return value
+
+    @field_validator("topup_amounts")
+    @classmethod
+    def _check_amounts(cls, value: tuple[Decimal, ...],
+                       info: ValidationInfo) -> tuple[Decimal, ...]:
+        """Every amount offered is one a customer may top up (the default list is cut to fit)."""
+        low, high = info.data.get("topup_min"), info.data.get("topup_max")
+        rate = info.data.get("stars_per_unit")
+        if value == DEFAULT_TOPUP_AMOUNTS:  # the default (or the same list): cut to fit
+            return tuple(a for a in value if (low is None or a >= low)
+                         and (high is None or a <= high)
+                         and (rate is None or stars_for(a, rate) <= MAX_INVOICE_STARS))
+        if len(value) > 12:
+            raise ValueError("at most 12 amounts")
+        for amount in value:
+            if low is not None and amount < low:
+                raise ValueError(f"{amount} is less than TOPUP_MIN ({low})")
+            if high is not None and amount > high:
+                raise ValueError(f"{amount} is more than TOPUP_MAX ({high})")
+            if rate is not None and stars_for(amount, rate) > MAX_INVOICE_STARS:
+                raise ValueError(f"{amount} × {rate} is more than the {MAX_INVOICE_STARS:,} "
+                                 "Stars one invoice can ask")
+        return value
+
+    @field_validator("paysupport_text", "terms_text", mode="before")
+    @classmethod
+    def _text_or_file(cls, value: object) -> object:
+        """A text, or "@path" naming a UTF-8 file that holds it; empty means the default."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if value.startswith("@"):
+            try:
+                value = Path(value[1:].strip()).expanduser().read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {value[1:].strip()}: "
+                                 f"{exc.strerror or type(exc).__name__}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{value[1:].strip()} is not UTF-8 text") from None
+            if not value:
+                raise ValueError("the file is empty")
+        if len(value) > 3500:
+            raise ValueError("longer than 3500 characters")
+        return value
+
+    @property
+    def stars_enabled(self) -> bool:
+        """True when customers can top up their wallet with Telegram Stars (STARS_PER_UNIT)."""
+        return self.shop_mode and self.stars_per_unit is not None
+
     @property
     def shop_mode(self) -> bool:
         """True in shop mode: everyone is a customer paying from a wallet in the bot."""
@@ -236,6 +354,11 @@ def load_database_path(**overrides: object) -> Path:
     except ValidationError:
         raise ConfigError(f"Setting DATABASE_PATH is invalid: set it to "
                           f"{HINTS['DATABASE_PATH']}.") from None
+
+
+def stars_for(amount: Decimal, rate: Decimal) -> int:
+    """The whole Stars an amount costs at `rate` Stars per unit: rounded up, at least 1."""
+    return max(1, int((amount * rate).to_integral_value(rounding=ROUND_CEILING)))
 
 
 def load_settings(**overrides: object) -> Settings:

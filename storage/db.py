@@ -407,6 +407,38 @@ MIGRATIONS: list[str] = [
         CHECK ((kind = 'off') = (value IS NULL))
     );
     """,
+    # v8: wallet top-ups paid with Telegram Stars (storage/payments.py). One row per invoice;
+    # the payload names it (id and a random nonce). A payment is recorded once per Telegram
+    # charge id (UNIQUE), in the transaction that books its credit (reference stars:<charge>).
+    # A payment that matched no payable top-up is kept as 'stray' with no amount: nothing was
+    # credited, an admin refunds it. 'refunding': the refund debit is booked and Telegram has
+    # not yet confirmed the refund.
+    """
+    CREATE TABLE topups (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id      INTEGER NOT NULL,
+        chat_id      INTEGER NOT NULL,     -- where the invoice was sent
+        nonce        TEXT    NOT NULL,
+        amount       TEXT,                 -- decimal, in `currency`; NULL: a stray payment
+        currency     TEXT    NOT NULL,
+        stars        INTEGER NOT NULL CHECK (stars >= 1),
+        state        TEXT    NOT NULL DEFAULT 'pending'
+                             CHECK (state IN ('pending', 'expired', 'paid', 'refunding',
+                                              'refunded', 'stray')),
+        draft_id     INTEGER,              -- the order summary it was asked from, if any
+        created_at   REAL    NOT NULL,
+        expires_at   REAL    NOT NULL,
+        paid_at      REAL,
+        telegram_payment_charge_id TEXT UNIQUE,
+        provider_payment_charge_id TEXT,
+        refund_attempts INTEGER NOT NULL DEFAULT 0,
+        refunded_at  REAL,
+        note         TEXT    NOT NULL DEFAULT '',
+        CHECK ((state IN ('pending', 'expired')) = (telegram_payment_charge_id IS NULL)),
+        CHECK (amount IS NOT NULL OR state IN ('stray', 'refunding', 'refunded'))
+    );
+    CREATE INDEX topups_user ON topups (user_id, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,7 +2,9 @@
 
 The rules are `bot.services.wallet` and `bot.services.pricing`; these handlers read the
 update, call them and render the answer. Callback data: `wl:<user id>:<page>` (a wallet's
-page; only its owner or an admin may open it). An admin's /credit or /debit is booked under the
+page; only its owner or an admin may open it). With Telegram Stars on, a customer's own wallet
+has a Top up button and an admin's view of a wallet a Refund button per recent Stars payment
+(both handled in bot/handlers/payments.py). An admin's /credit or /debit is booked under the
 command message's own reference (`admin:<chat>:<message>`), so a message delivered twice (a
 restart before Telegram heard it was handled) is booked once.
 """
@@ -24,12 +26,13 @@ from bot.money import format_money
 from bot.order_views import format_time
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
-from bot.services import pricing, wallet
+from bot.services import payments, pricing, wallet
 from bot.services.accounts import role_of, shop_account
 from bot.services.pricing import PriceRefused, unit_word
 from storage import orders as order_store
 from storage import users
 from storage import wallet as ledger
+from storage.payments import Topup
 from storage.wallet import Entry
 
 log = logging.getLogger(__name__)
@@ -53,8 +56,10 @@ PRICE_USAGE = ("Usage: <code>/price &lt;service id&gt;</code> shows cost, price 
                "<code>/price 1 reset</code> goes back to the shop's markup.")
 
 
-def top_up_hint(user_id: int) -> str:
-    """How a customer tops their wallet up (HTML)."""
+def top_up_hint(user_id: int, *, stars: bool = False) -> str:
+    """How a customer tops their wallet up (HTML): with Stars, or by asking an admin."""
+    if stars:
+        return "Top up with Telegram Stars: /topup."
     return (f"To top up your wallet, ask an admin of this shop (send them your id: "
             f"<code>{user_id}</code>).")
 
@@ -113,9 +118,11 @@ def entry_line(entry: Entry, order_number: str | None) -> str:
             f"{esc(wallet.show(entry.balance_after, entry.currency))}")
 
 
-async def wallet_page(deps: Deps, user_id: int, page: int, *,
-                      whose: str = "Your wallet") -> tuple[str, InlineKeyboardMarkup]:
-    """A wallet's balance and a page of its entries, newest first, with ◀ ▶."""
+async def wallet_page(deps: Deps, user_id: int, page: int, *, whose: str = "Your wallet",
+                      extra: list[list[InlineKeyboardButton]] | None = None,
+                      ) -> tuple[str, InlineKeyboardMarkup]:
+    """A wallet's balance and a page of its entries, newest first, with ◀ ▶ (and `extra`
+    rows above the menu)."""
     total = await ledger.count_entries(deps.db, user_id)
     pages = max(1, -(-total // ENTRIES_PER_PAGE))
     page = min(max(page, 0), pages - 1)
@@ -138,6 +145,7 @@ async def wallet_page(deps: Deps, user_id: int, page: int, *,
                           and order.panel_order_id is not None else f"bot #{entry.order_id}")
             lines.append(entry_line(entry, number))
     rows = [row for row in [nav_row(page, pages, lambda p: pack("wl", user_id, p))] if row]
+    rows += extra or []
     rows.append([InlineKeyboardButton("🏠 Menu", callback_data="menu")])
     return "\n".join(lines), InlineKeyboardMarkup(rows)
 
@@ -172,9 +180,10 @@ async def wallet_command(update: Update, context: BotContext) -> None:
             return
         target = named
     text, markup = await wallet_page(context.deps, target, 0,
-                                     whose=await _whose(context.deps, target, user.id))
+                                     whose=await _whose(context.deps, target, user.id),
+                                     extra=await _payment_rows(update, context, target))
     if target == user.id:
-        text += f"\n\n{top_up_hint(user.id)}"
+        text += f"\n\n{top_up_hint(user.id, stars=payments.enabled(context.deps.settings))}"
     await reply(update, text, markup)
 
 
@@ -192,15 +201,40 @@ async def wallet_button(update: Update, context: BotContext) -> None:
         return
     await answer(query)
     text, markup = await wallet_page(context.deps, target, page,
-                                     whose=await _whose(context.deps, target, user.id))
+                                     whose=await _whose(context.deps, target, user.id),
+                                     extra=await _payment_rows(update, context, target))
     await show(update, text, markup)
+
+
+def refund_label(topup: Topup) -> str:
+    """"↩️ Refund 770 ⭐ · 10.00 USD · 2025-05-03"."""
+    amount = "" if topup.amount is None else f" · {wallet.show(topup.amount, topup.currency)}"
+    verb = "Finish refund" if topup.state == "refunding" else "Refund"
+    return f"↩️ {verb} {topup.stars} ⭐{amount} · {format_time(topup.paid_at or 0)[:10]}"
+
+
+async def _payment_rows(update: Update, context: BotContext,
+                        target: int) -> list[list[InlineKeyboardButton]]:
+    """Stars buttons on a wallet: Top up on one's own, Refund per recent payment for admins."""
+    user = update.effective_user
+    deps = context.deps
+    if user is None or not payments.enabled(deps.settings):
+        return []
+    rows = []
+    if target == user.id:
+        rows.append([InlineKeyboardButton("💳 Top up", callback_data="tp:w")])
+    if await _is_admin(update, context):
+        rows += [[InlineKeyboardButton(refund_label(t), callback_data=pack("rf", t.id))]
+                 for t in await payments.refundable(deps, target)]
+    return rows
 
 
 async def wallet_balance_text(deps: Deps, user_id: int) -> str:
     """/balance for a customer: their wallet (HTML)."""
     funds = await wallet.balance(deps, user_id)
     return (f"💰 Wallet balance: <b>{esc(wallet.show(funds.amount, funds.currency))}</b>. "
-            f"/wallet shows its entries. {top_up_hint(user_id)}")
+            f"/wallet shows its entries. "
+            f"{top_up_hint(user_id, stars=payments.enabled(deps.settings))}")
 
 
 # --- /credit and /debit -------------------------------------------------------------------------
@@ -379,12 +413,16 @@ async def audit_command(update: Update, context: BotContext) -> None:
     """/audit: checks every wallet and every charged order."""
     if not await _admin_in_shop(update, context):
         return
-    report = await wallet.audit(context.deps)
+    report = await payments.audit(context.deps)
     head = (f"{report.entries} entries in {report.wallets} wallets, {report.charged_orders} "
             "charged orders")
+    if report.payments:
+        head += f", {report.payments} Stars payments"
     if report.ok:
         lines = [f"✅ <b>Audit passed</b>: {head}. Every wallet adds up, each charged order "
-                 "has one charge, every refund matches its order, no balance is negative."]
+                 "has one charge, every refund matches its order, no balance is negative."
+                 + (" Every Stars payment has its one credit, every refunded one its one "
+                    "refund debit." if report.payments else "")]
     else:
         lines = [f"❌ <b>Audit found {len(report.problems)} problem(s)</b> ({head}):"]
         lines += [f"• {esc(problem)}" for problem in report.problems[:30]]

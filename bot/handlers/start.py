@@ -33,7 +33,8 @@ ADMIN_HELP = "\n\nAdmin: /stats, /allow &lt;id&gt;, /deny &lt;id&gt;."
 SHOP_ADMIN_HELP = ("\n\nAdmin: /stats, /deny &lt;id&gt; (ban), /allow &lt;id&gt; (unban), "
                    "/wallet &lt;id&gt;, /credit &lt;id&gt; &lt;amount&gt; [note], /debit "
                    "&lt;id&gt; &lt;amount&gt; [note], /markup &lt;percent&gt;, /price "
-                   "&lt;service id&gt; […], /audit.")
+                   "&lt;service id&gt; […], /audit, /refund &lt;id&gt; &lt;charge id&gt; (a "
+                   "Stars payment).")
 
 # Shop mode: what a customer can do (no /track, no /connect; /balance is the wallet).
 SHOP_COMMANDS: list[tuple[str, str]] = [
@@ -42,12 +43,15 @@ SHOP_COMMANDS: list[tuple[str, str]] = [
     ("services", "Browse or search services (/services <words>)"),
     ("orders", "Your orders"),
     ("wallet", "Your wallet: balance and entries"),
+    ("topup", "Top up your wallet"),
     ("balance", "Your wallet balance"),
     ("status", "Status of orders: /status <ids>"),
     ("refill", "Request a refill: /refill <ids>"),
     ("cancelorder", "Cancel orders: /cancelorder <ids>"),
     ("notify", "Notifications: all changes, final only, or off"),
     ("cancel", "Leave the order you are filling in"),
+    ("paysupport", "Help with a payment"),
+    ("terms", "Terms of top-ups and orders"),
     ("help", "What this bot can do"),
 ]
 
@@ -56,11 +60,13 @@ SHOP_HELP = """<b>What I can do</b>
 /services &lt;words&gt; – search the services; /services alone to browse.
 /orders – your orders; tap one for its card (refresh, refill, cancel).
 /wallet – your wallet: its balance and entries; orders are paid from it.
+/topup – top up your wallet.
 /balance – your wallet balance.
 /status &lt;ids&gt; – the status of any of your orders.
 /refill &lt;ids&gt;, /cancelorder &lt;ids&gt; – refill or cancel orders.
 /notify – which status changes I message you about.
-/cancel – leave the order you are filling in."""
+/cancel – leave the order you are filling in.
+/paysupport, /terms – help with a payment; the terms."""
 
 HELP = """<b>What I can do</b>
 /order – place an order: pick a service, answer a few questions, confirm.

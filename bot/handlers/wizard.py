@@ -23,6 +23,9 @@ Other ways in: "🔁 Order again" on an order card (the form filled from that or
 
 A shop's customer (`Account.customer`) sees the shop's price (`bot.services.pricing`) and their
 wallet, never the panel's rates or balance; Confirm charges the wallet as it claims the draft.
+With Telegram Stars on, a summary the wallet can't pay has "Top up N" (the missing amount, at
+least TOPUP_MIN; bot/handlers/payments.py); once paid, the summary is shown again
+(`resume_summary`) and placing stays an explicit tap on its Confirm.
 
 Commands other than /cancel and /order while a question is out get a one-line reminder and the
 same question: the wizard takes every message of the chat while it runs, so a command that
@@ -68,7 +71,7 @@ from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
-from bot.services import actions, placement, pricing, reorder, sharing, shop, wallet
+from bot.services import actions, payments, placement, pricing, reorder, sharing, shop, wallet
 from bot.services.accounts import Account
 from bot.services.notices import unknown_outcome_text
 from bot.services.pricing import Quote
@@ -265,18 +268,28 @@ def price_line(form: OrderForm, quote: Quote, quantity: int) -> str:
     return f"<b>Total: {total}</b> ({unit} per 1000 × {quantity:,})"
 
 
-def wallet_lines(quote: Quote, funds: wallet.Money, user_id: int) -> list[str]:
+def wallet_lines(quote: Quote, funds: wallet.Money, user_id: int,
+                 stars: bool = False) -> list[str]:
     """The customer's wallet on the summary, and how much is missing (HTML)."""
     lines = [f"Your wallet: {esc(wallet.show(funds.amount, funds.currency or quote.currency))}"]
     if funds.amount < quote.total:
         missing = esc(wallet.show(quote.total - funds.amount, quote.currency))
-        lines.append(f"⚠️ Your wallet is {missing} short of this order. {top_up_hint(user_id)}")
+        lines.append(f"⚠️ Your wallet is {missing} short of this order. "
+                     f"{top_up_hint(user_id, stars=stars)}")
     return lines
+
+
+def top_up_label(settings: Settings, price: Decimal, balance: Decimal,
+                 currency: str) -> str | None:
+    """"Top up 0.17 USD" for a summary the wallet can't pay (None: no such button)."""
+    amount = payments.top_up_for(settings, price, balance, currency)
+    return None if amount is None else f"💳 Top up {wallet.show(amount, currency)}"
 
 
 def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
                  balance: Balance | None,
-                 shop_view: tuple[Quote, wallet.Money, int] | None = None) -> str:
+                 shop_view: tuple[Quote, wallet.Money, int] | None = None,
+                 stars: bool = False) -> str:
     """Every field as it will be sent, the cost, the balance and a warning if short (HTML); for
     a customer (`shop_view`: quote, wallet, user id) the shop's total and their wallet."""
     values = answered(order)
@@ -291,7 +304,7 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
     if shop_view is not None:
         quote, funds, user_id = shop_view
         lines += ["", price_line(form, quote, form.quantity(values)),
-                  *wallet_lines(quote, funds, user_id)]
+                  *wallet_lines(quote, funds, user_id, stars)]
         return "\n".join(lines)
     lines += ["", cost_line(form, service, values, currency)]
     if balance is None:
@@ -316,17 +329,20 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
     return "\n".join(lines)
 
 
-def summary_markup(draft_id: int, revision: int, *,
-                   retry: bool = False) -> InlineKeyboardMarkup:
-    """Confirm / Edit / Cancel (and Back to the last question). Confirm names the draft and the
-    summary's revision: one draft serves the whole form, so an older summary of it is stale."""
+def summary_markup(draft_id: int, revision: int, *, retry: bool = False,
+                   top_up: str | None = None) -> InlineKeyboardMarkup:
+    """Confirm / Edit / Cancel (and Back to the last question; a shop's "Top up N" when the
+    wallet can't pay). Confirm names the draft and the summary's revision: one draft serves the
+    whole form, so an older summary of it is stale."""
     label = "✅ Confirm (retry)" if retry else "✅ Confirm"
-    return InlineKeyboardMarkup([
-        [InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id, revision))],
-        [InlineKeyboardButton("✏️ Edit", callback_data="wz:edit"),
-         InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")],
-        [InlineKeyboardButton("◀ Back", callback_data="wz:back")],
-    ])
+    rows = [[InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id,
+                                                            revision))]]
+    if top_up is not None:
+        rows.append([InlineKeyboardButton(top_up, callback_data=pack("tp", "d", draft_id))])
+    rows += [[InlineKeyboardButton("✏️ Edit", callback_data="wz:edit"),
+              InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")],
+             [InlineKeyboardButton("◀ Back", callback_data="wz:back")]]
+    return InlineKeyboardMarkup(rows)
 
 
 async def say(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> int | None:
@@ -437,13 +453,17 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
     await remember_user(update, context)
     currency = str(order.get("currency") or "")
     shop_view = None
+    top_up = None
+    stars = payments.enabled(context.deps.settings)
     if account.customer:
         quote = (await pricing.current(context.deps)).quote(service, values, currency)
         if quote is None:
             drop_order(update, context)
             await say(update, NOT_SOLD)
             return END
-        shop_view = (quote, await wallet.balance(context.deps, user.id), user.id)
+        funds = await wallet.balance(context.deps, user.id)
+        shop_view = (quote, funds, user.id)
+        top_up = top_up_label(context.deps.settings, quote.total, funds.amount, quote.currency)
     draft_id = await placement.save_draft(
         context.deps, account, user.id, service, form, values, currency,
         draft_id=order.get("draft") if isinstance(order.get("draft"), int) else None,
@@ -453,15 +473,29 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
         if stored is not None and stored != shop_view[0].total:
             shop_view = (dataclasses.replace(shop_view[0], total=stored), *shop_view[1:])
     balance = None if account.customer else await panel_balance(update, context, account)
-    text = summary_text(order, service, form, balance, shop_view)
+    text = summary_text(order, service, form, balance, shop_view, stars)
     revision = int(order.get("rev") or 0) + 1
     order.update(field=None, draft=draft_id, rev=revision, live=True, summary=text)
+    markup = summary_markup(draft_id, revision, top_up=top_up)
     if new_message:
-        sent = await reply(update, text, summary_markup(draft_id, revision))
+        sent = await reply(update, text, markup)
         order["msg"] = sent.message_id if sent is not None else None
     else:
-        order["msg"] = await say(update, text, summary_markup(draft_id, revision))
+        order["msg"] = await say(update, text, markup)
     return SUMMARY
+
+
+async def resume_summary(update: Update, context: BotContext, draft_id: int) -> bool:
+    """After a top-up asked from a summary: the summary again, with the new wallet and Confirm
+    (a new revision: the older one's Confirm is stale). False when that form is not at that
+    summary any more (edited, cancelled, placed)."""
+    order = current_order(update, context)
+    service = service_of(order) if order is not None else None
+    if (order is None or service is None or order.get("draft") != draft_id
+            or not order.get("live") or order.get("field") is not None):
+        return False
+    await summarise(update, context, order, service, form_for(service.type))
+    return True
 
 
 def wizard_state(update: Update,
@@ -768,8 +802,11 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     outcome = await placement.place(context.deps, account, user.id, draft_id)
     summary = str(order.get("summary") or "")
     if isinstance(outcome, placement.Short):
-        await say(update, f"{short_text(outcome, user.id)}\n\n{summary}",
-                  summary_markup(draft_id, int(order["rev"]), retry=True))
+        settings = context.deps.settings
+        await say(update, f"{short_text(outcome, user.id, payments.enabled(settings))}\n\n"
+                          f"{summary}",
+                  summary_markup(draft_id, int(order["rev"]), retry=True, top_up=top_up_label(
+                      settings, outcome.price, outcome.balance, outcome.currency)))
         return None
     if isinstance(outcome, placement.Refused):
         if outcome.retry_draft is not None:  # the refunded draft is closed: retry a new one
@@ -811,14 +848,15 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     return END
 
 
-def short_text(outcome: placement.Short, user_id: int) -> str:
+def short_text(outcome: placement.Short, user_id: int, stars: bool = False) -> str:
     """A customer's wallet cannot pay for the order: nothing was sent (HTML)."""
     def money(amount: Decimal) -> str:
         return esc(wallet.show(amount, outcome.currency))
 
     return (f"❌ <b>Not enough in your wallet</b>: this order costs {money(outcome.price)} and "
             f"your wallet holds {money(outcome.balance)}, so {money(outcome.missing)} is "
-            f"missing. Nothing was sent. {top_up_hint(user_id)} Then tap Confirm again.")
+            f"missing. Nothing was sent. {top_up_hint(user_id, stars=stars)} Then tap Confirm "
+            "again.")
 
 
 # What a customer is told when the panel refuses, by what its error means (never the panel's

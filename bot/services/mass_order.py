@@ -164,7 +164,7 @@ def parse_line(number: int, text: str, index: ServiceIndex,
     def bad(reason: str) -> BadLine:
         return BadLine(number, _shown(text), reason)
 
-    parts = split_line(text)
+    parts = split_line(text) or [""]
     service_id = parse_whole(parts[0].removeprefix("#"), max_digits=12)
     if service_id is None:
         return bad(f"“{_shown(parts[0])}” is not a service id: a line is "

@@ -185,28 +185,32 @@ async def _tell(deps: Deps, entry: Entry, text: str, *, now: float | None) -> No
 
 
 async def credit(deps: Deps, user_id: int, amount: Decimal, *, reference: str, note: str = "",
-                 kind: EntryKind = "topup", notify: bool = True,
+                 kind: EntryKind = "topup", notify: bool = True, currency: str | None = None,
                  now: float | None = None) -> Booked:
-    """Adds money to a wallet, once per reference; the owner is told with the new balance."""
+    """Adds money to a wallet, once per reference; the owner is told with the new balance.
+    `currency`: what the amount is in (a Stars top-up's), checked against the wallet's; by
+    default the wallet's (the shop's for a new wallet). Joins an enclosing transaction."""
     return await _book(deps, user_id, amount, reference=reference, note=note, kind=kind,
-                       notify=notify, now=now)
+                       notify=notify, currency=currency, now=now)
 
 
 async def debit(deps: Deps, user_id: int, amount: Decimal, *, reference: str, note: str = "",
                 kind: EntryKind = "adjustment", notify: bool = True,
-                now: float | None = None) -> Booked:
+                currency: str | None = None, now: float | None = None) -> Booked:
     """Takes money from a wallet, once per reference; raises NotEnough rather than go below
     zero. The owner is told with the new balance."""
     return await _book(deps, user_id, -amount, reference=reference, note=note, kind=kind,
-                       notify=notify, now=now)
+                       notify=notify, currency=currency, now=now)
 
 
 async def _book(deps: Deps, user_id: int, signed: Decimal, *, reference: str, note: str,
-                kind: EntryKind, notify: bool, now: float | None) -> Booked:
+                kind: EntryKind, notify: bool, currency: str | None,
+                now: float | None) -> Booked:
     """One credit or debit: the entry and its message in one transaction."""
     if kind in ("charge", "refund"):
         raise ValueError("charges and refunds belong to orders: charge_order / refund_order")
-    currency = await _currency_for(deps, user_id)
+    # A currency given is never looked up: inside a transaction that must not wait on the panel.
+    currency = currency if currency is not None else await _currency_for(deps, user_id)
     check_amount(abs(signed), currency)
     async with transaction(deps.db):
         try:
@@ -355,6 +359,7 @@ class AuditReport:
     entries: int = 0
     wallets: int = 0
     charged_orders: int = 0
+    payments: int = 0  # Stars payments checked (bot.services.payments.audit)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

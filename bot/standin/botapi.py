@@ -15,6 +15,16 @@ Two ways in, one world:
   (``server.base_url`` is ``http://127.0.0.1:PORT/bot``), with real ``getUpdates`` long polling,
   for a bot started as a subprocess or a PTB ``Application`` built with ``.base_url(...)``.
 
+Payments in Telegram Stars: ``sendInvoice`` (Telegram's rules: title 1–32 characters,
+description 1–255, payload 1–128 bytes, XTR with no provider token, no tips and exactly one
+price of whole Stars), ``answerPreCheckoutQuery`` (within 10 seconds, once) and
+``refundStarPayment`` (``CHARGE_ID_INVALID``, ``CHARGE_ALREADY_REFUNDED``); the user side plays
+the checkout with ``user_checks_out`` (a ``pre_checkout_query``) and ``user_pays`` (the
+``successful_payment`` message, only after an ok answer), and ``successful_payment_update``
+forges one (all three queue their update too). ``fail_next`` makes the next call of a method
+fail (optionally after doing it: a lost answer). The error texts for invoices are modelled on
+Telegram's upper-case codes.
+
 Every update built by ``user_sends``/``user_presses``/``block`` is returned *and* queued for
 ``getUpdates``. ``feed`` removes the update from that queue before processing it, so feeding and
 polling never deliver the same update twice; in-process tests that only ``feed`` never look at the
@@ -83,6 +93,8 @@ MAX_INLINE_RESULTS = 50
 MAX_CAPTION_LENGTH = 1024
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a bot may send files up to 50 MB
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # and download files up to 20 MB
+MAX_INVOICE_STARS = 10_000
+PRE_CHECKOUT_TIMEOUT = 10.0  # seconds Telegram waits for answerPreCheckoutQuery
 
 ERR_NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -124,6 +136,7 @@ _INT_PARAMS = frozenset(
         "from_chat_id",
         "user_id",
         "reply_to_message_id",
+        "max_tip_amount",
     }
 )
 _JSON_PARAMS = frozenset(
@@ -139,6 +152,8 @@ _JSON_PARAMS = frozenset(
         "message_ids",
         "results",
         "button",
+        "prices",
+        "suggested_tip_amounts",
     }
 )
 _BOOL_PARAMS = frozenset(
@@ -151,6 +166,12 @@ _BOOL_PARAMS = frozenset(
         "allow_sending_without_reply",
         "allow_paid_broadcast",
         "is_personal",
+        "ok",
+        "need_name",
+        "need_phone_number",
+        "need_email",
+        "need_shipping_address",
+        "is_flexible",
     }
 )
 _BUTTON_ACTIONS = frozenset(
@@ -540,6 +561,8 @@ class FakeMessage:
     seq: int = 0
     document: JSON | None = None  # a document message: file_id, file_name, file_size, mime_type
     edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
+    kind: str = "text"  # "invoice", "successful_payment": no text field, `extra` instead
+    extra: JSON = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -628,6 +651,14 @@ class FakeTelegram:
         self._seq = 0
         self._closed = False
         self._init_webhook()
+        # Stars: invoices by (chat, message id), pre-checkout queries waiting for an answer,
+        # their answers, and every payment by its charge id.
+        self._invoices: dict[tuple[int, int], JSON] = {}
+        self._checkouts: dict[str, JSON] = {}
+        self.checkout_answers: dict[str, JSON] = {}
+        self.star_payments: dict[str, JSON] = {}
+        self._next_charge = 1
+        self._failures: dict[str, list[tuple[ApiError, bool]]] = {}
         self._methods: dict[str, tuple[str, Callable[[JSON], Any]]] = {
             name.lower(): (name, fn)
             for name, fn in {
@@ -645,6 +676,9 @@ class FakeTelegram:
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
                 "sendChatAction": self._send_chat_action,
+                "sendInvoice": self._send_invoice,
+                "answerPreCheckoutQuery": self._answer_pre_checkout_query,
+                "refundStarPayment": self._refund_star_payment,
                 "close": self._true,
                 "logOut": self._true,
                 **self._file_and_inline_methods(),
@@ -718,12 +752,26 @@ class FakeTelegram:
         """Run the handler of ``name`` under the lock and wrap its result."""
         with self._cond:
             try:
+                failures = self._failures.get(name.lower())
+                if failures:
+                    error, do_it = failures.pop(0)
+                    if do_it:
+                        self._methods[name.lower()][1](params)
+                    raise error
                 result = self._methods[name.lower()][1](params)
             except ApiError as exc:
                 return exc.status, exc.body()
             finally:
                 self._cond.notify_all()
         return 200, {"ok": True, "result": result}
+
+    def fail_next(self, method: str, status: int, description: str, *,
+                  after_doing_it: bool = False) -> None:
+        """Make the next call of ``method`` answer this error; ``after_doing_it``: the call
+        takes effect first (an answer lost on the way back, e.g. a 502 after a refund)."""
+        with self.lock:
+            self._failures.setdefault(method.lower(), []).append(
+                (ApiError(status, description), after_doing_it))
 
     # ---------------------------------------------------------------- bot-side methods
 
@@ -929,7 +977,9 @@ class FakeTelegram:
             if msg.entities:
                 out["caption_entities"] = copy.deepcopy(msg.entities)
         else:
-            out["text"] = msg.plain
+            if msg.kind == "text":
+                out["text"] = msg.plain
+            out.update(copy.deepcopy(msg.extra))
             if msg.entities:
                 out["entities"] = copy.deepcopy(msg.entities)
         if msg.inline_keyboard:
@@ -1035,6 +1085,8 @@ class FakeTelegram:
 
     def _edit_message_text(self, params: JSON) -> JSON:
         _, msg = self._editable(params)
+        if msg.kind != "text":
+            raise _bad("Bad Request: there is no text in the message to edit")
         raw, plain, entities = self._render(
             params.get("text"), params.get("parse_mode"), params.get("entities")
         )
@@ -1111,6 +1163,102 @@ class FakeTelegram:
         if action not in _CHAT_ACTIONS:
             raise _bad("Bad Request: wrong parameter action in request")
         self.chat_actions.append((chat.id, str(action)))
+        return True
+
+    # ---------------------------------------------------------------- payments in Stars
+
+    def _send_invoice(self, params: JSON) -> JSON:
+        chat = self._chat_for(params)
+        self._check_flood(chat.id)
+        self._check_blocked(chat)
+        title, description = params.get("title"), params.get("description")
+        payload, currency = params.get("payload"), params.get("currency")
+        if not isinstance(title, str) or not 1 <= len(title) <= 32:
+            raise _bad("Bad Request: INVOICE_TITLE_INVALID")
+        if not isinstance(description, str) or not 1 <= len(description) <= 255:
+            raise _bad("Bad Request: INVOICE_DESCRIPTION_INVALID")
+        if not isinstance(payload, str) or not 1 <= len(payload.encode("utf-8")) <= 128:
+            raise _bad("Bad Request: INVOICE_PAYLOAD_INVALID")
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            raise _bad("Bad Request: CURRENCY_INVALID")
+        prices = params.get("prices")
+        if not isinstance(prices, list) or not prices:
+            raise _bad("Bad Request: can't parse prices JSON object")
+        for price in prices:
+            if (not isinstance(price, dict) or not isinstance(price.get("label"), str)
+                    or not price["label"] or type(price.get("amount")) is not int):
+                raise _bad("Bad Request: can't parse prices JSON object")
+        total = sum(price["amount"] for price in prices)
+        token = params.get("provider_token")
+        if currency == "XTR":
+            extras = {"max_tip_amount", "suggested_tip_amounts", "need_name",
+                      "need_phone_number", "need_email", "need_shipping_address",
+                      "is_flexible"}
+            if token not in (None, "") or len(prices) != 1 or any(
+                    params.get(name) for name in extras):
+                raise _bad("Bad Request: STARS_INVOICE_INVALID")
+            if not 1 <= total <= MAX_INVOICE_STARS:
+                raise _bad("Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+        else:
+            if not token:
+                raise _bad("Bad Request: PAYMENT_PROVIDER_INVALID")
+            if total <= 0:
+                raise _bad("Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+        markup = self._check_markup(params.get("reply_markup"))
+        if markup is not None:
+            rows = markup.get("inline_keyboard") or []
+            if not rows or not rows[0] or not rows[0][0].get("pay"):
+                raise _bad("Bad Request: REPLY_MARKUP_BUY_EMPTY")
+        invoice = {"title": title, "description": description, "start_parameter": "",
+                   "currency": currency, "total_amount": total}
+        msg = FakeMessage(
+            chat_id=chat.id,
+            message_id=chat.next_message_id,
+            from_bot=True,
+            user_id=BOT_ID,
+            html=f"{title}\n{description}",
+            plain=f"{title}\n{description}",
+            reply_markup=markup,
+            date=_now(),
+            seq=self._bump(),
+            kind="invoice",
+            extra={"invoice": invoice},
+        )
+        chat.next_message_id += 1
+        chat.messages.append(msg)
+        self._invoices[(chat.id, msg.message_id)] = {**invoice, "payload": payload,
+                                                     "paid": False}
+        return self._message_dict(msg)
+
+    def _answer_pre_checkout_query(self, params: JSON) -> bool:
+        query_id = str(params.get("pre_checkout_query_id", ""))
+        checkout = self._checkouts.get(query_id)
+        after = time.monotonic() - checkout["created"] if checkout else 0.0
+        if checkout is None or after > PRE_CHECKOUT_TIMEOUT:
+            self._checkouts.pop(query_id, None)
+            raise _bad(ERR_QUERY_INVALID)
+        ok = params.get("ok")
+        if not isinstance(ok, bool):
+            raise _bad("Bad Request: parameter \"ok\" is required")
+        error = params.get("error_message")
+        if not ok and (not isinstance(error, str) or not error.strip()):
+            raise _bad("Bad Request: ERROR_MESSAGE_EMPTY")
+        del self._checkouts[query_id]
+        self.checkout_answers[query_id] = {"ok": ok, "error_message": error, "after": after,
+                                           "chat_id": checkout["chat_id"],
+                                           "message_id": checkout["message_id"]}
+        return True
+
+    def _refund_star_payment(self, params: JSON) -> bool:
+        user_id, charge_id = params.get("user_id"), params.get("telegram_payment_charge_id")
+        if not isinstance(user_id, int):
+            raise _bad("Bad Request: USER_ID_INVALID")
+        payment = self.star_payments.get(charge_id) if isinstance(charge_id, str) else None
+        if payment is None or payment["user_id"] != user_id:
+            raise _bad("Bad Request: CHARGE_ID_INVALID")
+        if payment["refunded"]:
+            raise _bad("Bad Request: CHARGE_ALREADY_REFUNDED")
+        payment["refunded"] = True
         return True
 
     # ---------------------------------------------------------------- the user side
@@ -1272,6 +1420,132 @@ class FakeTelegram:
             update = self.push_update({"update_id": self._next_update_id, "callback_query": query})
             chat.last_user_seq = self._seq
             return update
+
+    def invoices(self, chat_id: int) -> list[FakeMessage]:
+        """Return the invoices the bot sent to a chat, oldest first."""
+        return [m for m in self.bot_messages(chat_id) if m.kind == "invoice"]
+
+    def invoice_payload(self, chat_id: int, message_id: int) -> str:
+        """Return the payload of an invoice (Telegram never shows it; tests may look)."""
+        with self.lock:
+            return str(self._invoices[(chat_id, message_id)]["payload"])
+
+    def user_checks_out(
+        self,
+        user_id: int,
+        message_id: int,
+        *,
+        chat_id: int | None = None,
+        payload: str | None = None,
+        total_amount: int | None = None,
+        currency: str | None = None,
+    ) -> JSON:
+        """Play a user tapping Pay on an invoice: the pre_checkout_query update (queued).
+
+        ``payload``, ``total_amount`` and ``currency`` forge what the query says (a tampered
+        client); otherwise they are the invoice's. A paid invoice cannot be paid again.
+        """
+        with self._cond:
+            cid = user_id if chat_id is None else chat_id
+            invoice = self._invoices.get((cid, message_id))
+            if invoice is None:
+                raise ValueError(f"no invoice {message_id} in chat {cid}")
+            if invoice["paid"]:
+                raise ValueError(f"invoice {message_id} was paid: Telegram shows its receipt")
+            if user_id not in self._users:
+                self._open(user_id, user_id, None, None, None)
+            query_id = str(self._next_query_id)
+            self._next_query_id += 1
+            query: JSON = {
+                "id": query_id,
+                "from": copy.deepcopy(self._users[user_id]),
+                "currency": invoice["currency"] if currency is None else currency,
+                "total_amount": invoice["total_amount"] if total_amount is None else total_amount,
+                "invoice_payload": invoice["payload"] if payload is None else payload,
+            }
+            self._checkouts[query_id] = {"created": time.monotonic(), "chat_id": cid,
+                                         "message_id": message_id, "user_id": user_id}
+            return self.push_update({"update_id": self._next_update_id,
+                                     "pre_checkout_query": query})
+
+    def age_checkout(self, checkout: JSON, seconds: float) -> None:
+        """Make a pending checkout older, e.g. past Telegram's 10 s to answer it."""
+        with self.lock:
+            pending = self._checkouts.get(checkout["pre_checkout_query"]["id"])
+            if pending is not None:
+                pending["created"] -= seconds
+
+    def checkout_answer(self, checkout: JSON) -> JSON | None:
+        """Return the bot's answer to a pre_checkout_query update ({ok, error_message, after})."""
+        with self.lock:
+            answer = self.checkout_answers.get(checkout["pre_checkout_query"]["id"])
+            return copy.deepcopy(answer) if answer is not None else None
+
+    def user_pays(self, checkout: JSON) -> JSON:
+        """Complete a checkout the bot accepted: Telegram charges the Stars and sends the
+        ``successful_payment`` message (queued; returned). Raises when it was not accepted."""
+        query = checkout["pre_checkout_query"]
+        with self._cond:
+            answer = self.checkout_answers.get(query["id"])
+            if answer is None or not answer["ok"]:
+                raise ValueError(f"the checkout was not accepted ({answer}): nothing is charged")
+            if answer.get("used"):
+                raise ValueError("this checkout was paid already")
+            answer["used"] = True
+            chat_id = answer["chat_id"]
+            self._invoices[(chat_id, answer["message_id"])]["paid"] = True
+            return self._payment_message(
+                query["from"]["id"], chat_id, payload=query["invoice_payload"],
+                total_amount=query["total_amount"], currency=query["currency"], charge_id=None)
+
+    def successful_payment_update(
+        self,
+        user_id: int,
+        *,
+        payload: str,
+        total_amount: int,
+        currency: str = "XTR",
+        charge_id: str | None = None,
+        chat_id: int | None = None,
+    ) -> JSON:
+        """Forge a ``successful_payment`` message (no checkout): a payment Telegram recorded
+        (refundable) with this payload. Feed the returned update twice for a redelivery."""
+        with self._cond:
+            if user_id not in self._users:
+                self._open(user_id, user_id, None, None, None)
+            return self._payment_message(user_id, user_id if chat_id is None else chat_id,
+                                         payload=payload, total_amount=total_amount,
+                                         currency=currency, charge_id=charge_id)
+
+    def _payment_message(self, user_id: int, chat_id: int, *, payload: str, total_amount: int,
+                         currency: str, charge_id: str | None) -> JSON:
+        """Record a payment and queue its service message from the user."""
+        if charge_id is None:
+            charge_id = f"stxFAKE{self._next_charge:012d}"
+            self._next_charge += 1
+        self.star_payments[charge_id] = {"user_id": user_id, "amount": total_amount,
+                                         "currency": currency, "payload": payload,
+                                         "refunded": False}
+        chat = self._chats.get(chat_id) or self._open(user_id, chat_id, None, None, None)
+        paid = {"currency": currency, "total_amount": total_amount, "invoice_payload": payload,
+                "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": ""}
+        msg = FakeMessage(chat_id=chat.id, message_id=chat.next_message_id, from_bot=False,
+                          user_id=user_id, html="", plain="", date=_now(),
+                          kind="successful_payment", extra={"successful_payment": paid})
+        chat.next_message_id += 1
+        chat.messages.append(msg)
+        update = self.push_update({"update_id": self._next_update_id,
+                                   "message": self._message_dict(msg)})
+        chat.last_user_seq = self._seq
+        msg.seq = self._seq
+        return update
+
+    @property
+    def bot_stars(self) -> int:
+        """The bot's Stars balance: every payment not refunded."""
+        with self.lock:
+            return sum(p["amount"] for p in self.star_payments.values()
+                       if p["currency"] == "XTR" and not p["refunded"])
 
     def user_clicks(self, user_id: int, label: str, *, chat_id: int | None = None) -> JSON:
         """Find the newest button whose text contains ``label`` and press it."""
