@@ -11,10 +11,9 @@ from urllib.parse import urlencode
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
-from bot.callbacks import int_arg, pack, unpack
 from bot.deps import BotContext
-from bot.handlers.catalog import categories_page, load_index
-from bot.handlers.common import answer, esc, remember_user, reply, show
+from bot.handlers.catalog import tapped_service
+from bot.handlers.common import answer, esc, remember_user, reply
 from bot.handlers.orders import NOT_FOUND, caller_of, show_card
 from bot.keyboards import cut
 from bot.services import sharing
@@ -35,17 +34,11 @@ def share_markup(service_name: str, link: str) -> InlineKeyboardMarkup:
 
 async def share_service(update: Update, context: BotContext) -> None:
     """"🔗 Share" on a service's card: the link that opens its order form."""
-    query = update.callback_query
-    service_id = int_arg(unpack(query.data if query else None), 1)
-    index = await load_index(update, context, pack("cat", 0))
-    if index is None:
+    tapped = await tapped_service(update, context)
+    if tapped is None:
         return
-    service = index.by_id.get(service_id) if service_id is not None else None
-    if service is None:
-        await answer(query, "That service is no longer offered.")
-        await show(update, *categories_page(index, 0))
-        return
-    await answer(query)
+    _index, service = tapped
+    await answer(update.callback_query)
     link = sharing.service_link(context.bot.username, service.service)
     await reply(update, share_text(service.name, service.service, link),
                 share_markup(service.name, link))

@@ -35,9 +35,9 @@ from telegram.ext import (
 )
 
 from bot.callbacks import int_arg, pack, unpack
-from bot.catalog import ServiceIndex
 from bot.config import Settings
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
+from bot.handlers.catalog import index_for
 from bot.handlers.common import (
     answer,
     esc,
@@ -50,7 +50,6 @@ from bot.handlers.common import (
 from bot.handlers.conversations import ExpiringConversation
 from bot.keyboards import cut
 from bot.money import format_money
-from bot.panel.errors import PanelClientError
 from bot.panel.models import Balance
 from bot.services import mass_order, pricing
 from bot.services.accounts import Account
@@ -320,21 +319,6 @@ async def deliver(bot: Bot, chat_id: int, message_id: int | None, report: BatchR
 # --- handlers: the lines --------------------------------------------------------------------
 
 
-async def catalogue(update: Update, context: BotContext,
-                    account: Account) -> ServiceIndex | None:
-    """The caller's catalogue, to check the lines with; None after saying why not."""
-    catalog = context.deps.catalog
-    if catalog.cached(account.catalog_key) is None and not await within_rate_limit(update,
-                                                                                   context):
-        return None
-    try:
-        return await catalog.get(account.catalog_key, account.key)
-    except PanelClientError as exc:
-        log.warning("Catalogue of %s unavailable for a mass order: %s", account.id, exc)
-        await reply(update, UNREACHABLE)
-        return None
-
-
 async def summary_balance(update: Update, context: BotContext,
                           account: Account) -> Balance | None:
     """The balance for the summary, unless the user is over the rate limit (then unknown)."""
@@ -352,7 +336,7 @@ async def take(update: Update, context: BotContext, text: str) -> int | None:
     if user is None or chat is None or account is None:
         return END
     await remember_user(update, context)
-    index = await catalogue(update, context, account)
+    index = await index_for(update, context, account, None, UNREACHABLE)
     if index is None:
         return WAITING
     data = _collected(update, context)
