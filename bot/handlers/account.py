@@ -23,7 +23,6 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
     BaseHandler,
-    CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
     MessageHandler,
@@ -33,8 +32,8 @@ from telegram.ext import (
 from bot.config import Settings
 from bot.crypto import KeyBox, WrongSecretKey
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
-from bot.handlers.common import answer, esc, remember_user, reply, within_rate_limit
-from bot.handlers.conversations import ExpiringConversation
+from bot.handlers.common import esc, remember_user, reply, within_rate_limit
+from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
@@ -102,28 +101,6 @@ async def receive_key(update: Update, context: BotContext) -> int | None:
     connected = await _connect_key(update, context, message.text.strip(),
                                    "" if deleted else "\n" + DELETE_IT, retry=SEND_AGAIN)
     return END if connected else None
-
-
-async def cancel(update: Update, context: BotContext) -> int:
-    """Stops waiting for a key."""
-    await reply(update, "OK, no key was connected.")
-    return END
-
-
-async def leave_for_command(update: Update, context: BotContext) -> int:
-    """Another command while a key is awaited: stop waiting, and say to send it again."""
-    message = update.effective_message
-    command = (message.text or "").split()[0] if message is not None and message.text else ""
-    await reply(update, f"I stopped waiting for your key (nothing was connected). Send "
-                        f"{esc(command[:40])} again.")
-    return END
-
-
-async def leave_for_button(update: Update, context: BotContext) -> int:
-    """A button while a key is awaited: stop waiting, and say to tap again."""
-    await answer(update.callback_query,
-                 "I stopped waiting for your key (nothing was connected). Tap again.", alert=True)
-    return END
 
 
 async def disconnect(update: Update, context: BotContext) -> None:
@@ -236,11 +213,8 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
             states={
                 WAITING_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_key)],
             },
-            fallbacks=[
-                CommandHandler("cancel", cancel),
-                MessageHandler(filters.COMMAND, leave_for_command),
-                CallbackQueryHandler(leave_for_button),
-            ],
+            fallbacks=wait_fallbacks("your key (nothing was connected)",
+                                     "OK, no key was connected."),
             allow_reentry=True,
             conversation_timeout=wait,
             name="connect",

@@ -17,10 +17,20 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from telegram.ext import ConversationHandler
+from telegram import Update
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
 from telegram.warnings import PTBUserWarning
 
 from bot.deps import BotApp, BotContext
+from bot.handlers.common import answer, reply
+from bot.text import esc
 from storage.persistence import SqlitePersistence
 
 log = logging.getLogger(__name__)
@@ -53,6 +63,31 @@ class ExpiringConversation(ConversationHandler[BotContext]):
         """Ends one conversation, as returning END from a handler would."""
         # The same call PTB makes for a state END it finds in the persistence at start-up.
         self._update_state(self.END, key)
+
+
+def wait_fallbacks(what: str, cancelled: str) -> list[BaseHandler[Update, BotContext, object]]:
+    """The ways out of a one-message wait (for a key, an amount): /cancel says `cancelled`;
+    another command or button ends the wait and says to send or tap it again (it is not run:
+    the user should not wonder which of the two their next message answers)."""
+
+    async def cancel(update: Update, context: BotContext) -> int:
+        await reply(update, cancelled)
+        return ConversationHandler.END
+
+    async def command(update: Update, context: BotContext) -> int:
+        message = update.effective_message
+        text = message.text if message is not None and message.text else ""
+        word = text.split()[0] if text else ""
+        await reply(update, f"I stopped waiting for {what}. Send {esc(word[:40])} again.")
+        return ConversationHandler.END
+
+    async def button(update: Update, context: BotContext) -> int:
+        await answer(update.callback_query, f"I stopped waiting for {what}. Tap again.",
+                     alert=True)
+        return ConversationHandler.END
+
+    return [CommandHandler("cancel", cancel), MessageHandler(filters.COMMAND, command),
+            CallbackQueryHandler(button)]
 
 
 def timeout_seconds(handler: ConversationHandler[BotContext]) -> float | None:

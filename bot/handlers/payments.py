@@ -37,7 +37,7 @@ from bot.config import Settings
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers import wizard
 from bot.handlers.common import BANNED, answer, esc, remember_user, reply, show
-from bot.handlers.conversations import ExpiringConversation
+from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
 from bot.handlers.shop import top_up_hint
 from bot.order_views import format_time
 from bot.services import payments, wallet
@@ -267,28 +267,6 @@ async def typed_amount(update: Update, context: BotContext) -> int | None:
     if reason:
         await reply(update, typed_question(deps, currency, reason))
         return None
-    return END
-
-
-async def stop_waiting(update: Update, context: BotContext) -> int:
-    """/cancel while an amount is awaited."""
-    await reply(update, "OK, no top-up.")
-    return END
-
-
-async def leave_for_command(update: Update, context: BotContext) -> int:
-    """Another command while an amount is awaited: stop waiting, and say to send it again."""
-    message = update.effective_message
-    command = (message.text or "").split()[0] if message is not None and message.text else ""
-    await reply(update, f"I stopped waiting for an amount (no invoice was sent). Send "
-                        f"{esc(command[:40])} again.")
-    return END
-
-
-async def leave_for_button(update: Update, context: BotContext) -> int:
-    """Another button while an amount is awaited: stop waiting, and say to tap again."""
-    await answer(update.callback_query,
-                 "I stopped waiting for an amount (no invoice was sent). Tap again.", alert=True)
     return END
 
 
@@ -531,9 +509,7 @@ def early_handlers(settings: Settings | None = None) -> list[BaseHandler[Update,
                 MessageHandler(filters.TEXT & ~filters.COMMAND, typed_amount),
                 CallbackQueryHandler(amount_button, pattern=r"^tp:a:"),
             ]},
-            fallbacks=[CommandHandler("cancel", stop_waiting),
-                       MessageHandler(filters.COMMAND, leave_for_command),
-                       CallbackQueryHandler(leave_for_button)],
+            fallbacks=wait_fallbacks("an amount (no invoice was sent)", "OK, no top-up."),
             allow_reentry=True,
             conversation_timeout=minutes * 60,
             name="topup_amount",
