@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
 from storage.db import fetch_all, transaction
 from storage.persistence import SqlitePersistence
 from tests.conftest import USER, BotHarness
@@ -153,3 +156,48 @@ async def test_the_persistence_waits_its_turn_instead_of_failing_with_database_l
     rows = await fetch_all(bot.deps.db, "SELECT data FROM ptb_user_data WHERE user_id = ?",
                            (USER,))
     assert [r[0] for r in rows] == ['{"step":"link"}']
+
+
+# --- the sandbox panel: its clock and its duplicate check do not walk every order ---------------
+
+
+def test_the_sandbox_refuses_a_second_active_order_for_a_link_until_the_first_ends() -> None:
+    panel = SandboxPanel(keys={DEMO_KEY: Decimal(1000)}, speed=1)
+    other = "other-key"
+    panel.add_key(other, Decimal(1000))
+
+    def add(key: str, link: str) -> Any:
+        return panel.answer({"key": key, "action": "add", "service": "1", "link": link,
+                             "quantity": "100"})
+
+    first = add(DEMO_KEY, "https://instagram.com/p/a")["order"]
+    assert add(DEMO_KEY, "https://instagram.com/p/a") == {"error": ERR_DUPLICATE}
+    assert "order" in add(other, "https://instagram.com/p/a")  # another key's orders are apart
+    assert "order" in add(DEMO_KEY, "https://instagram.com/p/b")
+    panel.set_status(first, "Completed")
+    again = add(DEMO_KEY, "https://instagram.com/p/a")["order"]  # the first one has ended
+    panel.set_status(again, "Canceled")
+    panel.set_status(first, "In progress")  # forced back to running: active again
+    assert add(DEMO_KEY, "https://instagram.com/p/a") == {"error": ERR_DUPLICATE}
+
+
+def test_the_sandbox_moves_only_orders_still_running_and_restores_them(tmp_path: Path) -> None:
+    clock = [0.0]
+    state = tmp_path / "sandbox.json"
+    panel = SandboxPanel(keys={DEMO_KEY: Decimal(1000)}, clock=lambda: clock[0], speed=1,
+                         state_path=state)
+    ids = [panel.answer({"key": DEMO_KEY, "action": "add", "service": "1",
+                         "link": f"https://instagram.com/p/{n}", "quantity": "100"})["order"]
+           for n in range(3)]
+    panel.set_status(ids[0], "In progress")  # held by hand: the clock leaves it alone
+    clock[0] = 500.0  # far past every natural ending
+    assert [panel.order(i)["status"] for i in ids] == ["In progress", "Completed", "Completed"]
+    # A restart resumes from the last save (the clock goes on from there): the two orders that
+    # were running at that save run again, the held one stays held.
+    restored = SandboxPanel(keys={DEMO_KEY: Decimal(1000)}, clock=lambda: clock[0], speed=1,
+                            state_path=state)
+    late = restored.answer({"key": DEMO_KEY, "action": "add", "service": "1",
+                            "link": "https://instagram.com/p/late", "quantity": "100"})["order"]
+    clock[0] = 1000.0
+    assert [restored.order(i)["status"] for i in [*ids, late]] == [
+        "In progress", "Completed", "Completed", "Completed"]
