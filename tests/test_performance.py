@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 
+from bot.catalog import Catalog, ServiceIndex
+from bot.panel.client import PanelClient
+from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
-from storage.db import fetch_all, transaction
+from bot.services.accounts import Account
+from storage import catalog as catalog_store
+from storage.db import close_database, fetch_all, open_database, transaction
 from storage.persistence import SqlitePersistence
 from tests.conftest import USER, BotHarness
 
@@ -201,3 +209,105 @@ def test_the_sandbox_moves_only_orders_still_running_and_restores_them(tmp_path:
     clock[0] = 1000.0
     assert [restored.order(i)["status"] for i in [*ids, late]] == [
         "In progress", "Completed", "Completed", "Completed"]
+
+
+# --- catalogues: identical ones shared, others kept apart ---------------------------------------
+
+PANEL_URL = "https://panel.example/api/v2"
+CATALOGUE = [
+    {"service": n, "name": f"Service {n}", "type": "Default", "category": f"Cat {n % 3}",
+     "rate": "0.90", "min": 10, "max": 1000, "refill": True, "cancel": False}
+    for n in range(1, 31)
+]
+
+
+class KeyedPanel(httpx.AsyncBaseTransport):
+    """A panel giving every key the same catalogue, except the keys with their own prices."""
+
+    def __init__(self, own_prices: dict[str, str] | None = None, *, down: bool = False) -> None:
+        self.own_prices = own_prices or {}
+        self.down = down
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.down:
+            raise httpx.ConnectError("down", request=request)
+        fields = dict(parse_qsl((await request.aread()).decode()))
+        body: Any = {"balance": "10", "currency": "USD"}
+        if fields["action"] == "services":
+            rate = self.own_prices.get(fields["key"])
+            body = [dict(row, rate=rate) if rate else row for row in CATALOGUE]
+        return httpx.Response(200, json=body, request=request)
+
+
+def accounts(*keys: str) -> list[Account]:
+    """One own-key account per key, on PANEL_URL."""
+    return [Account(f"user:{n}", key, PANEL_URL, own=True) for n, key in enumerate(keys, 1)]
+
+
+async def test_identical_catalogues_are_one_index_and_prices_of_their_own_are_kept(
+        tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    a, b, c = accounts("key-a", "key-b", "key-c")
+    panel = KeyedPanel({"key-c": "2.50"})
+    client = PanelClient(PANEL_URL, transport=panel)
+    try:
+        catalog = Catalog(client, db, ttl=3600)
+        first, second, own = [await catalog.get(x.catalog_key, x.key) for x in (a, b, c)]
+        assert first is second  # one index for the two keys that see the same list
+        assert own is not first
+        assert first.by_id[1].rate == Decimal("0.90") and own.by_id[1].rate == Decimal("2.50")
+        rows = await fetch_all(db, "SELECT source, length(payload) FROM services_cache")
+        big = [source for source, size in rows if size > 1000]
+        assert len(big) == 2, rows  # each distinct list is stored once, not once per key
+        # After a restart, with the panel down: every key finds its own catalogue on disk.
+        down = KeyedPanel(down=True)
+        async with PanelClient(PANEL_URL, transport=down) as offline:
+            again = Catalog(offline, db, ttl=3600)
+            first2, second2, own2 = [await again.get(x.catalog_key, x.key) for x in (a, b, c)]
+        assert down.requests == 0
+        assert first2 is second2 and own2 is not first2
+        assert first2.by_id[1].rate == Decimal("0.90") and own2.by_id[1].rate == Decimal("2.50")
+    finally:
+        await client.aclose()
+        await close_database(db)
+
+
+async def test_a_forgotten_key_leaves_the_shared_catalogue_to_the_others(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    a, b = accounts("key-a", "key-b")
+    panel = KeyedPanel()
+    client = PanelClient(PANEL_URL, transport=panel)
+    try:
+        catalog = Catalog(client, db, ttl=3600)
+        shared = await catalog.get(a.catalog_key, a.key)
+        await catalog.get(b.catalog_key, b.key)
+        await catalog.forget(a.catalog_key)
+        assert catalog.cached(a.catalog_key) is None
+        assert catalog.cached(b.catalog_key) is shared
+        assert len(await fetch_all(db, "SELECT 1 FROM services_cache")) == 2  # b's + the list
+        await catalog.forget(b.catalog_key)
+        assert await fetch_all(db, "SELECT source FROM services_cache") == []  # nothing left
+        requests = panel.requests
+        assert (await catalog.get(a.catalog_key, a.key)).by_id[1].name == "Service 1"
+        assert panel.requests > requests  # fetched anew
+    finally:
+        await client.aclose()
+        await close_database(db)
+
+
+async def test_a_catalogue_cached_before_sharing_is_still_read(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    [a] = accounts("key-a")
+    old = ServiceIndex(tuple(filter(None, map(Service.from_api, CATALOGUE))), "EUR", 100.0)
+    await catalog_store.save_services(db, source=a.catalog_key, payload_json=old.to_json(),
+                                      fetched_at=time.time())
+    panel = KeyedPanel(down=True)
+    try:
+        async with PanelClient(PANEL_URL, transport=panel) as client:
+            index = await Catalog(client, db, ttl=3600).get(a.catalog_key, a.key)
+        assert panel.requests == 0
+        assert index.currency == "EUR" and len(index.services) == len(CATALOGUE)
+    finally:
+        await close_database(db)
