@@ -96,6 +96,8 @@ async def start_services(app: BotApp) -> None:
     sandbox: SandboxPanel | None = app.bot_data.get("sandbox")
     await verify_secret_key(settings)  # stored keys undecryptable: SecretKeyMismatch, exit 2
     db = await open_database(settings.database_path)
+    if isinstance(app.persistence, SqlitePersistence):
+        await app.persistence.take_turns_with(db)  # one writer for the file (storage/db.py)
     if settings.demo_mode and sandbox is None:
         # Its orders, balances, ids and clock live beside the database, so a restart of the demo
         # bot finds them as it would on a real panel.

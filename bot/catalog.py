@@ -1,8 +1,19 @@
-"""The services catalogue: cached in memory and in the database, refreshed in the background."""
+"""The services catalogue: cached in memory and in the database, refreshed in the background.
+
+Each panel account (``Account.catalog_key``: its panel and key) has its own catalogue, because a
+panel may give a key its own services and prices. But most keys of one panel see the very same
+list, and a 5,000-service catalogue with its search index is megabytes: so identical catalogues
+are one object in memory, and one row in the database cache. A catalogue is known by a hash of
+the panel's answer (every field of every service, as sent) and the currency: accounts whose
+panel answers alike share one `ServiceIndex`, parsed once; one that differs in any price or
+field gets its own. Each account keeps its own fetch time, so each refreshes on its own
+schedule.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -14,7 +25,7 @@ from typing import Any
 import aiosqlite
 
 from bot.money import parse_whole
-from bot.panel.client import PanelClient
+from bot.panel.client import PanelClient, parse_services
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
 from storage import catalog as catalog_store
@@ -28,7 +39,7 @@ class ServiceIndex:
 
     services: tuple[Service, ...]
     currency: str
-    fetched_at: float
+    fetched_at: float  # when this content was first fetched (each account's time: Catalog)
     by_id: dict[int, Service] = field(init=False, repr=False)
     categories: tuple[str, ...] = field(init=False, repr=False)
     by_category: dict[str, tuple[Service, ...]] = field(init=False, repr=False)
@@ -66,14 +77,7 @@ class ServiceIndex:
 
     def to_json(self) -> str:
         """Serialises for the database cache (Decimal as text)."""
-        rows = [
-            {"service": s.service, "name": s.name, "type": s.type, "category": s.category,
-             "rate": str(s.rate), "min": s.min, "max": s.max, "refill": s.refill,
-             "cancel": s.cancel, "desc": s.desc}
-            | ({} if s.dripfeed is None else {"dripfeed": s.dripfeed})
-            for s in self.services
-        ]
-        return json.dumps({"currency": self.currency, "services": rows})
+        return services_json(self.services, self.currency)
 
     @classmethod
     def from_json(cls, payload: str, fetched_at: float) -> ServiceIndex:
@@ -84,8 +88,51 @@ class ServiceIndex:
                    fetched_at)
 
 
+def services_json(services: Sequence[Service], currency: str) -> str:
+    """A service list as the database cache stores it (Decimal as text)."""
+    rows = [
+        {"service": s.service, "name": s.name, "type": s.type, "category": s.category,
+         "rate": str(s.rate), "min": s.min, "max": s.max, "refill": s.refill,
+         "cancel": s.cancel, "desc": s.desc}
+        | ({} if s.dripfeed is None else {"dripfeed": s.dripfeed})
+        for s in services
+    ]
+    return json.dumps({"currency": currency, "services": rows})
+
+
+def content_key(currency: str, rows: Any) -> str:
+    """What identifies a catalogue: a hash of the panel's rows as it sent them, and the
+    currency. The same answer to two keys is the same catalogue; any other difference (a price,
+    a field, the order of the list) makes it another one."""
+    text = json.dumps([currency, rows], ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: The database cache: a catalogue's content is stored once, as the row CONTENT + its content
+#: key; each account's row only names that content ({"content": key}). Rows written before
+#: catalogues were shared hold the list itself, and are still read.
+CONTENT = "content:"
+
+
+def _reference(content: str) -> str:
+    """An account's cache row: the name of the content it sees."""
+    return json.dumps({"content": content})
+
+
+def _referenced(payload_json: str) -> str | None:
+    """The content an account's cache row names, or None for a row holding the list itself."""
+    if not payload_json.startswith('{"content"'):
+        return None
+    value = json.loads(payload_json).get("content")
+    return value if isinstance(value, str) else None
+
+
 class Catalog:
-    """Gives each panel account's catalogue from memory; the panel is asked only when stale."""
+    """Gives each panel account's catalogue from memory; the panel is asked only when stale.
+
+    Accounts whose panel answers with the same list share one `ServiceIndex` (see the module
+    docstring); an index nobody holds any more is dropped, in memory and in the database.
+    """
 
     def __init__(self, panel: PanelClient, db: aiosqlite.Connection, *, ttl: float,
                  clock: Callable[[], float] = time.time) -> None:
@@ -93,7 +140,11 @@ class Catalog:
         self._db = db
         self._ttl = ttl
         self._clock = clock
-        self._memory: dict[str, ServiceIndex] = {}
+        self._memory: dict[str, ServiceIndex] = {}  # account -> its catalogue (maybe shared)
+        self._fetched: dict[str, float] = {}  # account -> when its copy was fetched
+        self._content: dict[str, str] = {}  # account -> the content key of its catalogue
+        self._shared: dict[str, ServiceIndex] = {}  # content key -> the one index of it
+        self._holders: dict[str, int] = {}  # content key -> how many accounts hold it
         self._fetching: dict[str, asyncio.Task[ServiceIndex]] = {}
 
     async def get(self, account_id: str, key: str) -> ServiceIndex:
@@ -103,29 +154,90 @@ class Catalog:
         """
         index = self._memory.get(account_id)
         if index is None:
-            stored = await catalog_store.load_services(self._db, source=account_id)
-            if stored is not None:
-                index = ServiceIndex.from_json(stored.payload_json, stored.fetched_at)
-                self._memory[account_id] = index
+            index = await self._load(account_id)
         if index is None:
             return await self._fetch(account_id, key)
-        if self._clock() - index.fetched_at > self._ttl and account_id not in self._fetching:
+        if (self._clock() - self._fetched[account_id] > self._ttl
+                and account_id not in self._fetching):
             self._start_fetch(account_id, key)
         return index
 
     async def forget(self, account_id: str) -> None:
         """Drops an account's copy (its key changed: another account may see other services or
         prices); the next look fetches it anew."""
-        self._memory.pop(account_id, None)
+        stored = await catalog_store.load_services(self._db, source=account_id)
+        self._release(account_id)
         await catalog_store.clear_services(self._db, source=account_id)
+        if stored is not None and (content := _referenced(stored.payload_json)) is not None:
+            await self._prune(content)
 
     def cached(self, account_id: str) -> ServiceIndex | None:
         """The in-memory catalogue, if any, without asking anyone."""
         return self._memory.get(account_id)
 
+    def distinct(self) -> int:
+        """How many different catalogues are in memory (accounts sharing one count once)."""
+        return len(self._shared)
+
     async def refresh(self, account_id: str, key: str) -> ServiceIndex:
         """Fetches the catalogue now (joins a fetch already under way)."""
         return await self._fetch(account_id, key)
+
+    # -- sharing -------------------------------------------------------------------------------
+
+    def _keep(self, account_id: str, content: str, fetched_at: float,
+              build: Callable[[], ServiceIndex]) -> ServiceIndex:
+        """Makes this content the account's catalogue: the index already held for identical
+        content if there is one (`build` is not even called), else the one `build` makes."""
+        if self._content.get(account_id) != content:
+            self._release(account_id)
+            index = self._shared.get(content)
+            if index is None:
+                index = self._shared[content] = build()
+            self._holders[content] = self._holders.get(content, 0) + 1
+            self._content[account_id] = content
+            self._memory[account_id] = index
+        self._fetched[account_id] = fetched_at
+        return self._memory[account_id]
+
+    def _release(self, account_id: str) -> None:
+        """The account no longer holds its catalogue; one nobody holds is dropped."""
+        self._memory.pop(account_id, None)
+        self._fetched.pop(account_id, None)
+        content = self._content.pop(account_id, None)
+        if content is None:
+            return
+        left = self._holders[content] - 1
+        if left:
+            self._holders[content] = left
+        else:
+            del self._holders[content]
+            del self._shared[content]
+
+    async def _load(self, account_id: str) -> ServiceIndex | None:
+        """The account's catalogue from the database cache (after a restart), if there is one."""
+        stored = await catalog_store.load_services(self._db, source=account_id)
+        if stored is None:
+            return None
+        content, payload = _referenced(stored.payload_json), stored.payload_json
+        if content is None:  # written before catalogues were shared: the list itself
+            content = hashlib.sha256(payload.encode()).hexdigest()
+        elif content not in self._shared:
+            row = await catalog_store.load_services(self._db, source=CONTENT + content)
+            if row is None:
+                return None
+            payload = row.payload_json
+        return self._keep(account_id, content, stored.fetched_at,
+                          lambda: ServiceIndex.from_json(payload, stored.fetched_at))
+
+    async def _prune(self, content: str) -> None:
+        """Deletes a stored content that no account's row names any more."""
+        if content in self._shared:
+            return
+        if not await catalog_store.count_payload(self._db, payload_json=_reference(content)):
+            await catalog_store.clear_services(self._db, source=CONTENT + content)
+
+    # -- fetching ------------------------------------------------------------------------------
 
     def _start_fetch(self, account_id: str, key: str) -> asyncio.Task[ServiceIndex]:
         """Starts one fetch for the account unless one is running."""
@@ -142,19 +254,30 @@ class Catalog:
         return await asyncio.shield(self._start_fetch(account_id, key))
 
     async def _do_fetch(self, account_id: str, key: str) -> ServiceIndex:
-        """Asks the panel for the services (and the currency), stores them in memory and db."""
-        services: Sequence[Service] = await self._panel.services(key)
+        """Asks the panel for the services (and the currency), stores them in memory and db;
+        a list this bot holds already (another key's) is neither parsed nor stored again."""
+        rows: Sequence[Any] = await self._panel.service_rows(key)
         try:
             currency = (await self._panel.balance(key)).currency
         except PanelClientError:
             previous = self._memory.get(account_id)
             currency = previous.currency if previous else ""
-        index = ServiceIndex(tuple(services), currency, self._clock())
-        self._memory[account_id] = index
-        await catalog_store.save_services(
-            self._db, source=account_id, payload_json=index.to_json(), fetched_at=index.fetched_at
-        )
-        log.info("Catalogue of %s refreshed: %d services", account_id, len(services))
+        fetched_at = self._clock()
+        content = content_key(currency, rows)
+        before = self._content.get(account_id)
+        new = content not in self._shared
+        index = self._keep(account_id, content, fetched_at, lambda: ServiceIndex(
+            tuple(parse_services(rows)), currency, fetched_at))
+        if new and not await catalog_store.has_services(self._db, source=CONTENT + content):
+            await catalog_store.save_services(self._db, source=CONTENT + content,
+                                              payload_json=index.to_json(),
+                                              fetched_at=fetched_at)
+        await catalog_store.save_services(self._db, source=account_id,
+                                          payload_json=_reference(content),
+                                          fetched_at=fetched_at)
+        if before is not None and before != content:
+            await self._prune(before)
+        log.info("Catalogue of %s refreshed: %d services", account_id, len(index.services))
         return index
 
 

@@ -49,3 +49,17 @@ async def clear_services(db: aiosqlite.Connection, *, source: str | None = None)
         else:
             cursor = await db.execute("DELETE FROM services_cache WHERE source = ?", (source,))
     return cursor.rowcount
+
+
+async def has_services(db: aiosqlite.Connection, *, source: str) -> bool:
+    """Whether a list is cached for `source` (without reading it)."""
+    row = await fetch_one(db, "SELECT 1 FROM services_cache WHERE source = ?", (source,))
+    return row is not None
+
+
+async def count_payload(db: aiosqlite.Connection, *, payload_json: str) -> int:
+    """How many sources hold exactly this payload (the caller's references to shared rows)."""
+    row = await fetch_one(
+        db, "SELECT COUNT(*) FROM services_cache WHERE payload = ?", (payload_json,)
+    )
+    return 0 if row is None else int(row[0])

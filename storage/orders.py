@@ -33,6 +33,7 @@ import aiosqlite
 
 from storage.db import (
     decimal_text,
+    execute_write,
     fetch_all,
     fetch_one,
     opt_bool,
@@ -207,24 +208,27 @@ async def save_draft(
         currency, int(can_refill), int(can_cancel), json.dumps(dict(fields), ensure_ascii=False),
         quantity, decimal_text(cost), decimal_text(price),
     )
-    async with transaction(db):
-        if draft_id is not None:
-            cursor = await db.execute(
-                "UPDATE orders SET owner_id = ?, account = ?, panel = ?, service_id = ?,"
-                " service_name = ?, service_type = ?, service_rate = ?, service_currency = ?,"
-                " service_refill = ?, service_cancel = ?, fields = ?, quantity = ?, cost = ?,"
-                " price = ?, updated_at = ? WHERE id = ? AND owner_id = ? AND state = 'draft'",
-                (*values, at, draft_id, owner_id),
-            )
-            if cursor.rowcount == 1:
-                return draft_id
-        cursor = await db.execute(
-            "INSERT INTO orders (owner_id, account, panel, service_id, service_name,"
-            " service_type, service_rate, service_currency, service_refill, service_cancel,"
-            " fields, quantity, cost, price, state, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
-            (*values, at, at),
+    # One statement each: the rewrite either hits the unsent draft or nothing, and then the
+    # new draft stands alone, so neither needs BEGIN/COMMIT round trips around it.
+    if draft_id is not None:
+        cursor = await execute_write(
+            db,
+            "UPDATE orders SET owner_id = ?, account = ?, panel = ?, service_id = ?,"
+            " service_name = ?, service_type = ?, service_rate = ?, service_currency = ?,"
+            " service_refill = ?, service_cancel = ?, fields = ?, quantity = ?, cost = ?,"
+            " price = ?, updated_at = ? WHERE id = ? AND owner_id = ? AND state = 'draft'",
+            (*values, at, draft_id, owner_id),
         )
+        if cursor.rowcount == 1:
+            return draft_id
+    cursor = await execute_write(
+        db,
+        "INSERT INTO orders (owner_id, account, panel, service_id, service_name,"
+        " service_type, service_rate, service_currency, service_refill, service_cancel,"
+        " fields, quantity, cost, price, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
+        (*values, at, at),
+    )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
 
@@ -260,12 +264,12 @@ async def purge_drafts(db: aiosqlite.Connection, *, older_than: float) -> int:
 
 async def claim_order(db: aiosqlite.Connection, draft_id: int, *, owner_id: int) -> bool:
     """Takes a draft (or a failed order) for sending; True for exactly one concurrent caller."""
-    async with transaction(db):
-        cursor = await db.execute(
-            "UPDATE orders SET state = 'claimed', error = NULL, updated_at = ?"
-            " WHERE id = ? AND owner_id = ? AND state IN ('draft', 'failed')",
-            (timestamp(), draft_id, owner_id),
-        )
+    cursor = await execute_write(
+        db,
+        "UPDATE orders SET state = 'claimed', error = NULL, updated_at = ?"
+        " WHERE id = ? AND owner_id = ? AND state IN ('draft', 'failed')",
+        (timestamp(), draft_id, owner_id),
+    )
     return cursor.rowcount == 1
 
 
@@ -280,13 +284,13 @@ async def _move(
 ) -> bool:
     """Moves an order between placement states; False when it was not in `allowed_from`."""
     marks = ", ".join("?" for _ in allowed_from)
-    async with transaction(db):
-        cursor = await db.execute(
-            "UPDATE orders SET state = ?, error = ?,"
-            " panel_order_id = COALESCE(?, panel_order_id), updated_at = ?"
-            f" WHERE id = ? AND state IN ({marks})",
-            (to, error, panel_order_id, timestamp(), order_id, *allowed_from),
-        )
+    cursor = await execute_write(
+        db,
+        "UPDATE orders SET state = ?, error = ?,"
+        " panel_order_id = COALESCE(?, panel_order_id), updated_at = ?"
+        f" WHERE id = ? AND state IN ({marks})",
+        (to, error, panel_order_id, timestamp(), order_id, *allowed_from),
+    )
     return cursor.rowcount == 1
 
 
@@ -570,7 +574,10 @@ async def record_status(
     next_check_at: float | None = None,
     notify: Notice | None = None,
 ) -> bool:
-    """Stores a poll result; True (plus a history row and `notify` queued) if status changed."""
+    """Stores a poll result; True (plus a history row and `notify` queued) if status changed.
+
+    An order once final stays final: a later status (panels reporting out of order) is stored
+    and told, but the order is neither followed nor offered a cancel again."""
     at = timestamp(now)
     status = observed.status
     values = (
@@ -592,7 +599,7 @@ async def record_status(
         touched = changed or tuple(row) != values
         await db.execute(
             "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
-            " final = ?, last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+            " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             (
                 *values,
@@ -672,7 +679,7 @@ async def apply_status_changes(
             current[seen.order_id] = values
         await db.executemany(
             "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
-            " final = ?, last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+            " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             updates,
         )

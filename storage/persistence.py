@@ -3,14 +3,25 @@
 Connection: the persistence opens its *own* connection to the file (``open_database``, so the
 schema is migrated) on first use, and closes it in ``flush()``, which PTB calls from
 ``Application.shutdown()``. It cannot share the handlers' connection because PTB loads persistence
-in ``Application.initialize()``, before ``post_init`` where that connection is made. Two
-connections to one WAL file are fine; SQLite serialises their writes.
+in ``Application.initialize()``, before ``post_init`` where that connection is made. But the two
+must not contend for SQLite's write lock (the one that waits sleeps in SQLite's busy handler, and
+fails with "database is locked" after the busy timeout): so once the bot's connection is open,
+``take_turns_with(db)`` makes the persistence run its statements under that connection's lock
+(``storage.db.take_turns``). The process then has one writer, and waiters queue first come,
+first served.
 
-Durability: every ``update_*`` / ``drop_*`` call commits at once (write-through). But PTB itself
+Durability: every ``update_*`` / ``drop_*`` call returns once its row is committed. PTB itself
 calls them only every ``update_interval`` seconds and at shutdown. To lose nothing on a crash
 mid-conversation, register ``persist_now`` to run after each update::
 
     application.add_handler(TypeHandler(Update, persist_now), group=PERSIST_GROUP)
+
+Group commit: the writes are not one transaction each. Every ``update_*`` / ``drop_*`` call
+puts its row into the batch being collected and waits for that batch's commit; one writer task
+commits a batch at a time, all its rows in one transaction (one statement per kind of row). So
+the conversation state and user_data of one update land together, and the writes of updates
+handled at the same moment (other chats) share a commit instead of queueing for one each. Rows
+that hold what they held already are not written at all.
 
 JSON: data may hold str/int/float/bool/None, lists, dicts, and also Decimal, tuples, sets and
 dicts with non-string keys (e.g. ``{123: ...}``), which come back as they went in. Anything else
@@ -25,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +45,16 @@ import aiosqlite
 from telegram import Update
 from telegram.ext import BasePersistence, CallbackContext, PersistenceInput
 
-from storage.db import close_database, fetch_all, fetch_one, open_database, transaction
+from storage.db import (
+    close_database,
+    connection_lock,
+    execute_write,
+    fetch_all,
+    fetch_one,
+    open_database,
+    take_turns,
+    transaction,
+)
 
 if TYPE_CHECKING:
     # PTB's own aliases, so the overrides match BasePersistence exactly.
@@ -108,6 +129,36 @@ def _conversation_key(key: ConversationKey) -> str:
     return json.dumps(list(key), separators=(",", ":"))
 
 
+_UPSERT_DATA = (
+    "INSERT INTO {table} ({column}, data) VALUES (?, ?)"
+    " ON CONFLICT ({column}) DO UPDATE SET data = excluded.data"
+)
+_DELETE_DATA = "DELETE FROM {table} WHERE {column} = ?"
+_UPSERT_CONVERSATION = (
+    "INSERT INTO ptb_conversations (name, key, state, updated_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (name, key) DO UPDATE"
+    " SET state = excluded.state, updated_at = excluded.updated_at"
+)
+_DELETE_CONVERSATION = "DELETE FROM ptb_conversations WHERE name = ? AND key = ?"
+
+#: A row of the persistence: (table or "conversation:<name>", key as text).
+Slot = tuple[str, str]
+
+
+@dataclass(eq=False)
+class _Batch:
+    """The rows written by the next commit (the last write of a row wins), and its outcome."""
+
+    done: asyncio.Future[None]
+    writes: dict[Slot, tuple[str, tuple[Any, ...]]] = field(default_factory=dict)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Marks a batch's failure as seen even when every writer waiting for it was cancelled."""
+    if not future.cancelled():
+        future.exception()
+
+
 class SqlitePersistence(BasePersistence[Data, Data, Data]):
     """Keeps user_data, chat_data, conversations (and optionally bot_data) in SQLite."""
 
@@ -126,16 +177,22 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         self._db: aiosqlite.Connection | None = None
         # PTB runs the update_* calls of one round concurrently: open the connection once.
         self._opening = asyncio.Lock()
+        # The bot's connection's lock, once it is open (take_turns_with).
+        self._lock: asyncio.Lock | None = None
         # What each row holds now (as written or loaded): PTB hands over every user's and
-        # chat's data after every update, mostly unchanged, and each write would take SQLite's
-        # write lock from the bot's own connection.
-        self._written: dict[tuple[str, str], str] = {}
+        # chat's data after every update, mostly unchanged, and only changes are written.
+        self._written: dict[Slot, str] = {}
         # When each conversation's state was last written: {name: {key: unix time}}.
         self._touched: dict[str, dict[tuple[Any, ...], float]] = {}
+        # Group commit: the batch being collected, and the one task that commits batches.
+        self._collecting: _Batch | None = None
+        self._writer: asyncio.Task[None] | None = None
+        #: Commits made (a test and the benchmarks look at it).
+        self.commits = 0
 
     def _unchanged(self, table: str, key: object, text: str | None) -> bool:
         """True when the row already holds `text` (None: absent); else remembers `text`."""
-        slot = (table, json.dumps(key) if not isinstance(key, str) else key)
+        slot = _slot(table, key)
         if text is None:
             self._written.pop(slot, None)
             return False
@@ -145,11 +202,81 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         return False
 
     async def _conn(self) -> aiosqlite.Connection:
-        """The persistence's own connection, opened (and the schema migrated) on first use."""
+        """The connection, opened (and the schema migrated) on first use."""
         async with self._opening:
             if self._db is None:
                 self._db = await open_database(self.path)
+                if self._lock is not None:
+                    take_turns(self._db, self._lock)
             return self._db
+
+    async def take_turns_with(self, db: aiosqlite.Connection) -> None:
+        """Runs the persistence's statements under the lock of `db`, the bot's connection to
+        the same file, from now on (and on a reopened connection): one writer at a time."""
+        self._lock = connection_lock(db)
+        async with self._opening:
+            if self._db is not None:
+                take_turns(self._db, self._lock)
+
+    # -- group commit --------------------------------------------------------------------
+
+    async def _write(self, slot: Slot, sql: str, params: tuple[Any, ...]) -> None:
+        """Adds a row to the batch being collected and waits until that batch is committed."""
+        batch = self._collecting
+        if batch is None:
+            batch = self._collecting = _Batch(asyncio.get_running_loop().create_future())
+            batch.done.add_done_callback(_retrieve)
+        batch.writes[slot] = (sql, params)
+        if self._writer is None:
+            # Started now, it runs once the other writes of this round have joined the batch.
+            self._writer = asyncio.create_task(self._commit_batches())
+        await asyncio.shield(batch.done)
+
+    async def _commit_batches(self) -> None:
+        """The writer: commits one batch after another until none is waiting."""
+        try:
+            while self._collecting is not None:
+                batch, self._collecting = self._collecting, None
+                try:
+                    await self._commit(batch)
+                except asyncio.CancelledError:
+                    self._forget(batch)
+                    batch.done.cancel()
+                    raise
+                except BaseException as exc:
+                    self._forget(batch)
+                    batch.done.set_exception(exc)
+                else:
+                    batch.done.set_result(None)
+        finally:
+            self._writer = None
+            if self._collecting is not None:  # cancelled with rows still waiting
+                self._forget(self._collecting)
+                self._collecting.done.cancel()
+                self._collecting = None
+
+    def _forget(self, batch: _Batch) -> None:
+        """After a failed commit: the rows are not known to hold anything, so they are written
+        again next time even when unchanged."""
+        for slot in batch.writes:
+            self._written.pop(slot, None)
+
+    async def _commit(self, batch: _Batch) -> None:
+        """Writes a batch in one transaction: one statement per kind of row; a batch of one
+        row is one statement on its own (atomic without BEGIN/COMMIT)."""
+        by_sql: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in batch.writes.values():
+            by_sql.setdefault(sql, []).append(params)
+        db = await self._conn()
+        if len(by_sql) == 1 and len(rows := next(iter(by_sql.values()))) == 1:
+            await execute_write(db, next(iter(by_sql)), rows[0])
+        else:
+            async with transaction(db):
+                for sql, rows in by_sql.items():
+                    await db.executemany(sql, rows)
+        self.commits += 1
+
+    # -- reading ---------------------------------------------------------------------------
 
     async def _load_map(self, table: str, id_column: str) -> dict[int, Data]:
         """All rows of a ptb_*_data table as {id: data}."""
@@ -159,24 +286,18 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         return {int(row[0]): loads(row[1]) for row in rows}
 
     async def _store(self, table: str, id_column: str, key: int, data: object) -> None:
-        """Writes one data row at once (nothing when it holds that already)."""
+        """Writes one data row (nothing when it holds that already)."""
         text = dumps(data)
         if self._unchanged(table, key, text):
             return
-        db = await self._conn()
-        async with transaction(db):
-            await db.execute(
-                f"INSERT INTO {table} ({id_column}, data) VALUES (?, ?)"
-                f" ON CONFLICT ({id_column}) DO UPDATE SET data = excluded.data",
-                (key, text),
-            )
+        await self._write(_slot(table, key),
+                          _UPSERT_DATA.format(table=table, column=id_column), (key, text))
 
     async def _drop(self, table: str, id_column: str, key: int) -> None:
-        """Deletes one data row at once."""
+        """Deletes one data row."""
         self._unchanged(table, key, None)
-        db = await self._conn()
-        async with transaction(db):
-            await db.execute(f"DELETE FROM {table} WHERE {id_column} = ?", (key,))
+        await self._write(_slot(table, key),
+                          _DELETE_DATA.format(table=table, column=id_column), (key,))
 
     async def get_user_data(self) -> dict[int, Data]:
         """Every stored user_data, by user id."""
@@ -213,43 +334,37 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         """When each open conversation of `name` last had its state written (unix time)."""
         return dict(self._touched.get(name, {}))
 
+    # -- writing ---------------------------------------------------------------------------
+
     async def update_conversation(
         self, name: str, key: ConversationKey, new_state: object | None
     ) -> None:
-        """Writes one conversation's state at once (and when); None ends it (deletes the row)."""
+        """Writes one conversation's state (and when); None ends it (deletes the row)."""
         text = None if new_state is None else dumps(new_state)
         now = time.time()
         touched = self._touched.setdefault(name, {})
-        if (self._unchanged(f"conversation:{name}", _conversation_key(key), text)
+        table, row_key = f"conversation:{name}", _conversation_key(key)
+        if (self._unchanged(table, row_key, text)
                 and now - touched.get(tuple(key), 0.0) < TOUCH_EVERY):
             return
-        db = await self._conn()
-        async with transaction(db):
-            if new_state is None:
-                touched.pop(tuple(key), None)
-                await db.execute(
-                    "DELETE FROM ptb_conversations WHERE name = ? AND key = ?",
-                    (name, _conversation_key(key)),
-                )
-            else:
-                touched[tuple(key)] = now
-                await db.execute(
-                    "INSERT INTO ptb_conversations (name, key, state, updated_at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT (name, key) DO UPDATE"
-                    " SET state = excluded.state, updated_at = excluded.updated_at",
-                    (name, _conversation_key(key), text, now),
-                )
+        if new_state is None:
+            touched.pop(tuple(key), None)
+            await self._write(_slot(table, row_key), _DELETE_CONVERSATION, (name, row_key))
+        else:
+            touched[tuple(key)] = now
+            await self._write(_slot(table, row_key), _UPSERT_CONVERSATION,
+                              (name, row_key, text, now))
 
     async def update_user_data(self, user_id: int, data: Data) -> None:
-        """Writes one user's user_data at once."""
+        """Writes one user's user_data."""
         await self._store("ptb_user_data", "user_id", user_id, data)
 
     async def update_chat_data(self, chat_id: int, data: Data) -> None:
-        """Writes one chat's chat_data at once."""
+        """Writes one chat's chat_data."""
         await self._store("ptb_chat_data", "chat_id", chat_id, data)
 
     async def update_bot_data(self, data: Data) -> None:
-        """Writes bot_data at once."""
+        """Writes bot_data."""
         await self._store("ptb_bot_data", "id", 1, data)
 
     async def update_callback_data(self, data: CDCData) -> None:
@@ -273,11 +388,20 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         """Nothing to refresh: this process is the only writer of bot_data."""
 
     async def flush(self) -> None:
-        """Everything is already committed; closes the connection (reopened if used again)."""
+        """Waits for the writes under way, then closes the connection (reopened if used
+        again)."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait([writer])
         async with self._opening:
             if self._db is not None:
                 db, self._db = self._db, None
                 await close_database(db)
+
+
+def _slot(table: str, key: object) -> Slot:
+    """The `_written` / batch key of a row."""
+    return (table, key if isinstance(key, str) else json.dumps(key))
 
 
 async def persist_now(update: object, context: CallbackContext[Any, Any, Any, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 import aiosqlite
 
-from storage.db import fetch_all, fetch_one, timestamp, transaction
+from storage.db import fetch_all, fetch_one, timestamp, transaction, write_returning
 
 Role = Literal["admin", "allowed", "other"]
 NotifyMode = Literal["all", "final", "off"]
@@ -90,17 +90,16 @@ async def upsert_user(
 ) -> User:
     """Creates or refreshes a user who talks to the bot (also clears `blocked`)."""
     at = timestamp()
-    async with transaction(db):
-        await db.execute(
-            "INSERT INTO users (telegram_id, name, language, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (telegram_id) DO UPDATE SET name = excluded.name,"
-            " language = excluded.language, blocked = 0, updated_at = excluded.updated_at",
-            (telegram_id, name, language, at, at),
-        )
-        user = await get_user(db, telegram_id)
-    assert user is not None
-    return user
+    [row] = await write_returning(  # one statement: no BEGIN/COMMIT round trips
+        db,
+        "INSERT INTO users (telegram_id, name, language, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (telegram_id) DO UPDATE SET name = excluded.name,"
+        " language = excluded.language, blocked = 0, updated_at = excluded.updated_at"
+        f" RETURNING {_COLUMNS}",
+        (telegram_id, name, language, at, at),
+    )
+    return _user(row)
 
 
 async def get_user(db: aiosqlite.Connection, telegram_id: int) -> User | None:

@@ -97,6 +97,24 @@ def _safe_url(url: httpx.URL) -> str:
     return str(url.copy_with(userinfo=b"", query=None, fragment=None))
 
 
+def parse_services(rows: Sequence[Any]) -> list[Service]:
+    """A panel's service rows as Services; unusable and repeated rows are skipped."""
+    services: list[Service] = []
+    seen: set[int] = set()
+    skipped = 0
+    for row in rows:
+        service = Service.from_api(row) if isinstance(row, dict) else None
+        if service is None or service.service in seen:
+            skipped += 1
+            continue
+        seen.add(service.service)
+        services.append(service)
+    if skipped:
+        log.debug("panel services: skipped %d unusable or duplicate rows", skipped)
+    log.debug("panel services: %d services", len(services))
+    return services
+
+
 class PanelClient:
     """One shared HTTP client for an API v2 panel; the key is given per call (per user)."""
 
@@ -151,30 +169,19 @@ class PanelClient:
 
     async def services(self, key: str) -> list[Service]:
         """The panel's service list; unusable rows are skipped."""
+        return parse_services(await self.service_rows(key))
+
+    async def service_rows(self, key: str) -> list[Any]:
+        """The panel's service list as it sent it, unparsed (`parse_services` reads it): the
+        catalogue parses a list only when it is not one it holds already."""
         data = await self._read(key, "services", {})
-        rows: list[Any]
         if isinstance(data, list):
-            rows = data
-        elif isinstance(data, dict) and isinstance(data.get("services"), list):
-            rows = data["services"]
-        elif isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
-            rows = list(data.values())  # some panels key the list by service id
-        else:
-            raise PanelBadResponse()
-        services: list[Service] = []
-        seen: set[int] = set()
-        skipped = 0
-        for row in rows:
-            service = Service.from_api(row) if isinstance(row, dict) else None
-            if service is None or service.service in seen:
-                skipped += 1
-                continue
-            seen.add(service.service)
-            services.append(service)
-        if skipped:
-            log.debug("panel services: skipped %d unusable or duplicate rows", skipped)
-        log.debug("panel services: %d services", len(services))
-        return services
+            return data
+        if isinstance(data, dict) and isinstance(data.get("services"), list):
+            return list(data["services"])
+        if isinstance(data, dict) and data and all(isinstance(v, dict) for v in data.values()):
+            return list(data.values())  # some panels key the list by service id
+        raise PanelBadResponse()
 
     async def status(self, key: str, order: int) -> OrderStatus:
         """The status of one order; `{"error": "Incorrect order ID"}` raises PanelError."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -333,8 +334,10 @@ class _Reply(Exception):
         self.text = text
 
 
+@functools.lru_cache(maxsize=512)
 def _letters(status: str) -> str:
-    """A status reduced to lower-case letters, for comparing spellings."""
+    """A status reduced to lower-case letters, for comparing spellings (a handful of spellings
+    are looked up all the time: remembered)."""
     return re.sub(r"[^a-z]", "", status.lower())
 
 
@@ -465,6 +468,7 @@ class SandboxPanel:
         self._balances: dict[str, Decimal] = {_key_id(k): Decimal(v) for k, v in start.items()}
         self._orders: dict[int, _Order] = {}
         self._refills: dict[int, _Refill] = {}
+        self._index()
         self._failures: list[tuple[str | None, str]] = []
         self._next_order = FIRST_ORDER_ID
         self._next_refill = FIRST_REFILL_ID
@@ -472,6 +476,28 @@ class SandboxPanel:
         self._save_failing: set[Path] = set()
         if state_path is not None:
             self._load(state_path)
+
+    def _index(self) -> None:
+        """What `_tick` and `add` look at, so neither walks every order ever placed: the orders
+        and refills that still move on their own (not final, not forced: once out, never back),
+        and how many unfinished orders each (key, link) has."""
+        self._moving = {o.id: o for o in self._orders.values()
+                        if not o.manual and not _is_final(o.status)}
+        self._moving_refills = {r.id: r for r in self._refills.values()
+                                if not r.manual and not _is_final(r.status)}
+        self._open_links: dict[tuple[str, str], int] = {}
+        for order in self._orders.values():
+            if not _is_final(order.status):
+                self._count_link(order, 1)
+
+    def _count_link(self, order: _Order, step: int) -> None:
+        """Counts an order in or out of the unfinished orders of its (key, link)."""
+        slot = (order.key, order.link)
+        count = self._open_links.get(slot, 0) + step
+        if count > 0:
+            self._open_links[slot] = count
+        else:
+            self._open_links.pop(slot, None)
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -593,13 +619,17 @@ class SandboxPanel:
     def _tick(self) -> None:
         """Moves every order and refill that runs on its own to where the clock says."""
         now = self.now()
-        for order in self._orders.values():
+        for order in list(self._moving.values()):
             if not order.manual and not _is_final(order.status):
                 status, remains = self._natural(order, now)
                 self._apply(order, status, remains)
-        for refill in self._refills.values():
+            if order.manual or _is_final(order.status):
+                del self._moving[order.id]
+        for refill in list(self._moving_refills.values()):
             if not refill.manual and not _is_final(refill.status):
                 refill.status = self._natural_refill(refill, now)
+            if refill.manual or _is_final(refill.status):
+                del self._moving_refills[refill.id]
 
     @staticmethod
     def _natural(order: _Order, now: float) -> tuple[str, int]:
@@ -633,6 +663,9 @@ class SandboxPanel:
 
     def _apply(self, order: _Order, status: str, remains: int) -> None:
         """Sets status and remains, keeping charge and balance consistent (refunds as deltas)."""
+        was_open, is_open = not _is_final(order.status), not _is_final(status)
+        if was_open != is_open:
+            self._count_link(order, 1 if is_open else -1)
         order.status, order.remains = status, remains
         if _letters(status) != "pending" and order.start_count == 0:
             order.start_count = 100 + (order.id * 7919) % 9000
@@ -714,6 +747,7 @@ class SandboxPanel:
         # Keys given to the constructor but absent from the file keep their starting balance.
         self._balances.update(balances)
         self._orders, self._refills = orders, refills
+        self._index()
         self._next_order, self._next_refill = next_order, next_refill
         # The clock goes on from where it stood at the last save: time the bot was down is skipped.
         self._offset = now - (self._clock() - self._clock0) * self.speed
@@ -889,8 +923,7 @@ class SandboxPanel:
             link, quantity, runs, interval, total = self._subscription(service, fields)
         else:
             link, quantity, runs, interval, total = self._link_order(service, rule, fields)
-            if any(o.key == key and o.link == link and not _is_final(o.status)
-                   for o in self._orders.values()):
+            if self._open_links.get((key, link)):  # an unfinished order of this key and link
                 raise _Reply(ERR_DUPLICATE)
         charge = self._cost(service, total)
         if charge > self._balances[key]:
@@ -903,6 +936,8 @@ class SandboxPanel:
         )
         self._next_order += 1
         self._orders[order.id] = order
+        self._moving[order.id] = order
+        self._count_link(order, 1)
         self._balances[key] -= charge
         return {"order": str(order.id) if self.string_ids else order.id}
 
@@ -1017,6 +1052,7 @@ class SandboxPanel:
         )
         self._next_refill += 1
         self._refills[refill.id] = refill
+        self._moving_refills[refill.id] = refill
         return refill.id
 
     def _refill(self, key: str, fields: Mapping[str, str]) -> Any:

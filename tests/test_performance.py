@@ -1,0 +1,313 @@
+"""Issue 18: the mechanisms that make the bot cheap per update and flat as users and orders grow.
+
+The figures themselves are measured in benchmarks/ (too slow for the test run); these tests show
+each mechanism doing what a user relies on: writes that are grouped and still durable, one writer
+per file, catalogues shared when identical and kept apart when not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+
+from bot.catalog import Catalog, ServiceIndex
+from bot.panel.client import PanelClient
+from bot.panel.models import Service
+from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
+from bot.services.accounts import Account
+from storage import catalog as catalog_store
+from storage.db import close_database, fetch_all, open_database, transaction
+from storage.persistence import SqlitePersistence
+from tests.conftest import USER, BotHarness
+
+
+def _begins(statements: list[str]) -> int:
+    """How many transactions a list of traced statements opened."""
+    return sum(1 for s in statements if s.strip().upper().startswith("BEGIN"))
+
+
+# --- the persistence: group commit -------------------------------------------------------------
+
+
+async def test_one_updates_conversation_and_user_data_are_committed_together(
+        tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        db = await persistence._conn()
+        seen: list[str] = []
+        await db.set_trace_callback(seen.append)
+        # What Application.update_persistence does after an update: the calls run concurrently.
+        await asyncio.gather(
+            persistence.update_conversation("wizard", (USER, USER), 1),
+            persistence.update_user_data(USER, {"order": {"field": "link"}}),
+            persistence.update_chat_data(USER, {"page": 2}),
+        )
+        await db.set_trace_callback(None)
+        assert _begins(seen) == 1, seen  # one transaction, not one per row
+        assert sum(1 for s in seen if s.startswith("INSERT")) == 3
+    finally:
+        await persistence.flush()
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:  # all three are on disk, as a restarted bot reads them
+        assert await fresh.get_conversations("wizard") == {(USER, USER): 1}
+        assert await fresh.get_user_data() == {USER: {"order": {"field": "link"}}}
+        assert await fresh.get_chat_data() == {USER: {"page": 2}}
+    finally:
+        await fresh.flush()
+
+
+async def test_writes_of_many_chats_at_once_share_one_commit(tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        db = await persistence._conn()
+        seen: list[str] = []
+        await db.set_trace_callback(seen.append)
+        await asyncio.gather(*(persistence.update_user_data(user, {"n": user})
+                               for user in range(1, 51)))
+        await db.set_trace_callback(None)
+        assert _begins(seen) == 1, seen
+        rows = await fetch_all(db, "SELECT user_id FROM ptb_user_data")
+        assert sorted(int(r[0]) for r in rows) == list(range(1, 51))
+    finally:
+        await persistence.flush()
+
+
+async def test_a_single_changed_row_is_one_statement(tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        db = await persistence._conn()
+        await persistence.update_user_data(USER, {"step": 1})
+        seen: list[str] = []
+        await db.set_trace_callback(seen.append)
+        await persistence.update_user_data(USER, {"step": 2})
+        await db.set_trace_callback(None)
+        assert len(seen) == 1 and seen[0].startswith("INSERT INTO ptb_user_data"), seen
+    finally:
+        await persistence.flush()
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        assert await fresh.get_user_data() == {USER: {"step": 2}}
+    finally:
+        await fresh.flush()
+
+
+async def test_a_failed_write_is_written_again_the_next_time(tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        db = await persistence._conn()
+        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON ptb_user_data"
+                         " BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            await persistence.update_user_data(USER, {"step": "quantity"})
+        await db.execute("DROP TRIGGER refuse")
+        # PTB hands over the same data after the next update: it must not count as written.
+        await persistence.update_user_data(USER, {"step": "quantity"})
+    finally:
+        await persistence.flush()
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        assert await fresh.get_user_data() == {USER: {"step": "quantity"}}
+    finally:
+        await fresh.flush()
+
+
+async def test_flush_waits_for_the_writes_under_way(tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    await persistence._conn()
+    writes = [asyncio.ensure_future(persistence.update_user_data(u, {"u": u})) for u in (1, 2)]
+    await asyncio.sleep(0)  # the writes are queued, not yet committed
+    await persistence.flush()
+    assert all(w.done() and w.exception() is None for w in writes)
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        assert await fresh.get_user_data() == {1: {"u": 1}, 2: {"u": 2}}
+    finally:
+        await fresh.flush()
+
+
+# --- one writer per file -------------------------------------------------------------------------
+
+
+async def test_the_persistence_waits_its_turn_instead_of_failing_with_database_locked(
+        bot: BotHarness) -> None:
+    persistence = bot.app.persistence
+    assert isinstance(persistence, SqlitePersistence)
+    own = await persistence._conn()
+    # SQLite's busy handler would give up after 50 ms; the bot's write below takes 300 ms.
+    await own.execute("PRAGMA busy_timeout = 50")
+    released = asyncio.Event()
+    finished_at: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def long_write() -> None:
+        async with transaction(bot.deps.db):
+            await bot.deps.db.execute("UPDATE users SET name = name")
+            await asyncio.sleep(0.3)
+        released.set()
+
+    async def persist() -> None:
+        await persistence.update_user_data(USER, {"step": "link"})
+        finished_at.append(loop.time())
+
+    writer = asyncio.create_task(long_write())
+    await asyncio.sleep(0.05)  # the bot's transaction holds SQLite's write lock now
+    await asyncio.gather(writer, persist())  # no "database is locked"
+    assert released.is_set() and finished_at
+    rows = await fetch_all(bot.deps.db, "SELECT data FROM ptb_user_data WHERE user_id = ?",
+                           (USER,))
+    assert [r[0] for r in rows] == ['{"step":"link"}']
+
+
+# --- the sandbox panel: its clock and its duplicate check do not walk every order ---------------
+
+
+def test_the_sandbox_refuses_a_second_active_order_for_a_link_until_the_first_ends() -> None:
+    panel = SandboxPanel(keys={DEMO_KEY: Decimal(1000)}, speed=1)
+    other = "other-key"
+    panel.add_key(other, Decimal(1000))
+
+    def add(key: str, link: str) -> Any:
+        return panel.answer({"key": key, "action": "add", "service": "1", "link": link,
+                             "quantity": "100"})
+
+    first = add(DEMO_KEY, "https://instagram.com/p/a")["order"]
+    assert add(DEMO_KEY, "https://instagram.com/p/a") == {"error": ERR_DUPLICATE}
+    assert "order" in add(other, "https://instagram.com/p/a")  # another key's orders are apart
+    assert "order" in add(DEMO_KEY, "https://instagram.com/p/b")
+    panel.set_status(first, "Completed")
+    again = add(DEMO_KEY, "https://instagram.com/p/a")["order"]  # the first one has ended
+    panel.set_status(again, "Canceled")
+    panel.set_status(first, "In progress")  # forced back to running: active again
+    assert add(DEMO_KEY, "https://instagram.com/p/a") == {"error": ERR_DUPLICATE}
+
+
+def test_the_sandbox_moves_only_orders_still_running_and_restores_them(tmp_path: Path) -> None:
+    clock = [0.0]
+    state = tmp_path / "sandbox.json"
+    panel = SandboxPanel(keys={DEMO_KEY: Decimal(1000)}, clock=lambda: clock[0], speed=1,
+                         state_path=state)
+    ids = [panel.answer({"key": DEMO_KEY, "action": "add", "service": "1",
+                         "link": f"https://instagram.com/p/{n}", "quantity": "100"})["order"]
+           for n in range(3)]
+    panel.set_status(ids[0], "In progress")  # held by hand: the clock leaves it alone
+    clock[0] = 500.0  # far past every natural ending
+    assert [panel.order(i)["status"] for i in ids] == ["In progress", "Completed", "Completed"]
+    # A restart resumes from the last save (the clock goes on from there): the two orders that
+    # were running at that save run again, the held one stays held.
+    restored = SandboxPanel(keys={DEMO_KEY: Decimal(1000)}, clock=lambda: clock[0], speed=1,
+                            state_path=state)
+    late = restored.answer({"key": DEMO_KEY, "action": "add", "service": "1",
+                            "link": "https://instagram.com/p/late", "quantity": "100"})["order"]
+    clock[0] = 1000.0
+    assert [restored.order(i)["status"] for i in [*ids, late]] == [
+        "In progress", "Completed", "Completed", "Completed"]
+
+
+# --- catalogues: identical ones shared, others kept apart ---------------------------------------
+
+PANEL_URL = "https://panel.example/api/v2"
+CATALOGUE = [
+    {"service": n, "name": f"Service {n}", "type": "Default", "category": f"Cat {n % 3}",
+     "rate": "0.90", "min": 10, "max": 1000, "refill": True, "cancel": False}
+    for n in range(1, 31)
+]
+
+
+class KeyedPanel(httpx.AsyncBaseTransport):
+    """A panel giving every key the same catalogue, except the keys with their own prices."""
+
+    def __init__(self, own_prices: dict[str, str] | None = None, *, down: bool = False) -> None:
+        self.own_prices = own_prices or {}
+        self.down = down
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.down:
+            raise httpx.ConnectError("down", request=request)
+        fields = dict(parse_qsl((await request.aread()).decode()))
+        body: Any = {"balance": "10", "currency": "USD"}
+        if fields["action"] == "services":
+            rate = self.own_prices.get(fields["key"])
+            body = [dict(row, rate=rate) if rate else row for row in CATALOGUE]
+        return httpx.Response(200, json=body, request=request)
+
+
+def accounts(*keys: str) -> list[Account]:
+    """One own-key account per key, on PANEL_URL."""
+    return [Account(f"user:{n}", key, PANEL_URL, own=True) for n, key in enumerate(keys, 1)]
+
+
+async def test_identical_catalogues_are_one_index_and_prices_of_their_own_are_kept(
+        tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    a, b, c = accounts("key-a", "key-b", "key-c")
+    panel = KeyedPanel({"key-c": "2.50"})
+    client = PanelClient(PANEL_URL, transport=panel)
+    try:
+        catalog = Catalog(client, db, ttl=3600)
+        first, second, own = [await catalog.get(x.catalog_key, x.key) for x in (a, b, c)]
+        assert first is second  # one index for the two keys that see the same list
+        assert own is not first
+        assert first.by_id[1].rate == Decimal("0.90") and own.by_id[1].rate == Decimal("2.50")
+        rows = await fetch_all(db, "SELECT source, length(payload) FROM services_cache")
+        big = [source for source, size in rows if size > 1000]
+        assert len(big) == 2, rows  # each distinct list is stored once, not once per key
+        # After a restart, with the panel down: every key finds its own catalogue on disk.
+        down = KeyedPanel(down=True)
+        async with PanelClient(PANEL_URL, transport=down) as offline:
+            again = Catalog(offline, db, ttl=3600)
+            first2, second2, own2 = [await again.get(x.catalog_key, x.key) for x in (a, b, c)]
+        assert down.requests == 0
+        assert first2 is second2 and own2 is not first2
+        assert first2.by_id[1].rate == Decimal("0.90") and own2.by_id[1].rate == Decimal("2.50")
+    finally:
+        await client.aclose()
+        await close_database(db)
+
+
+async def test_a_forgotten_key_leaves_the_shared_catalogue_to_the_others(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    a, b = accounts("key-a", "key-b")
+    panel = KeyedPanel()
+    client = PanelClient(PANEL_URL, transport=panel)
+    try:
+        catalog = Catalog(client, db, ttl=3600)
+        shared = await catalog.get(a.catalog_key, a.key)
+        await catalog.get(b.catalog_key, b.key)
+        await catalog.forget(a.catalog_key)
+        assert catalog.cached(a.catalog_key) is None
+        assert catalog.cached(b.catalog_key) is shared
+        assert len(await fetch_all(db, "SELECT 1 FROM services_cache")) == 2  # b's + the list
+        await catalog.forget(b.catalog_key)
+        assert await fetch_all(db, "SELECT source FROM services_cache") == []  # nothing left
+        requests = panel.requests
+        assert (await catalog.get(a.catalog_key, a.key)).by_id[1].name == "Service 1"
+        assert panel.requests > requests  # fetched anew
+    finally:
+        await client.aclose()
+        await close_database(db)
+
+
+async def test_a_catalogue_cached_before_sharing_is_still_read(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    [a] = accounts("key-a")
+    old = ServiceIndex(tuple(filter(None, map(Service.from_api, CATALOGUE))), "EUR", 100.0)
+    await catalog_store.save_services(db, source=a.catalog_key, payload_json=old.to_json(),
+                                      fetched_at=time.time())
+    panel = KeyedPanel(down=True)
+    try:
+        async with PanelClient(PANEL_URL, transport=panel) as client:
+            index = await Catalog(client, db, ttl=3600).get(a.catalog_key, a.key)
+        assert panel.requests == 0
+        assert index.currency == "EUR" and len(index.services) == len(CATALOGUE)
+    finally:
+        await close_database(db)
