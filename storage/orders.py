@@ -534,16 +534,25 @@ async def due_orders(
     key are not read at all."""
     if not accounts:
         return []
-    rows = await fetch_all(
-        db,
+    # Two range searches of the orders_active index, which holds only unfinished orders:
+    # those never checked (in id order), then those due (most overdue first). That is the
+    # order of COALESCE(next_check_at, 0), id, with nothing sorted, and neither finished
+    # orders nor ones not due yet are read (one OR'ed condition would scan the whole index, or
+    # the planner would walk every order of the accounts by their UNIQUE index).
+    select = (
         "SELECT id, owner_id, account, panel_order_id, service_id, service_name,"
-        " service_currency, status, created_at, lost_strikes FROM orders"
-        " WHERE state = 'placed' AND final = 0 AND panel_order_id IS NOT NULL"
-        " AND (next_check_at IS NULL OR next_check_at <= ?) AND panel = ?"
+        " service_currency, status, created_at, lost_strikes FROM orders INDEXED BY orders_active"
+        " WHERE state = 'placed' AND final = 0 AND panel_order_id IS NOT NULL AND panel = ?"
         " AND account IN (SELECT value FROM json_each(?))"
-        " ORDER BY COALESCE(next_check_at, 0), id LIMIT ?",
-        (due_before, panel, json.dumps(list(accounts)), -1 if limit is None else limit),
     )
+    labels = json.dumps(list(accounts))
+    rows = await fetch_all(db, f"{select} AND next_check_at IS NULL ORDER BY id LIMIT ?",
+                           (panel, labels, -1 if limit is None else limit))
+    if limit is None or len(rows) < limit:
+        rows += await fetch_all(
+            db, f"{select} AND next_check_at <= ? ORDER BY next_check_at, id LIMIT ?",
+            (panel, labels, due_before, -1 if limit is None else limit - len(rows)),
+        )
     return [
         DueOrder(int(r[0]), int(r[1]), str(r[2]), int(r[3]), r[4], r[5], r[6], r[7], float(r[8]),
                  int(r[9]))

@@ -24,8 +24,10 @@ from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
 from bot.services.accounts import Account
 from storage import catalog as catalog_store
+from storage import orders, users
 from storage.db import close_database, fetch_all, open_database, transaction
 from storage.persistence import SqlitePersistence
+from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import USER, BotHarness
 
 
@@ -309,5 +311,33 @@ async def test_a_catalogue_cached_before_sharing_is_still_read(tmp_path: Path) -
             index = await Catalog(client, db, ttl=3600).get(a.catalog_key, a.key)
         assert panel.requests == 0
         assert index.currency == "EUR" and len(index.services) == len(CATALOGUE)
+    finally:
+        await close_database(db)
+
+
+# --- the tracker reads only the orders that are due ---------------------------------------------
+
+
+async def test_the_tracker_finds_due_orders_by_the_active_orders_index(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    try:
+        await users.upsert_user(db, telegram_id=USER, name="U")
+        await orders.track_orders(db, owner_id=USER, account=OPERATOR_ACCOUNT, panel=PANEL_URL,
+                                  panel_order_ids=range(1, 51))
+        statements: list[str] = []
+        await db.set_trace_callback(statements.append)
+        due = await orders.due_orders(db, due_before=time.time(), panel=PANEL_URL,
+                                      accounts=[OPERATOR_ACCOUNT, "user:5"])
+        await db.set_trace_callback(None)
+        assert len(due) == 50
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert reads
+        for sql in reads:
+            plan = " | ".join(str(row[3]) for row in await fetch_all(
+                db, "EXPLAIN QUERY PLAN " + sql))
+            # A search of the index of unfinished orders: finished ones (most of a bot's
+            # history) are never read, and nothing is sorted.
+            assert "SEARCH orders USING INDEX orders_active" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
     finally:
         await close_database(db)
