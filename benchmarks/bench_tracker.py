@@ -39,6 +39,7 @@ from bot.panel.client import BATCH_SIZE, PanelClient
 from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.sandbox import DEMO_KEY, SANDBOX_URL, SandboxPanel
 from bot.ratelimit import UserRateLimiter
+from bot.services.accounts import keyed_accounts
 from bot.services.tracking import CycleReport, poll_orders
 from storage import orders, users
 from storage.db import close_database, open_database, transaction
@@ -114,7 +115,8 @@ async def seed(deps: Deps, panel: TimedSandbox, n_orders: int, n_users: int) -> 
 
 async def timed_cycle(deps: Deps, panel: TimedSandbox, now: float) -> dict[str, Any]:
     """One poll_orders cycle with its wall time, CPU time (bot, sandbox) and report."""
-    due = Counter(o.account for o in await orders.due_orders(deps.db, due_before=now))
+    due = Counter(o.account for o in await orders.due_orders(
+        deps.db, due_before=now, panel=deps.panel_url, accounts=await keyed_accounts(deps)))
     expected = sum(math.ceil(n / BATCH_SIZE) for n in due.values())
     requests_before = len(panel.requests_for("status"))
     panel.cpu = 0.0
@@ -155,6 +157,7 @@ async def main(n_orders: int, n_users: int, latency: float) -> None:
         client = PanelClient(SANDBOX_URL, transport=panel.transport())
         deps = Deps(settings=settings, db=db, panel=client,
                     catalog=Catalog(client, db, ttl=3600), limiter=UserRateLimiter(10),
+                    panel_url=SANDBOX_URL, operator_key=DEMO_KEY, demo=True,
                     keybox=KeyBox(SECRET), sandbox=panel)
         try:
             started = time.perf_counter()
