@@ -1,8 +1,14 @@
 """Benchmark: many users at once on a slow panel, per-chat concurrent vs sequential processing.
 
-Run from the repository root: `python benchmarks/bench_concurrency.py [--users 200]
-[--sequential-users 20] [--deployed-users 60] [--latency 1.0]`. Prints a markdown table; takes
-about two minutes.
+Run from the repository root: `python benchmarks/bench_concurrency.py [--quick] [--users 200]
+[--sequential-users 20] [--deployed-users 60] [--latency 1.0]`. Prints a markdown table and the
+goal lines of the stress run (exit status 1 when one is missed):
+
+    goal cheap_p99_ms_stress: <p99 of cheap actions, 200 users at a stress pace> (want <= 100)
+    goal database_locked_in_log: <log lines saying "database is locked"> (want <= 0)
+    goal errors_logged: <log lines at ERROR or above> (want <= 0)
+
+Takes about two and a half minutes; `--quick` runs only the stress run (about 25 s).
 
 Each simulated user goes through the real Application (started as `run_polling` starts it:
 update processor, JobQueue with the tracker every 2 s; updates are put on its update queue as
@@ -48,6 +54,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from goals import Goals, pct
 from telegram import Update
 from telegram.ext import AIORateLimiter, BaseUpdateProcessor, SimpleUpdateProcessor
 from telegram.request import BaseRequest, RequestData
@@ -56,8 +63,8 @@ from bot.app import BotApp, build_application, start_services, stop_services
 from bot.concurrency import PerChatUpdateProcessor
 from bot.deps import DEPS_KEY, Deps
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
+from bot.services.accounts import account_for
 from bot.standin.botapi import FakeRequest, FakeTelegram
-from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import make_settings
 
 FIRST_USER = 1_000_000
@@ -105,6 +112,7 @@ class Results:
     seconds: float = 0.0
     orders: int = 0
     errors: int = 0
+    locked: int = 0
 
     def add(self, kind: str, ms: float) -> None:
         """Records one reply time."""
@@ -112,18 +120,27 @@ class Results:
 
 
 class ErrorCounter(logging.Handler):
-    """Counts what is logged at ERROR or above (handler crashes, "database is locked", …)."""
+    """Counts what is logged at ERROR or above (handler crashes, …), and every line at WARNING
+    or above that says "database is locked" (with its traceback, if any)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.ERROR)
+        super().__init__(logging.WARNING)
         self.count = 0
+        self.locked = 0
         self.first: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         """Counts the record; keeps the first few messages."""
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({record.exc_info[1]})"
+        if "database is locked" in text:
+            self.locked += 1
+        if record.levelno < logging.ERROR:
+            return
         self.count += 1
         if len(self.first) < 3:
-            self.first.append(record.getMessage()[:200])
+            self.first.append(text[:200])
 
 
 class SimulatedUser:
@@ -225,7 +242,9 @@ async def run(users: int, processor: BaseUpdateProcessor, latency: float, *,
         await app.initialize()
         await start_services(app)
         deps: Deps = app.bot_data[DEPS_KEY]
-        await deps.catalog.get(OPERATOR_ACCOUNT, DEMO_KEY)  # the one fetch, before the run
+        account = await account_for(deps, FIRST_USER)  # the one fetch, before the run
+        assert account is not None
+        await deps.catalog.get(account.catalog_key, account.key)
         sandbox.latency = latency
         await app.start()
         try:
@@ -246,15 +265,10 @@ async def run(users: int, processor: BaseUpdateProcessor, latency: float, *,
             telegram_limiter(on=True)
             logging.getLogger().removeHandler(errors)
     results.errors = errors.count
+    results.locked = errors.locked
     if errors.first:
         print(f"errors logged: {errors.first}", file=sys.stderr)
     return results
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def row(title: str, users: int, result: Results) -> str:
@@ -264,23 +278,28 @@ def row(title: str, users: int, result: Results) -> str:
         values = result.latency.get(kind, [])
         cells.append(f"{pct(values, 50):,.0f} / {pct(values, 99):,.0f}" if values else "–")
     return (f"| {title} | {users} | {cells[0]} | {cells[1]} | "
-            f"{result.updates / result.seconds:,.1f} | {result.orders} | {result.errors} |")
+            f"{result.updates / result.seconds:,.1f} | {result.orders} | {result.errors} | "
+            f"{result.locked} |")
 
 
-async def main(users: int, sequential_users: int, deployed_users: int, latency: float) -> None:
-    """Runs the three set-ups and prints the table."""
-    logging.basicConfig(level=logging.CRITICAL)  # the error counter still sees every ERROR
+async def main(users: int, sequential_users: int, deployed_users: int, latency: float,
+               quick: bool) -> int:
+    """Runs the set-ups (`quick`: the stress run only), prints the table and the goals."""
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)  # nothing printed: the error counter sees WARNING and above
     warnings.simplefilter("ignore")  # PTB's per_message notice for the wizard
     rows = []
-    concurrent = await run(users, PerChatUpdateProcessor(), latency, limiter=False, think=HUMAN)
-    rows.append(row("per chat concurrent (PerChatUpdateProcessor)", users, concurrent))
-    sequential = await run(sequential_users, SimpleUpdateProcessor(1), latency, limiter=False,
-                           think=HUMAN)
-    rows.append(row("sequential (PTB default)", sequential_users, sequential))
+    if not quick:
+        concurrent = await run(users, PerChatUpdateProcessor(), latency, limiter=False,
+                               think=HUMAN)
+        rows.append(row("per chat concurrent (PerChatUpdateProcessor)", users, concurrent))
+        sequential = await run(sequential_users, SimpleUpdateProcessor(1), latency,
+                               limiter=False, think=HUMAN)
+        rows.append(row("sequential (PTB default)", sequential_users, sequential))
     stress = await run(users, PerChatUpdateProcessor(), latency, limiter=False, think=STRESS)
     rows.append(row("per chat concurrent, stress pace (50–300 ms between actions)", users,
                     stress))
-    if deployed_users:
+    if deployed_users and not quick:
         deployed = await run(deployed_users, PerChatUpdateProcessor(), latency, limiter=True,
                              think=HUMAN)
         rows.append(row("per chat concurrent, AIORateLimiter on (as deployed)", deployed_users,
@@ -291,18 +310,26 @@ async def main(users: int, sequential_users: int, deployed_users: int, latency: 
           "said.")
     print()
     print("| processing | users | cheap p50 / p99 ms | placement p50 / p99 ms | updates/s "
-          "| orders placed | errors logged |")
-    print("|---|---|---|---|---|---|---|")
+          "| orders placed | errors logged | \"database is locked\" |")
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print()
+    goals = Goals()
+    goals.at_most("cheap_p99_ms_stress", pct(stress.latency["cheap"], 99), 100, fmt="{:,.0f}")
+    goals.at_most("database_locked_in_log", stress.locked, 0, fmt="{:,.0f}")
+    goals.at_most("errors_logged", stress.errors, 0, fmt="{:,.0f}")
+    return goals.exit_code()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the stress run only (about 25 s)")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--sequential-users", type=int, default=20)
     parser.add_argument("--deployed-users", type=int, default=60,
                         help="users of the run with the Telegram rate limiter on (0: skip it)")
     parser.add_argument("--latency", type=float, default=1.0)
     args = parser.parse_args()
-    asyncio.run(main(args.users, args.sequential_users, args.deployed_users, args.latency))
+    sys.exit(asyncio.run(main(args.users, args.sequential_users, args.deployed_users,
+                              args.latency, args.quick)))

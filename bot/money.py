@@ -41,8 +41,19 @@ def to_decimal(value: object) -> Decimal | None:
         # Through repr, so 0.9 stays 0.9 rather than 0.90000000000000002220…
         return Decimal(repr(value))
     if isinstance(value, str):
+        if _PLAIN.fullmatch(value):  # the usual "0.90": no sign, spaces or groups to read
+            return _finite(value)
         return _read_text(value.strip().translate(_SPACES))
     return None
+
+
+def _finite(digits: str) -> Decimal | None:
+    """Decimal(digits) when that is a finite number, else None."""
+    try:
+        result = Decimal(digits)
+    except InvalidOperation:
+        return None
+    return result if result.is_finite() else None
 
 
 def _read_text(text: str) -> Decimal | None:
@@ -58,11 +69,7 @@ def _read_text(text: str) -> Decimal | None:
         digits = f"{match['whole'] or '0'}.{match['frac']}"
     else:
         return None
-    try:
-        result = Decimal(sign + digits)
-    except InvalidOperation:
-        return None
-    return result if result.is_finite() else None
+    return _finite(sign + digits)
 
 
 _WHOLE = re.compile(r"[0-9]{1,18}")
@@ -79,6 +86,10 @@ def parse_whole(text: str, *, max_digits: int = 18) -> int | None:
 
 def to_int(value: object) -> int | None:
     """Reads a panel whole number ("50", 50, "50.0") as int; None when absent or not whole."""
+    if type(value) is int:  # not bool
+        return value if abs(value) < 10**19 else None
+    if isinstance(value, str) and len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)  # the usual "50"
     number = to_decimal(value)
     # adjusted() guards against "1e999999999", which int() would expand into a huge number.
     if number is None or number.adjusted() > 18 or number != number.to_integral_value():

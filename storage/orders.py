@@ -645,18 +645,14 @@ async def apply_status_changes(
     if not observations:
         return []
     async with transaction(db):
-        current: dict[int, tuple[Any, ...]] = {}
         wanted = sorted({seen.order_id for seen in observations})
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            rows = await fetch_all(
-                db,
-                "SELECT id, status, charge, start_count, remains, currency FROM orders"
-                f" WHERE id IN ({marks})",
-                tuple(chunk),
-            )
-            current.update((int(row[0]), tuple(row)[1:]) for row in rows)
+        rows = await fetch_all(  # one query however many orders
+            db,
+            "SELECT id, status, charge, start_count, remains, currency FROM orders"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(wanted),),
+        )
+        current: dict[int, tuple[Any, ...]] = {int(row[0]): tuple(row)[1:] for row in rows}
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
         notices: list[tuple[Notice, int]] = []

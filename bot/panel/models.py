@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,7 +52,12 @@ FINAL_REFILL_STATUSES = frozenset({COMPLETED, REJECTED, CANCELED, FAILED, REFUND
 
 def normalize_status(raw: object) -> str:
     """Maps "Cancelled", "In Progress", "IN_PROGRESS"… to one canonical spelling."""
-    text = str(raw or "").strip()
+    return _normalize(str(raw or ""))
+
+
+@functools.lru_cache(maxsize=1024)  # a panel uses a handful of spellings, thousands of times
+def _normalize(raw: str) -> str:
+    text = raw.strip()
     key = re.sub(r"[^a-z]", "", text.lower())
     return _STATUS_ALIASES.get(key, text.capitalize() if text else PENDING)
 
