@@ -17,13 +17,24 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot import jobs
+from bot import i18n, jobs
 from bot.catalog import Catalog
 from bot.concurrency import PerChatUpdateProcessor
 from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
-from bot.handlers import account, admin, catalog, errors, notify, orders, shop, start, wizard
+from bot.handlers import (
+    account,
+    admin,
+    catalog,
+    errors,
+    language,
+    notify,
+    orders,
+    shop,
+    start,
+    wizard,
+)
 from bot.handlers import inline as inline_mode
 from bot.handlers import links as deep_links
 from bot.handlers import mass_order as mass_order_handlers
@@ -35,6 +46,7 @@ from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.ratelimit import UserRateLimiter
 from bot.services import mass_order, placement
 from bot.services.accounts import verify_secret_key
+from bot.services.languages import Languages
 from storage import orders as order_store
 from storage.db import close_database, open_database
 from storage.persistence import PERSIST_GROUP, SqlitePersistence, persist_now
@@ -130,14 +142,27 @@ async def start_services(app: BotApp) -> None:
         limiter=UserRateLimiter(settings.rate_limit_per_minute),
         panel_url=panel_url, operator_key=operator_key, demo=settings.demo_mode,
         keybox=keybox, sandbox=sandbox,
+        languages=Languages(default=settings.default_language),
     )
+    await deps.languages.load(db)
     app.bot_data[DEPS_KEY] = deps
     await adopt_unlabelled_orders(deps)
     # Before the tracker's first outbox drain, so the owners hear about it at once.
     await placement.release_interrupted(deps)
     await mass_order.release_interrupted(deps)
-    await app.bot.set_my_commands(start.bot_commands(shop=settings.shop_mode))
+    await set_commands(app, shop=settings.shop_mode, default=settings.default_language)
     jobs.schedule(app)
+
+
+async def set_commands(app: BotApp, *, shop: bool, default: str) -> None:
+    """The command menu in each language (Telegram shows a user the one of their app's
+    language), and in the default language for every other user."""
+    with i18n.speaking(default):
+        await app.bot.set_my_commands(start.bot_commands(shop=shop))
+    for code in i18n.languages():
+        with i18n.speaking(code):
+            await app.bot.set_my_commands(start.bot_commands(shop=shop),
+                                          language_code=i18n.telegram_code(code))
 
 
 async def adopt_unlabelled_orders(deps: Deps) -> None:
@@ -168,6 +193,9 @@ def register_handlers(app: BotApp) -> None:
     # Before all of them, in a group of its own: whoever writes has not blocked the bot.
     for handler, group in notify.early_handlers():
         app.add_handler(handler, group=group)
+    # Before those: the language every text of this update is rendered in.
+    for handler, group in language.early_handlers():
+        app.add_handler(handler, group=group)
     in_order: list[list[BaseHandler[Update, BotContext, object]]] = [
         # A Stars payment before anything: a form waiting for an answer must never take it for
         # one. Then the wait for a typed top-up amount (its answer is not a search either).
@@ -186,7 +214,7 @@ def register_handlers(app: BotApp) -> None:
         # Deep links (/start o<id>) before /start itself; then inline mode and Share.
         deep_links.handlers(), inline_mode.handlers(),
         start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
-        notify.handlers(), shop.handlers(), payment_handlers.handlers(),
+        notify.handlers(), language.handlers(), shop.handlers(), payment_handlers.handlers(),
     ]
     for handlers in in_order:
         for handler in handlers:

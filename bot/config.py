@@ -21,6 +21,9 @@ HINTS: dict[str, str] = {
     "PANEL_URL": "the panel's API v2 URL, e.g. https://fortunesmm.com/api/v2, or leave it unset "
     "for demo mode",
     "PANEL_KEY": "the API key from your panel's account page",
+    "DEFAULT_LANGUAGE": "the language of users who chose none and whose Telegram language the "
+    "bot does not speak: one of the codes in bot/locales (en, ru, es, pt_BR, ar, fa, hi, id, tr, "
+    "uz_Latn), e.g. DEFAULT_LANGUAGE=en",
     "DATABASE_PATH": "a file path, e.g. data/bot.sqlite3",
     "ADMIN_IDS": "comma-separated Telegram user ids, e.g. ADMIN_IDS=12345,67890",
     "ALLOWED_USER_IDS": "comma-separated Telegram user ids, e.g. ALLOWED_USER_IDS=12345,67890",
@@ -118,6 +121,22 @@ class Settings(BaseSettings):
     topup_amounts: AmountList = Field(DEFAULT_TOPUP_AMOUNTS, alias="TOPUP_AMOUNTS")
     paysupport_text: str | None = Field(None, alias="PAYSUPPORT_TEXT")
     terms_text: str | None = Field(None, alias="TERMS_TEXT")
+    # bot/i18n.py: the language of a user who chose none and whose Telegram language is unknown
+    default_language: str = Field("en", alias="DEFAULT_LANGUAGE")
+
+    @field_validator("default_language", mode="before")
+    @classmethod
+    def _known_language(cls, value: object) -> object:
+        """Reads "pt-BR", "pt_br" or "ru"; only a language the bot has a catalog for."""
+        if isinstance(value, str):
+            from bot.i18n import best_language, languages
+
+            value = value.strip() or "en"
+            found = best_language(value)
+            if found is None:
+                raise ValueError(f"no catalog for it (the bot speaks {', '.join(languages())})")
+            return found
+        return value
 
     @field_validator("admin_ids", "allowed_user_ids", mode="before")
     @classmethod

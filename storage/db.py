@@ -445,6 +445,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX topups_user ON topups (user_id, id);
     """,
+    # v9: the language a user chose with /language (NULL: not chosen; Telegram's language_code,
+    # kept in `language`, or the default applies).
+    """
+    ALTER TABLE users ADD COLUMN locale TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -34,6 +34,7 @@ from bot.crypto import KeyBox, WrongSecretKey
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers.common import esc, remember_user, reply, within_rate_limit
 from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
+from bot.i18n import N_
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
@@ -213,8 +214,8 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
             states={
                 WAITING_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_key)],
             },
-            fallbacks=wait_fallbacks("your key (nothing was connected)",
-                                     "OK, no key was connected."),
+            fallbacks=wait_fallbacks(N_("I stopped waiting for your key (nothing was connected)."),
+                                     N_("OK, no key was connected.")),
             allow_reentry=True,
             conversation_timeout=wait,
             name="connect",

@@ -39,6 +39,7 @@ from bot.handlers import wizard
 from bot.handlers.common import BANNED, answer, esc, remember_user, reply, show
 from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
 from bot.handlers.shop import top_up_hint
+from bot.i18n import N_
 from bot.order_views import format_time
 from bot.services import payments, wallet
 from bot.services.accounts import role_of
@@ -509,7 +510,8 @@ def early_handlers(settings: Settings | None = None) -> list[BaseHandler[Update,
                 MessageHandler(filters.TEXT & ~filters.COMMAND, typed_amount),
                 CallbackQueryHandler(amount_button, pattern=r"^tp:a:"),
             ]},
-            fallbacks=wait_fallbacks("an amount (no invoice was sent)", "OK, no top-up."),
+            fallbacks=wait_fallbacks(N_("I stopped waiting for an amount (no invoice was sent)."),
+                                     N_("OK, no top-up.")),
             allow_reentry=True,
             conversation_timeout=minutes * 60,
             name="topup_amount",

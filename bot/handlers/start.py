@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("connect", "Use your own panel API key"),
     ("disconnect", "Forget your panel API key"),
     ("cancel", "Leave the order you are filling in"),
+    ("language", "Choose the bot's language"),
     ("help", "What this bot can do"),
 ]
 
@@ -52,6 +53,7 @@ SHOP_COMMANDS: list[tuple[str, str]] = [
     ("cancel", "Leave the order you are filling in"),
     ("paysupport", "Help with a payment"),
     ("terms", "Terms of top-ups and orders"),
+    ("language", "Choose the bot's language"),
     ("help", "What this bot can do"),
 ]
 
@@ -66,7 +68,8 @@ SHOP_HELP = """<b>What I can do</b>
 /refill &lt;ids&gt;, /cancelorder &lt;ids&gt; – refill or cancel orders.
 /notify – which status changes I message you about.
 /cancel – leave the order you are filling in.
-/paysupport, /terms – help with a payment; the terms."""
+/paysupport, /terms – help with a payment; the terms.
+/language – the language I speak to you."""
 
 HELP = """<b>What I can do</b>
 /order – place an order: pick a service, answer a few questions, confirm.
@@ -79,7 +82,8 @@ HELP = """<b>What I can do</b>
 /balance – your panel balance.
 /notify – which status changes I message you about.
 /connect, /disconnect – use your own panel API key, or stop using it.
-/cancel – leave the order you are filling in."""
+/cancel – leave the order you are filling in.
+/language – the language I speak to you."""
 
 
 def bot_commands(*, shop: bool = False) -> list[BotCommand]:

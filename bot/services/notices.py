@@ -11,9 +11,11 @@ until they write to it again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
+from bot import i18n
 from bot.money import format_money
 from bot.panel.models import (
     CANCELED,
@@ -31,6 +33,28 @@ from storage.outbox import Notice
 from storage.users import User
 
 _STOPPED_ENDINGS = frozenset({CANCELED, REFUNDED, FAILED})
+
+
+def notice(chat_id: int, message: i18n.Value, payload: Mapping[str, Any] | None = None) -> Notice:
+    """A notification written now and rendered when it is sent, in its reader's language then
+    (`message` is a `bot.i18n.Msg`; its English text is kept as the record's text). Buttons in
+    ``payload["buttons"]`` may have Msgs as labels (`button`)."""
+    data = dict(payload or {})
+    data["msg"] = i18n.to_json(message)
+    return Notice(chat_id=chat_id, text=i18n.in_language(message, i18n.SOURCE), payload=data)
+
+
+def button(label: i18n.Value, data: str) -> list[Any]:
+    """A notification's button: [label, callback data] (the label rendered when sent)."""
+    return [i18n.to_json(label), data]
+
+
+def rendered(text: str, payload: Mapping[str, Any]) -> str:
+    """A queued notification's text in the current language (as written, for one queued before
+    notifications were rendered when sent)."""
+    if "msg" not in payload:
+        return text
+    return i18n.render(i18n.from_json(payload["msg"]))
 
 
 class OrderFacts(Protocol):

@@ -1151,6 +1151,9 @@ class FakeTelegram:
         return _canon(scope), str(params.get("language_code") or "")
 
     def _set_my_commands(self, params: JSON) -> bool:
+        language = params.get("language_code")
+        if language and not (isinstance(language, str) and re.fullmatch(r"[a-z]{2}", language)):
+            raise _bad("Bad Request: invalid language code specified")  # ISO 639-1 or nothing
         commands = params.get("commands")
         if not isinstance(commands, list):
             raise _bad("Bad Request: can't parse commands JSON object")
