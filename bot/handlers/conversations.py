@@ -87,7 +87,8 @@ def wait_fallbacks(stopped: str, cancelled: str) -> list[BaseHandler[Update, Bot
         return ConversationHandler.END
 
     async def button(update: Update, context: BotContext) -> int:
-        await answer(update.callback_query, f"{_(stopped)} {_('Tap again.')}", alert=True)
+        again = _("Tap again.")
+        await answer(update.callback_query, f"{_(stopped)} {again}", alert=True)
         return ConversationHandler.END
 
     return [CommandHandler("cancel", cancel), MessageHandler(filters.COMMAND, command),
