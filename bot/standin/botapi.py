@@ -1322,12 +1322,20 @@ class FakeTelegram:
         username: str | None = None,
         chat_id: int | None = None,
         title: str | None = None,
+        language_code: str | None = None,
     ) -> None:
-        """Register a user (and their chat) so the bot may write there (like pressing Start)."""
+        """Register a user (and their chat) so the bot may write there (like pressing Start);
+        `language_code` is their Telegram app's language (IETF tag; "" for none)."""
         with self._cond:
             self._open(
                 user_id, user_id if chat_id is None else chat_id, first_name, username, title
             )
+            if language_code is not None:
+                user = self._users[user_id]
+                if language_code:
+                    user["language_code"] = language_code
+                else:
+                    user.pop("language_code", None)
             self._cond.notify_all()
 
     def push_update(self, update: JSON) -> JSON:
