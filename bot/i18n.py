@@ -49,23 +49,23 @@ _current: ContextVar[str] = ContextVar("language", default=SOURCE)
 
 
 @cache
-def _catalogs() -> dict[str, _gettext.NullTranslations]:
-    """Every language's compiled catalog, by code (the source language's is empty)."""
-    found: dict[str, _gettext.NullTranslations] = {SOURCE: _gettext.NullTranslations()}
-    for path in sorted(LOCALES_DIR.glob("*.po")):
-        with path.open("rb") as file:
-            catalog = read_po(file, locale=path.stem)
-        compiled = io.BytesIO()
-        write_mo(compiled, catalog)  # fuzzy entries are left out: they are not translations
-        compiled.seek(0)
-        found[path.stem] = Translations(compiled)
-    return found
+def _translation(code: str) -> _gettext.NullTranslations:
+    """A language's compiled catalog, read on first use (the source language's is empty)."""
+    if code == SOURCE or code not in languages():
+        return _gettext.NullTranslations()
+    with (LOCALES_DIR / f"{code}.po").open("rb") as file:
+        catalog = read_po(file, locale=code)
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)  # fuzzy entries are left out: they are not translations
+    compiled.seek(0)
+    return Translations(compiled)
 
 
 @cache
 def languages() -> tuple[str, ...]:
-    """The codes of the languages the bot speaks: the source first, then by code."""
-    return (SOURCE, *sorted(code for code in _catalogs() if code != SOURCE))
+    """The codes of the languages the bot speaks (a catalog file each): the source first."""
+    return (SOURCE, *sorted(path.stem for path in LOCALES_DIR.glob("*.po")
+                            if path.stem != SOURCE))
 
 
 @cache
@@ -110,7 +110,7 @@ def language() -> str:
 
 def set_language(code: str) -> Token[str]:
     """Makes `code` the language of what follows in this task (an update's handling)."""
-    return _current.set(code if code in _catalogs() else SOURCE)
+    return _current.set(code if code in languages() else SOURCE)
 
 
 @contextmanager
@@ -143,12 +143,12 @@ def is_rtl() -> bool:
 
 def _(message: str) -> str:
     """The current language's translation of `message` (itself when there is none)."""
-    return _catalogs()[_current.get()].gettext(message)
+    return _translation(_current.get()).gettext(message)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The current language's form of a text for the count `n`."""
-    return _catalogs()[_current.get()].ngettext(singular, plural, n)
+    return _translation(_current.get()).ngettext(singular, plural, n)
 
 
 def N_(message: str) -> str:
