@@ -1,0 +1,53 @@
+"""bot/i18n.py on its own: texts for later survive the outbox's JSON and render in the language
+current when rendered; the update's language stays within its task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+
+from bot import i18n
+from bot.i18n import L_, Joined, Ln_, Money, Number
+
+
+def test_a_text_for_later_survives_json_and_renders_in_the_readers_language() -> None:
+    message = Joined([L_("Order {number}: the panel no longer knows this order; I stopped "
+                         "following it.", number=23501),
+                      Ln_("{n} order", "{n} orders", 3),
+                      Money(Decimal("1234.5"), "USD", 4), Number(12000), "<b>as is</b>"])
+    again = i18n.from_json(json.loads(json.dumps(i18n.to_json(message))))
+    assert again == message
+    english = i18n.in_language(again, "en")
+    assert english == ("Order 23501: the panel no longer knows this order; I stopped following "
+                       "it. · 3 orders · 1,234.50 USD · 12,000 · <b>as is</b>")
+    russian = i18n.in_language(again, "ru")
+    assert "1 234,50 USD" in russian.replace("\u00a0", " ")
+    assert "23501" in russian and not russian.startswith("Order")
+
+
+def test_ids_are_never_grouped_but_numbers_are() -> None:
+    assert L_("Order {number}", number=123456).render() == "Order 123456"
+    with i18n.speaking("ru"):
+        assert i18n.number(123456).replace("\u00a0", " ") == "123 456"
+
+
+async def test_each_update_keeps_its_own_language() -> None:
+    """Two updates handled at once, each in its task: neither sees the other's language."""
+    seen: dict[str, str] = {}
+
+    async def handle(code: str) -> None:
+        i18n.set_language(code)
+        await asyncio.sleep(0.01)
+        seen[code] = i18n.language()
+
+    await asyncio.gather(asyncio.create_task(handle("ru")), asyncio.create_task(handle("ar")))
+    assert seen == {"ru": "ru", "ar": "ar"}
+    assert i18n.language() == "en"
+
+
+def test_an_unknown_language_falls_back_to_the_source() -> None:
+    with i18n.speaking("xx"):
+        assert i18n.language() == "en"
+    assert i18n.best_language("de") is None
+    assert i18n.best_language("pt-br") == "pt_BR" and i18n.best_language("uz") == "uz_Latn"
