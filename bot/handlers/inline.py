@@ -27,6 +27,7 @@ from bot.catalog import ServiceIndex
 from bot.deps import BotContext
 from bot.handlers.catalog import service_card_text, service_line
 from bot.handlers.common import esc
+from bot.i18n import _, ngettext, number
 from bot.keyboards import cut
 from bot.money import format_money, parse_whole
 from bot.order_views import format_time, order_number, service_text, status_text
@@ -50,8 +51,11 @@ Result = InlineQueryResultArticle
 def plain_price(service: Service, currency: str) -> str:
     """The price as plain text (result descriptions are not HTML)."""
     amount = format_money(service.rate, currency)
-    per = "per package" if form_for(service.type).pricing is Pricing.PER_PACKAGE else "per 1000"
-    return f"{amount} {per}"
+    if form_for(service.type).pricing is Pricing.PER_PACKAGE:
+        # i18n: a service's price in an inline result
+        return _("{amount} per package").format(amount=amount)
+    # i18n: a service's price (per 1000 units) in an inline result
+    return _("{amount} per 1000").format(amount=amount)
 
 
 def service_result(service: Service, currency: str, bot_username: str) -> Result:
@@ -61,64 +65,84 @@ def service_result(service: Service, currency: str, bot_username: str) -> Result
         id=f"s{service.service}",
         title=cut(f"#{service.service} {service.name}", 100),
         description=(f"{plain_price(service, currency)} · "
-                     f"{service.min:,}–{service.max:,}"),
+                     f"{number(service.min)}–{number(service.max)}"),
         input_message_content=InputTextMessageContent(
             service_card_text(service, currency), parse_mode=ParseMode.HTML,
             link_preview_options=NO_PREVIEW),
-        reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("🛒 Order in the bot",
+        # i18n: a button under a service card sent from inline mode
+        reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(_("🛒 Order in the bot"),
                                                                  url=link)]]),
     )
 
 
 def order_card(order: Order) -> str:
     """An order's status, as sent into a chat (HTML): no history, nothing to act on."""
-    lines = [f"🧾 <b>Order {esc(order_number(order))}</b>",
-             f"Service: {esc(service_text(order))}",
-             f"Status: <b>{esc(status_text(order))}</b>"]
+    lines = [_("🧾 <b>Order {number}</b>").format(number=esc(order_number(order))),
+             # i18n: a line of an order card; {service} is the panel's service name
+             _("Service: {service}").format(service=esc(service_text(order))),
+             # i18n: a line of an order card; {status} is the order's status
+             _("Status: <b>{status}</b>").format(status=esc(status_text(order)))]
     if order.remains is not None:
-        lines.append(f"Remains: {order.remains:,}")
+        # i18n: a line of an order card: how many units are still to be delivered
+        lines.append(_("Remains: {remains}").format(remains=number(order.remains)))
     if order.start_count is not None:
-        lines.append(f"Start count: {order.start_count:,}")
+        # i18n: a line of an order card: the count (followers, views…) when the order started
+        lines.append(_("Start count: {count}").format(count=number(order.start_count)))
     if order.quantity is not None:
-        lines.append(f"Quantity: {order.quantity:,}")
+        # i18n: a line of an order card
+        lines.append(_("Quantity: {quantity}").format(quantity=number(order.quantity)))
     link = order.fields.get("link")
     if link:
-        lines.append(f"Link: {esc(cut(str(link), 200))}")
+        # i18n: a line of an order card: the link the order promotes
+        lines.append(_("Link: {link}").format(link=esc(cut(str(link), 200))))
     checked = order.last_checked_at or order.updated_at
-    lines.append(f"As of {format_time(checked)}")
+    # i18n: the last line of an order card: when its status was last checked
+    lines.append(_("As of {time}").format(time=format_time(checked)))
     return "\n".join(lines)
 
 
 def order_result(order: Order, bot_username: str) -> Result:
     """The caller's order as an inline result (a status card)."""
     assert order.panel_order_id is not None
-    remains = f" · remains {order.remains:,}" if order.remains is not None else ""
+    described = [service_text(order)]
+    if order.remains is not None:
+        # i18n: in an inline result's description, after the service's name
+        described.append(_("remains {remains}").format(remains=number(order.remains)))
     return InlineQueryResultArticle(
         id=f"o{order.panel_order_id}",
-        title=f"Order {order.panel_order_id} · {status_text(order)}",
-        description=cut(f"{service_text(order)}{remains}", 100),
+        # i18n: an inline result's title; {status} is the order's status
+        title=_("Order {number} · {status}").format(number=order.panel_order_id,
+                                                   status=status_text(order)),
+        description=cut(" · ".join(described), 100),
         input_message_content=InputTextMessageContent(
             order_card(order), parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW),
         reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(
-            "Open in the bot", url=sharing.order_link(bot_username, order.panel_order_id))]]),
+            # i18n: a button under an order card sent from inline mode
+            _("Open in the bot"), url=sharing.order_link(bot_username, order.panel_order_id))]]),
     )
 
 
 def category_result(index: ServiceIndex, position: int, name: str, count: int) -> Result:
     """A category as an inline result: a few of its services and a button to search it."""
     sample = index.by_category[name][:CATEGORY_SAMPLE]
-    lines = [f"<b>{esc(name)}</b>: {count:,} service{'s' if count != 1 else ''}", ""]
+    # i18n: a category's message from inline mode: its name and how many services it has
+    lines = [ngettext("<b>{category}</b>: {n} service", "<b>{category}</b>: {n} services", count)
+             .format(category=esc(name), n=number(count)), ""]
     lines += [service_line(service, index.currency) for service in sample]
     if count > len(sample):
-        lines.append(f"… and {count - len(sample):,} more")
+        more = count - len(sample)
+        # i18n: after the few services of a category that are shown
+        lines.append(ngettext("… and {n} more", "… and {n} more", more).format(n=number(more)))
     return InlineQueryResultArticle(
         id=f"c{position}",
         title=cut(name, 100),
-        description=f"{count:,} service{'s' if count != 1 else ''}",
+        # i18n: an inline result's description: how many services a category has
+        description=ngettext("{n} service", "{n} services", count).format(n=number(count)),
         input_message_content=InputTextMessageContent(
             "\n".join(lines), parse_mode=ParseMode.HTML, link_preview_options=NO_PREVIEW),
         reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(
-            "🔎 Search these", switch_inline_query_current_chat=cut(name, 60))]]),
+            # i18n: a button under a category's message: search its services inline
+            _("🔎 Search these"), switch_inline_query_current_chat=cut(name, 60))]]),
     )
 
 
@@ -145,11 +169,13 @@ async def inline_query(update: Update, context: BotContext) -> None:
     user = update.effective_user
     if query is None or user is None:
         return
-    open_bot = InlineQueryResultsButton(text="Open the bot", start_parameter="inline")
+    # i18n: the button above inline results
+    open_bot = InlineQueryResultsButton(text=_("Open the bot"), start_parameter="inline")
     caller = await actions.caller_for(context.deps, user.id)
     if caller is None:
         await query.answer([], cache_time=0, is_personal=True, button=InlineQueryResultsButton(
-            text="How to get access", start_parameter="access"))
+            # i18n: the button above (no) inline results, for someone without access
+            text=_("How to get access"), start_parameter="access"))
         return
     username = context.bot.username
     text = query.query or ""

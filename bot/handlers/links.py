@@ -14,22 +14,24 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filt
 from bot.deps import BotContext
 from bot.handlers.catalog import tapped_service
 from bot.handlers.common import answer, esc, remember_user, reply
-from bot.handlers.orders import NOT_FOUND, caller_of, show_card
+from bot.handlers.orders import caller_of, show_card
+from bot.i18n import _
 from bot.keyboards import cut
 from bot.services import sharing
 
 
 def share_text(service_name: str, service_id: int, link: str) -> str:
     """The message with a service's link (HTML)."""
-    return (f"🔗 <b>Link to #{service_id} {esc(cut(service_name, 80))}</b>\n"
-            f"<code>{esc(link)}</code>\n\nWhoever opens it gets this service's order form "
-            "in the bot (ordering needs access to the bot).")
+    return _("🔗 <b>Link to #{service} {name}</b>\n<code>{link}</code>\n\nWhoever opens it gets "
+             "this service's order form in the bot (ordering needs access to the bot).").format(
+        service=service_id, name=esc(cut(service_name, 80)), link=esc(link))
 
 
 def share_markup(service_name: str, link: str) -> InlineKeyboardMarkup:
     """A button that opens Telegram's "share to a chat" with the link."""
     url = "https://t.me/share/url?" + urlencode({"url": link, "text": cut(service_name, 80)})
-    return InlineKeyboardMarkup([[InlineKeyboardButton("📤 Send to a chat", url=url)]])
+    # i18n: a button under a service's link: Telegram's "share to a chat"
+    return InlineKeyboardMarkup([[InlineKeyboardButton(_("📤 Send to a chat"), url=url)]])
 
 
 async def share_service(update: Update, context: BotContext) -> None:
@@ -54,7 +56,8 @@ async def open_order_link(update: Update, context: BotContext) -> None:
         return
     order = await sharing.own_order(context.deps, caller, link.id)
     if order is None:
-        await reply(update, f"{NOT_FOUND} See your orders with /orders.")
+        # The same words as for an order id that does not exist (`bot.handlers.orders`).
+        await reply(update, _("Order not found. See your orders with /orders."))
         return
     await show_card(update, context, caller, order.id)
 

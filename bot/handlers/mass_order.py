@@ -48,10 +48,11 @@ from bot.handlers.common import (
     within_rate_limit,
 )
 from bot.handlers.conversations import ExpiringConversation
+from bot.i18n import L_, N_, _, ngettext, number
 from bot.keyboards import cut
 from bot.money import format_money
 from bot.panel.models import Balance
-from bot.services import mass_order, pricing
+from bot.services import mass_order, notices, pricing
 from bot.services.accounts import Account
 from bot.services.mass_order import BadLine, BatchReport, LineResult, MassLine, Parsed
 from bot.text import fit as fit_html
@@ -65,9 +66,10 @@ KEY = "mass_order"
 MAX_FILE_BYTES = 512 * 1024
 BUDGET = 3900  # characters of a summary or result message (Telegram's limit is 4096)
 
-PROMPT = (
+# Catalog texts (`N_`), translated where they are said.
+PROMPT = N_(
     "📦 <b>Mass order</b>\n"
-    f"Send up to {mass_order.MAX_LINES} lines, one order a line:\n"
+    "Send up to {max_lines} lines, one order a line:\n"
     "<code>service id | link | quantity</code>\n"
     "for example\n"
     "<code>1 | https://instagram.com/yourpage | 1000\n"
@@ -77,14 +79,27 @@ PROMPT = (
     "Services that need more than a link and a quantity are ordered with /order &lt;id&gt;. "
     "/cancel to stop."
 )
-CANCELLED = "Mass order cancelled: nothing was sent."
-NOT_LINES = "Send the lines as text, or a .txt file (or /cancel)."
-NOT_TXT = "Send a .txt file with one line per order, or paste the lines (or /cancel)."
-NOT_UTF8 = "I could not read that file as text (UTF-8). Save it as plain text and send it again."
-STOPPED = "OK, I stopped waiting for the lines; nothing was sent. Send that command again."
-STOPPED_BUTTON = "I stopped waiting for the mass order's lines. Tap again."
-UNREACHABLE = ("The panel could not be reached, so I cannot check the lines against its "
-               "services. Send them again in a minute.")
+CANCELLED = N_("Mass order cancelled: nothing was sent.")
+NOT_LINES = N_("Send the lines as text, or a .txt file (or /cancel).")
+NOT_TXT = N_("Send a .txt file with one line per order, or paste the lines (or /cancel).")
+NOT_UTF8 = N_("I could not read that file as text (UTF-8). Save it as plain text and send it "
+              "again.")
+STOPPED = N_("OK, I stopped waiting for the lines; nothing was sent. Send that command again.")
+STOPPED_BUTTON = N_("I stopped waiting for the mass order's lines. Tap again.")
+UNREACHABLE = N_("The panel could not be reached, so I cannot check the lines against its "
+                 "services. Send them again in a minute.")
+#: What a line that was not placed became, in the results file (by `LineResult.kind`).
+KIND_WORDS = {
+    # i18n: a mass order line's outcome in the results file ("refused: <reason>")
+    "refused": N_("refused"),
+    # i18n: a mass order line's outcome in the results file ("unknown: <reason>")
+    "unknown": N_("unknown"),
+}
+
+
+def prompt() -> str:
+    """The request for the lines (HTML)."""
+    return _(PROMPT).format(max_lines=mass_order.MAX_LINES)
 
 
 # --- the accumulated lines of this chat -------------------------------------------------------
@@ -118,23 +133,28 @@ def _forget(update: Update, context: BotContext) -> None:
 def good_line(line: MassLine, currency: str) -> str:
     """A valid line on the summary (HTML)."""
     quantity = line.values.get("quantity")
-    parts = [f"Line {line.number}", f"#{line.service.service} {esc(cut(line.service.name, 40))}",
+    # i18n: the start of a line of the mass order summary ("Line 3 · #12 Followers · …")
+    parts = [_("Line {number}").format(number=line.number),
+             f"#{line.service.service} {esc(cut(line.service.name, 40))}",
              esc(cut(line.values["link"], 60))]
     if quantity:
-        parts.append(f"{int(quantity):,}")
+        parts.append(number(int(quantity)))
     parts.append(esc(format_money(line.cost, currency)))
     return " · ".join(parts)
 
 
 def bad_line(bad: BadLine) -> str:
     """An invalid line and its reason (HTML)."""
-    return f"Line {bad.number}: {esc(bad.reason)}\n    <code>{esc(bad.text)}</code>"
+    # i18n: a line of the mass order that will not be sent, and why
+    said = _("Line {number}: {reason}").format(number=bad.number, reason=esc(bad.reason))
+    return f"{said}\n    <code>{esc(bad.text)}</code>"
 
 
 def fit(head: Sequence[str], sections: Sequence[tuple[str, Sequence[str]]], tail: Sequence[str],
         more: str) -> tuple[str, bool]:
     """Head, then each section's lines while the message stays within BUDGET, then the tail;
-    whether anything was left out (each cut section says how much, followed by `more`)."""
+    whether anything was left out (each cut section says how much, followed by `more`, a
+    translated text)."""
     used = sum(len(line) + 1 for line in (*head, *tail)) + 200
     out = list(head)
     cut_any = False
@@ -145,7 +165,10 @@ def fit(head: Sequence[str], sections: Sequence[tuple[str, Sequence[str]]], tail
         used += len(title) + 2
         for shown, line in enumerate(lines):
             if used + len(line) + 1 > BUDGET:
-                out.append(f"… and {len(lines) - shown:,} more {more}")
+                left = len(lines) - shown
+                # i18n: after the lines a message could hold; {where} says where the rest are
+                out.append(ngettext("… and {n} more {where}", "… and {n} more {where}", left)
+                           .format(n=number(left), where=more))
                 used += 60
                 cut_any = True
                 break
@@ -158,81 +181,111 @@ def money_line(total_text: str, balance: Balance | None, currency: str,
                short: bool) -> list[str]:
     """The total and the balance, with a warning when the balance is short (HTML)."""
     if balance is None:
-        return [f"<b>Total: {esc(total_text)}</b> · Balance: unavailable right now"]
+        return [_("<b>Total: {total}</b> · Balance: unavailable right now")
+                .format(total=esc(total_text))]
     shown = esc(format_money(balance.balance, balance.currency or currency))
-    lines = [f"<b>Total: {esc(total_text)}</b> · Balance: {shown}"]
+    lines = [_("<b>Total: {total}</b> · Balance: {balance}").format(total=esc(total_text),
+                                                                     balance=shown)]
     if short:
-        lines.append("⚠️ The balance is not enough for all of them: the orders it cannot pay "
-                     "for are not placed. Top it up first, or send fewer lines.")
+        lines.append(_("⚠️ The balance is not enough for all of them: the orders it cannot pay "
+                       "for are not placed. Top it up first, or send fewer lines."))
     return lines
 
 
 def summary(parsed: Parsed, currency: str, balance: Balance | None) -> tuple[str, bool]:
     """The summary (HTML) and whether lines were left out of it (then a file has them all)."""
     valid, total_lines = len(parsed.lines), len(parsed.lines) + len(parsed.bad)
-    head = [f"📦 <b>Mass order: {valid} of {total_lines} line{'s' if total_lines != 1 else ''} "
-            "valid</b>"]
+    head = [ngettext("📦 <b>Mass order: {valid} of {n} line valid</b>",
+                     "📦 <b>Mass order: {valid} of {n} lines valid</b>", total_lines)
+            .format(valid=valid, n=total_lines)]
     if valid:
         total = parsed.total
         head += money_line(format_money(total, currency), balance, currency,
                            balance is not None and balance.balance < total)
+    bad = len(parsed.bad)
     sections = [
-        (f"❌ <b>{len(parsed.bad)} line{'s' if len(parsed.bad) != 1 else ''} will not be "
-         "sent:</b>", [bad_line(b) for b in parsed.bad]),
-        (f"✅ <b>To send ({valid}):</b>", [good_line(line, currency) for line in parsed.lines]),
+        (ngettext("❌ <b>{n} line will not be sent:</b>", "❌ <b>{n} lines will not be sent:</b>",
+                  bad).format(n=bad), [bad_line(b) for b in parsed.bad]),
+        (_("✅ <b>To send ({count}):</b>").format(count=valid),
+         [good_line(line, currency) for line in parsed.lines]),
     ]
     if valid:
-        tail = [f"Tap <b>Confirm</b> to place the {valid} order{'s' if valid != 1 else ''}, or "
-                "send more lines to add them."]
+        tail = [ngettext("Tap <b>Confirm</b> to place the {n} order, or send more lines to add "
+                         "them.",
+                         "Tap <b>Confirm</b> to place the {n} orders, or send more lines to add "
+                         "them.", valid).format(n=valid)]
     else:
-        tail = ["Nothing can be sent yet: send the lines again (corrected), or /cancel."]
-    return fit(head, sections, tail, "(all of them are in the file above)")
+        tail = [_("Nothing can be sent yet: send the lines again (corrected), or /cancel.")]
+    # i18n: ends "… and 12 more": where the lines the summary cannot hold are
+    return fit(head, sections, tail, _("(all of them are in the file above)"))
 
 
 def summary_file(parsed: Parsed, currency: str) -> bytes:
     """Every line of the summary as plain text, for when the message cannot hold them."""
-    out = [f"Mass order: {len(parsed.lines)} valid line(s), total "
-           f"{format_money(parsed.total, currency)}", ""]
+    valid = len(parsed.lines)
+    # i18n: the first line of the mass order summary file (plain text)
+    out = [ngettext("Mass order: {n} valid line(s), total {total}",
+                    "Mass order: {n} valid line(s), total {total}", valid)
+           .format(n=valid, total=format_money(parsed.total, currency)), ""]
     if parsed.bad:
-        out.append(f"Will not be sent ({len(parsed.bad)}):")
-        out += [f"line {b.number}: {b.text}  --  {b.reason}" for b in parsed.bad]
+        out.append(_("Will not be sent ({count}):").format(count=len(parsed.bad)))
+        # i18n: a line of the mass order summary file (plain text): what was sent, and why not
+        out += [_("line {number}: {line}  --  {reason}").format(number=b.number, line=b.text,
+                                                                reason=b.reason)
+                for b in parsed.bad]
         out.append("")
-    out.append(f"To send ({len(parsed.lines)}):")
+    out.append(_("To send ({count}):").format(count=valid))
     for line in parsed.lines:
-        parts = [f"line {line.number}: {line.service.service}", line.values["link"]]
+        parts = [str(line.service.service), line.values["link"]]
         if line.values.get("quantity"):
             parts.append(line.values["quantity"])
         parts.append(f"{line.service.name}, {format_money(line.cost, currency)}")
-        out.append(" | ".join(parts))
+        # i18n: a line of the mass order summary file (plain text): "line 3: 12 | link | …"
+        out.append(_("line {number}: {line}").format(number=line.number,
+                                                      line=" | ".join(parts)))
     return ("\n".join(out) + "\n").encode()
 
 
 def summary_markup(batch_id: int, rev: int, valid: int) -> InlineKeyboardMarkup:
     """Confirm / Edit / Cancel of a summary (naming the batch and the revision shown)."""
     return InlineKeyboardMarkup([
-        [InlineKeyboardButton(f"✅ Confirm: place {valid} order{'s' if valid != 1 else ''}",
+        [InlineKeyboardButton(ngettext("✅ Confirm: place {n} order",
+                                       "✅ Confirm: place {n} orders", valid).format(n=valid),
                               callback_data=pack("mo", "go", batch_id, rev))],
-        [InlineKeyboardButton("✏️ Edit", callback_data=pack("mo", "ed", batch_id, rev)),
-         InlineKeyboardButton("✖ Cancel", callback_data=pack("mo", "x", batch_id, rev))],
+        # i18n: a button under the mass order summary
+        [InlineKeyboardButton(_("✏️ Edit"), callback_data=pack("mo", "ed", batch_id, rev)),
+         # i18n: a button under the mass order summary
+         InlineKeyboardButton(_("✖ Cancel"), callback_data=pack("mo", "x", batch_id, rev))],
     ])
 
 
 def progress_text(batch_id: int, done: int, total: int) -> str:
     """The progress message."""
-    return f"⏳ Mass order #{batch_id}: sending {done}/{total}…"
+    return _("⏳ Mass order #{batch}: sending {done}/{total}…").format(batch=batch_id, done=done,
+                                                                       total=total)
 
 
 def result_line(result: LineResult) -> str:
     """One line's outcome (HTML)."""
-    head = f"Line {result.number} · #{result.service_id} · {esc(cut(result.link, 50))} · "
+    # i18n: the start of a line of a mass order's results ("Line 3 · #12 · link · ✅ order 77")
+    line = _("Line {number}").format(number=result.number)
+    head = f"{line} · #{result.service_id} · {esc(cut(result.link, 50))} · "
     if result.kind == "placed":
         note = f" ({esc(result.note)})" if result.note else ""
-        return f"{head}✅ order <code>{result.panel_order_id}</code>{note}"
+        # i18n: a mass order line's outcome: the panel's order id
+        placed = _("✅ order <code>{order}</code>").format(order=result.panel_order_id)
+        return f"{head}{placed}{note}"
     if result.kind == "refused":
-        return f"{head}❌ {esc(result.note or 'refused')}"
+        # i18n: a mass order line's outcome
+        why = result.note or _("refused")
+        return f"{head}❌ {esc(why)}"
     if result.kind == "unknown":
-        return f"{head}⚠️ {esc(result.note or 'outcome unknown')}"
-    return f"{head}⏸ not sent"
+        # i18n: a mass order line's outcome
+        why = result.note or _("outcome unknown")
+        return f"{head}⚠️ {esc(why)}"
+    # i18n: a mass order line's outcome
+    not_sent = _("⏸ not sent")
+    return f"{head}{not_sent}"
 
 
 def report_head(report: BatchReport) -> list[str]:
@@ -241,15 +294,30 @@ def report_head(report: BatchReport) -> list[str]:
     unknown, left = report.count("unknown"), report.count("not_sent")
     total = len(report.results)
     icon = "✅" if placed == total else "⚠️"
-    head = [f"{icon} <b>Mass order #{report.batch_id}: {placed} of {total} placed</b>"]
-    parts = [f"{n} {what}" for n, what in ((refused, "refused"), (unknown, "outcome unknown"),
-                                           (left, "not sent")) if n]
+    counted = ngettext("<b>Mass order #{batch}: {placed} of {n} placed</b>",
+                       "<b>Mass order #{batch}: {placed} of {n} placed</b>", total).format(
+        batch=report.batch_id, placed=placed, n=total)
+    head = [f"{icon} {counted}"]
+    # How many lines ended each other way, in a list ("2 refused, 1 not sent.").
+    parts: list[str] = []
+    if refused:
+        # i18n: how many lines of a mass order were refused, in a list ("2 refused, 1 not sent.")
+        parts.append(ngettext("{n} refused", "{n} refused", refused).format(n=refused))
+    if unknown:
+        # i18n: how many lines of a mass order have an unknown outcome, in a list
+        parts.append(ngettext("{n} outcome unknown", "{n} outcome unknown", unknown)
+                     .format(n=unknown))
+    if left:
+        # i18n: how many lines of a mass order were not sent, in a list ("2 refused, 1 not sent.")
+        parts.append(ngettext("{n} not sent", "{n} not sent", left).format(n=left))
     if parts:
         head.append(", ".join(parts) + ".")
     if report.expired:
-        head.append(f"{report.expired} line(s) expired before they were sent.")
+        head.append(ngettext("{n} line(s) expired before they were sent.",
+                             "{n} line(s) expired before they were sent.", report.expired)
+                    .format(n=report.expired))
     if placed:
-        head.append("The orders are in /orders; I'll message you as they change.")
+        head.append(_("The orders are in /orders; I'll message you as they change."))
     return head
 
 
@@ -259,9 +327,11 @@ def report_markup(report: BatchReport) -> InlineKeyboardMarkup:
     left = report.count("not_sent")
     if left and report.state == "interrupted":
         rows.append([InlineKeyboardButton(
-            f"▶ Send the {left} not sent",
+            # i18n: a button sending the lines of a mass order that were not sent
+            ngettext("▶ Send the {n} not sent", "▶ Send the {n} not sent", left).format(n=left),
             callback_data=pack("mo", "go", report.batch_id, report.rev))])
-    rows.append([InlineKeyboardButton("📦 My orders", callback_data=pack("ol", 0))])
+    # i18n: a button under a mass order's results
+    rows.append([InlineKeyboardButton(_("📦 My orders"), callback_data=pack("ol", 0))])
     return InlineKeyboardMarkup(rows)
 
 
@@ -269,26 +339,33 @@ def report_text(report: BatchReport) -> tuple[str, bool]:
     """Every line's outcome when it fits, else the lines that were not placed; and whether a
     file must carry the rest."""
     lines = [result_line(r) for r in report.results]
-    full, was_cut = fit(report_head(report), [("<b>Each line:</b>", lines)], [], "")
+    full, was_cut = fit(report_head(report), [(_("<b>Each line:</b>"), lines)], [], "")
     if not was_cut:
         return full, False
     problems = [result_line(r) for r in report.results if r.kind != "placed"]
-    text, _ = fit(report_head(report), [("<b>Not placed:</b>", problems)],
-                  ["Every line's result is in the file below."], "(in the file below)")
+    text, _cut = fit(report_head(report), [(_("<b>Not placed:</b>"), problems)],
+                     [_("Every line's result is in the file below.")],
+                     # i18n: ends "… and 12 more": where the lines not shown are
+                     _("(in the file below)"))
     return text, True
 
 
 def report_file(report: BatchReport) -> bytes:
     """Every line's outcome as plain text."""
-    out = [f"Mass order #{report.batch_id}", ""]
+    out = [_("Mass order #{batch}").format(batch=report.batch_id), ""]
     for r in report.results:
         if r.kind == "placed":
-            what = f"placed: order {r.panel_order_id}" + (f" ({r.note})" if r.note else "")
+            # i18n: a mass order line's outcome in the results file (plain text)
+            what = (_("placed: order {order}").format(order=r.panel_order_id)
+                    + (f" ({r.note})" if r.note else ""))
         elif r.kind == "not_sent":
-            what = "not sent"
+            # i18n: a mass order line's outcome in the results file (plain text)
+            what = _("not sent")
         else:
-            what = f"{r.kind.replace('_', ' ')}: {r.note or ''}"
-        out.append(f"line {r.number} | {r.service_id} | {r.link} | "
+            what = f"{_(KIND_WORDS[r.kind])}: {r.note or ''}"
+        # i18n: the start of a line of the mass order results file ("line 3 | 12 | link | …")
+        line = _("line {number}").format(number=r.number)
+        out.append(f"{line} | {r.service_id} | {r.link} | "
                    f"{r.quantity if r.quantity is not None else ''} | {what}")
     return ("\n".join(out) + "\n").encode()
 
@@ -313,7 +390,8 @@ async def deliver(bot: Bot, chat_id: int, message_id: int | None, report: BatchR
     if with_file:
         await bot.send_document(chat_id, report_file(report),
                                 filename=f"mass-order-{report.batch_id}-results.txt",
-                                caption=f"Mass order #{report.batch_id}: every line's result")
+                                caption=_("Mass order #{batch}: every line's result")
+                                .format(batch=report.batch_id))
 
 
 # --- handlers: the lines --------------------------------------------------------------------
@@ -336,7 +414,7 @@ async def take(update: Update, context: BotContext, text: str) -> int | None:
     if user is None or chat is None or account is None:
         return END
     await remember_user(update, context)
-    index = await index_for(update, context, account, None, UNREACHABLE)
+    index = await index_for(update, context, account, None, _(UNREACHABLE))
     if index is None:
         return WAITING
     data = _collected(update, context)
@@ -346,10 +424,18 @@ async def take(update: Update, context: BotContext, text: str) -> int | None:
     if parsed.too_many:
         kept = (len(mass_order.parse_lines(data["text"], index, prices).lines)
                 if data["text"] else 0)
-        await reply(update, f"That makes {parsed.too_many:,} lines: a mass order takes at most "
-                            f"{mass_order.MAX_LINES}. Those lines were not added"
-                            + (f" (the summary above still has {kept})." if kept else ".")
-                            + " Send the rest as another mass order.")
+        too_many = ngettext(
+            "That makes {n} line: a mass order takes at most {max_lines}. Those lines were not "
+            "added (the summary above still has {kept}). Send the rest as another mass order.",
+            "That makes {n} lines: a mass order takes at most {max_lines}. Those lines were not "
+            "added (the summary above still has {kept}). Send the rest as another mass order.",
+            parsed.too_many) if kept else ngettext(
+            "That makes {n} line: a mass order takes at most {max_lines}. Those lines were not "
+            "added. Send the rest as another mass order.",
+            "That makes {n} lines: a mass order takes at most {max_lines}. Those lines were not "
+            "added. Send the rest as another mass order.", parsed.too_many)
+        await reply(update, too_many.format(n=number(parsed.too_many),
+                                            max_lines=mass_order.MAX_LINES, kept=kept))
         return WAITING
     deps = context.deps
     old_batch, old_msg = data.get("batch"), data.get("msg")
@@ -367,7 +453,7 @@ async def take(update: Update, context: BotContext, text: str) -> int | None:
     if was_cut:
         await context.bot.send_document(chat.id, summary_file(parsed, index.currency),
                                         filename=f"mass-order-{batch_id or 'lines'}.txt",
-                                        caption="Every line of this mass order")
+                                        caption=_("Every line of this mass order"))
     markup = summary_markup(batch_id, rev, len(parsed.lines)) if batch_id is not None else None
     sent = await reply(update, shown, markup)
     data["msg"] = sent.message_id if sent is not None else None
@@ -388,7 +474,7 @@ async def mass_order_command(update: Update, context: BotContext) -> int | None:
     words = (message.text or "").split(maxsplit=1) if message is not None else []
     if len(words) > 1:
         return await take(update, context, words[1])
-    await reply(update, PROMPT)
+    await reply(update, prompt())
     return WAITING
 
 
@@ -406,30 +492,30 @@ async def take_file(update: Update, context: BotContext) -> int | None:
         return await not_lines(update, context)
     name = (document.file_name or "").lower()
     if not name.endswith(".txt") and document.mime_type != "text/plain":
-        await reply(update, NOT_TXT)
+        await reply(update, _(NOT_TXT))
         return WAITING
     if document.file_size is not None and document.file_size > MAX_FILE_BYTES:
-        await reply(update, f"That file is too big: at most {MAX_FILE_BYTES // 1024} KB "
-                            f"({mass_order.MAX_LINES} lines).")
+        await reply(update, _("That file is too big: at most {size} KB ({max_lines} lines).")
+                    .format(size=MAX_FILE_BYTES // 1024, max_lines=mass_order.MAX_LINES))
         return WAITING
     try:
         file = await document.get_file()
         data = bytes(await file.download_as_bytearray())
     except TelegramError as exc:
         log.warning("Could not download a mass order file: %s", exc)
-        await reply(update, "I could not download that file. Please send it again.")
+        await reply(update, _("I could not download that file. Please send it again."))
         return WAITING
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        await reply(update, NOT_UTF8)
+        await reply(update, _(NOT_UTF8))
         return WAITING
     return await take(update, context, text)
 
 
 async def not_lines(update: Update, context: BotContext) -> int | None:
     """Anything else while lines are awaited (a photo, a sticker…)."""
-    await reply(update, NOT_LINES)
+    await reply(update, _(NOT_LINES))
     return WAITING
 
 
@@ -451,8 +537,8 @@ async def edit(update: Update, context: BotContext) -> int | None:
         return None
     await answer(query)
     _forget(update, context)
-    await show(update, "✏️ This summary was dropped: nothing of it was sent.")
-    await reply(update, PROMPT)
+    await show(update, _("✏️ This summary was dropped: nothing of it was sent."))
+    await reply(update, prompt())
     return WAITING
 
 
@@ -466,7 +552,7 @@ async def cancel_batch(update: Update, context: BotContext) -> int:
         return END
     await answer(query)
     _forget(update, context)
-    await show(update, CANCELLED)
+    await show(update, _(CANCELLED))
     return END
 
 
@@ -477,21 +563,21 @@ async def cancel_command(update: Update, context: BotContext) -> int:
     if user is not None and isinstance(batch_id, int):
         await mass_order.discard(context.deps, user.id, batch_id)
     _forget(update, context)
-    await reply(update, CANCELLED)
+    await reply(update, _(CANCELLED))
     return END
 
 
 async def stop_for_command(update: Update, context: BotContext) -> int:
     """Another command while lines are awaited: stop waiting (a summary shown stays valid)."""
     _forget(update, context)
-    await reply(update, STOPPED)
+    await reply(update, _(STOPPED))
     return END
 
 
 async def stop_for_button(update: Update, context: BotContext) -> int:
     """Another button while lines are awaited: stop waiting; the tap is to be repeated."""
     _forget(update, context)
-    await answer(update.callback_query, STOPPED_BUTTON, alert=True)
+    await answer(update.callback_query, _(STOPPED_BUTTON), alert=True)
     return END
 
 
@@ -514,7 +600,8 @@ async def send(update: Update, context: BotContext) -> int:
     if isinstance(started, mass_order.NotStarted):
         await answer(query, started.reason, alert=True)
         return END
-    await answer(query, "Sending…")
+    # i18n: the answer to the Confirm button of a mass order
+    await answer(query, _("Sending…"))
     collected = (context.user_data or {}).get(_key(update))
     if isinstance(collected, dict) and collected.get("batch") == batch_id:
         _forget(update, context)  # these lines are sent: the next ones start a new batch
@@ -545,7 +632,7 @@ async def results(update: Update, context: BotContext) -> None:
         return
     report = await mass_order.own_report(context.deps, user.id, batch_id)
     if report is None:
-        await answer(query, mass_order.OUT_OF_DATE, alert=True)
+        await answer(query, _(mass_order.OUT_OF_DATE), alert=True)
         return
     await answer(query)
     text, with_file = report_text(report)
@@ -553,7 +640,8 @@ async def results(update: Update, context: BotContext) -> None:
     if with_file:
         await context.bot.send_document(chat.id, report_file(report),
                                         filename=f"mass-order-{batch_id}-results.txt",
-                                        caption=f"Mass order #{batch_id}: every line's result")
+                                        caption=_("Mass order #{batch}: every line's result")
+                                        .format(batch=batch_id))
 
 
 async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
@@ -563,9 +651,9 @@ async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
     if data is not None and data.pop(f"{KEY}:{chat_id}", None) is not None:
         app.mark_data_for_update_persistence(user_ids=user_id)
     deps: Deps = app.bot_data[DEPS_KEY]
-    await outbox.enqueue_notification(
-        deps.db, chat_id=chat_id, text="I stopped waiting for the mass order's lines; nothing "
-                                       "was sent. Send /massorder again to start over.")
+    await outbox.enqueue_notice(deps.db, notices.notice(chat_id, L_(
+        "I stopped waiting for the mass order's lines; nothing was sent. Send /massorder again "
+        "to start over.")))
 
 
 def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotContext, object]]:

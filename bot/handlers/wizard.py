@@ -579,9 +579,9 @@ async def order_again(update: Update, context: BotContext) -> int | None:
     if caller is None or account is None:
         return None
     found = (await reorder.repeatable(context.deps, caller, order_id) if order_id is not None
-             else reorder.NOT_FOUND)
+             else reorder.not_found())
     if isinstance(found, str):
-        await answer(query, found, alert=found != reorder.NOT_FOUND)
+        await answer(query, found, alert=found != reorder.not_found())
         return None
     index = await index_for(update, context, account, pack("oc", found.id, "ag"))
     if index is None:

@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from bot import i18n
 from bot.catalog import ServiceIndex
 from bot.deps import Deps
+from bot.i18n import L_, N_, Ln_, _, ngettext
 from bot.money import parse_whole
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, form_for
-from bot.services import placement, wallet
+from bot.services import notices, placement, wallet
 from bot.services.accounts import Account
 from bot.services.pricing import PriceList
 from storage import mass_orders as store
@@ -57,16 +59,25 @@ SHOWN_CHARS = 80  # of a bad line, quoted in its reason
 SEND_DATA = "mo:go"  # callback data prefixes of the batch's buttons: `mo:<action>:<batch>`
 RESULTS_DATA = "mo:rs"
 
-OUT_OF_DATE = ("This mass order summary is out of date: use the newest one, or send the "
-               "lines again with /massorder.")
-BEING_SENT = "This mass order is being sent."
-ALREADY_SENT = "This mass order was already sent."
-CANCELLED = "This mass order was cancelled or replaced: nothing of it was sent."
-ACCOUNT_CHANGED = "Your panel account changed: send the lines again with /massorder."
-NOTHING_LEFT = "Every line of this mass order has been sent already."
-STOPPING = "The bot is restarting: try again in a minute."
-EXPIRED = ("The lines of this mass order that were not sent have expired (they are kept a day): "
-           "send them again with /massorder.")
+# Why a batch's button does nothing now: catalog texts (`N_`), translated where they are said
+# (`refusal` and `start` return them translated).
+OUT_OF_DATE = N_("This mass order summary is out of date: use the newest one, or send the "
+                 "lines again with /massorder.")
+BEING_SENT = N_("This mass order is being sent.")
+ALREADY_SENT = N_("This mass order was already sent.")
+CANCELLED = N_("This mass order was cancelled or replaced: nothing of it was sent.")
+ACCOUNT_CHANGED = N_("Your panel account changed: send the lines again with /massorder.")
+NOTHING_LEFT = N_("Every line of this mass order has been sent already.")
+STOPPING = N_("The bot is restarting: try again in a minute.")
+EXPIRED = N_("The lines of this mass order that were not sent have expired (they are kept a "
+             "day): send them again with /massorder.")
+#: The shape of a line, by how many fields it gives after the service id (`line_fields`).
+SHAPES = {
+    # i18n: the parts of a mass order line for a package (the words are what the user types)
+    1: N_("service id | link"),
+    # i18n: the parts of a mass order line (the words are what the user types)
+    2: N_("service id | link | quantity"),
+}
 
 
 # --- checking the lines ----------------------------------------------------------------------
@@ -167,24 +178,28 @@ def parse_line(number: int, text: str, index: ServiceIndex,
     parts = split_line(text) or [""]
     service_id = parse_whole(parts[0].removeprefix("#"), max_digits=12)
     if service_id is None:
-        return bad(f"“{_shown(parts[0])}” is not a service id: a line is "
-                   "service id | link | quantity.")
+        return bad(_("“{text}” is not a service id: a line is service id | link | quantity.")
+                   .format(text=_shown(parts[0])))
     service = index.by_id.get(service_id)
     if service is None:
-        return bad(f"There is no service #{service_id}.")
+        return bad(_("There is no service #{service}.").format(service=service_id))
     fields = line_fields(service)
     if fields is None:
-        return bad(f"Service #{service.service} ({service.type}) needs more than a link and a "
-                   f"quantity: order it with /order {service.service}.")
+        return bad(_("Service #{service} ({type}) needs more than a link and a quantity: order "
+                     "it with /order {service}.").format(service=service.service,
+                                                         type=service.type))
     given = parts[1:]
     if len(given) < len(fields):
-        shape = " | ".join(("service id", *(f.name for f in fields)))
-        return bad(f"Service #{service.service} needs {len(fields) + 1} parts: {shape}.")
+        parts_needed = len(fields) + 1
+        return bad(ngettext("Service #{service} needs {n} part: {shape}.",
+                            "Service #{service} needs {n} parts: {shape}.", parts_needed)
+                   .format(service=service.service, n=parts_needed,
+                           shape=_(SHAPES[len(fields)])))
     if len(given) > len(fields):
         if len(fields) == 1:
-            return bad(f"Service #{service.service} is a package: send only "
-                       f"“{service.service} | link”, without a quantity.")
-        return bad("Too many parts: a line is service id | link | quantity.")
+            return bad(_("Service #{service} is a package: send only “{service} | link”, "
+                         "without a quantity.").format(service=service.service))
+        return bad(_("Too many parts: a line is service id | link | quantity."))
     values: dict[str, str] = {}
     for spec, answer in zip(fields, given, strict=True):
         try:
@@ -195,7 +210,7 @@ def parse_line(number: int, text: str, index: ServiceIndex,
         return MassLine(number, service, values)
     quote = prices.quote(service, values, index.currency)
     if quote is None:
-        return bad(f"There is no service #{service.service}.")
+        return bad(_("There is no service #{service}.").format(service=service.service))
     return MassLine(number, service, values, quote.total)
 
 
@@ -260,12 +275,14 @@ async def discard(deps: Deps, owner_id: int, batch_id: int, rev: int | None = No
 
 
 async def refusal(deps: Deps, owner_id: int, batch_id: int, rev: int | None = None) -> str:
-    """Why this batch's buttons do nothing now (for a stale Cancel, Edit or Confirm)."""
+    """Why this batch's buttons do nothing now (for a stale Cancel, Edit or Confirm), in the
+    current language."""
     batch = await store.get_batch(deps.db, batch_id)
     if batch is None or batch.owner_id != owner_id or (rev is not None and rev != batch.rev):
-        return OUT_OF_DATE
-    return {"sending": BEING_SENT, "done": ALREADY_SENT, "cancelled": CANCELLED,
-            "interrupted": BEING_SENT}.get(batch.state, OUT_OF_DATE)
+        return _(OUT_OF_DATE)
+    reason = {"sending": BEING_SENT, "done": ALREADY_SENT, "cancelled": CANCELLED,
+              "interrupted": BEING_SENT}.get(batch.state, OUT_OF_DATE)
+    return _(reason)
 
 
 async def _lines_with_orders(deps: Deps, batch_id: int) -> list[tuple[int, Order]]:
@@ -285,7 +302,7 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class NotStarted:
-    """Why nothing was started (a one-line reason for the user)."""
+    """Why nothing was started (a one-line reason for the user, translated)."""
 
     reason: str
 
@@ -296,15 +313,15 @@ async def start(deps: Deps, account: Account, owner_id: int, batch_id: int,
     revision its summary showed: exactly one of any number of taps wins."""
     db = deps.db
     if _runs(deps).stopping:
-        return NotStarted(STOPPING)
+        return NotStarted(_(STOPPING))
     batch = await store.get_batch(db, batch_id)
     if batch is None or batch.owner_id != owner_id or batch.rev != rev:
-        return NotStarted(OUT_OF_DATE)
+        return NotStarted(_(OUT_OF_DATE))
     if batch.state not in ("ready", "interrupted"):
         return NotStarted(await refusal(deps, owner_id, batch_id))
     if (batch.account, batch.panel, batch.catalog) != (account.id, account.panel,
                                                        account.catalog_key):
-        return NotStarted(ACCOUNT_CHANGED)
+        return NotStarted(_(ACCOUNT_CHANGED))
     lines = await _lines_with_orders(deps, batch_id)
     pending = [order for _, order in lines if order.state == "draft"]
     if not pending:
@@ -312,8 +329,9 @@ async def start(deps: Deps, account: Account, owner_id: int, batch_id: int,
         if batch.state == "interrupted":
             await store.move_batch(db, batch_id, owner_id=owner_id, to="done",
                                    allowed_from=("interrupted",))
-        return NotStarted(EXPIRED if expired else
-                          OUT_OF_DATE if batch.state == "ready" else NOTHING_LEFT)
+        reason = (EXPIRED if expired else
+                  OUT_OF_DATE if batch.state == "ready" else NOTHING_LEFT)
+        return NotStarted(_(reason))
     if not await store.move_batch(db, batch_id, owner_id=owner_id, to="sending",
                                   allowed_from=("ready", "interrupted"), rev=rev):
         return NotStarted(await refusal(deps, owner_id, batch_id))
@@ -327,7 +345,8 @@ LineKind = Literal["placed", "refused", "unknown", "not_sent"]
 
 @dataclass(frozen=True, slots=True)
 class LineResult:
-    """One line's outcome: the panel's order id, or why it was not placed."""
+    """One line's outcome: the panel's order id, or why it was not placed (`note`: a text in
+    the language of the moment the report was made, or the panel's own error)."""
 
     number: int
     order_id: int
@@ -362,21 +381,27 @@ def _result(number: int, order: Order, outcome: placement.Outcome | None) -> Lin
 
     if isinstance(outcome, placement.Placed):  # stored or not, the panel has it
         return made("placed", outcome.panel_order_id,
-                    None if outcome.stored else "placed, but the bot could not write it down")
+                    # i18n: a note after a mass order line's order id
+                    None if outcome.stored else _("placed, but the bot could not write it down"))
     if isinstance(outcome, placement.AlreadyKnown):
         return made("placed", outcome.panel_order_id,
-                    "you already follow an order with this id" if outcome.mine
-                    else "the bot knows this id under another user")
+                    # i18n: a note after a mass order line's order id
+                    _("you already follow an order with this id") if outcome.mine
+                    # i18n: a note after a mass order line's order id
+                    else _("the bot knows this id under another user"))
     if isinstance(outcome, placement.Short):  # a shop customer's wallet: nothing was sent
         missing = wallet.show(outcome.missing, outcome.currency)
-        return made("refused", note=f"not enough in your wallet ({missing} missing); nothing "
-                                    "was charged")
+        # i18n: why a mass order line was not placed
+        return made("refused", note=_("not enough in your wallet ({missing} missing); nothing "
+                                      "was charged").format(missing=missing))
     if order.state == "placed":
         return made("placed", order.panel_order_id)
     if order.state == "failed":
-        return made("refused", note=order.error or "the panel refused it")
+        # i18n: why a mass order line was not placed (when the panel gave no reason)
+        return made("refused", note=order.error or _("the panel refused it"))
     if order.state in ("unknown", "claimed"):
-        return made("unknown", note="outcome unknown, not retried: see /orders")
+        # i18n: a mass order line's outcome
+        return made("unknown", note=_("outcome unknown, not retried: see /orders"))
     return made("not_sent")
 
 
@@ -579,16 +604,25 @@ async def release_interrupted(deps: Deps) -> list[Batch]:
 
 
 def interrupted_notice(batch: Batch, sent: int, left: int) -> Notice:
-    """The owner's message about a batch cut off while it was being sent."""
-    text = (f"⚠️ <b>The bot stopped while sending your mass order #{batch.id}.</b>\n"
-            f"{sent} of {sent + left} line{'s' if sent + left != 1 else ''} had been sent; ")
-    buttons: list[list[list[str]]] = []
+    """The owner's message about a batch cut off while it was being sent (rendered when it is
+    sent, in the owner's language then)."""
+    total = sent + left
+    rest = (Ln_("{n} was <b>not sent</b>. Nothing is sent again by itself: tap below to send "
+                "the rest.",
+                "{n} were <b>not sent</b>. Nothing is sent again by itself: tap below to send "
+                "the rest.", left)
+            if left else L_("none was left to send."))
+    text = i18n.Joined([
+        L_("⚠️ <b>The bot stopped while sending your mass order #{batch}.</b>", batch=batch.id),
+        # i18n: {rest} is what became of the lines not sent ("2 were not sent. …")
+        Ln_("{sent} of {n} line had been sent; {rest}", "{sent} of {n} lines had been sent; {rest}",
+            total, sent=sent, rest=rest),
+    ], "\n")
+    buttons: list[list[list[object]]] = []
     if left:
-        text += (f"{left} {'was' if left == 1 else 'were'} <b>not sent</b>. Nothing is sent "
-                 "again by itself: tap below to send the rest.")
-        buttons.append([[f"▶ Send the {left} not sent", f"{SEND_DATA}:{batch.id}:{batch.rev}"]])
-    else:
-        text += "none was left to send."
-    buttons.append([["📋 Results", f"{RESULTS_DATA}:{batch.id}"]])
-    return Notice(chat_id=batch.chat_id, text=text,
-                  payload={"buttons": buttons})
+        # i18n: a button sending the lines of a mass order that were not sent
+        buttons.append([notices.button(Ln_("▶ Send the {n} not sent", "▶ Send the {n} not sent",
+                                           left), f"{SEND_DATA}:{batch.id}:{batch.rev}")])
+    # i18n: a button showing what each line of a mass order became
+    buttons.append([notices.button(L_("📋 Results"), f"{RESULTS_DATA}:{batch.id}")])
+    return notices.notice(batch.chat_id, text, {"buttons": buttons})

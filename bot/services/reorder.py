@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from bot.catalog import ServiceIndex
 from bot.deps import Deps
+from bot.i18n import N_, _
 from bot.panel.models import Service
 from bot.service_types import FieldError, FormField, OrderForm, form_for
 from bot.services.accounts import on_this_panel
@@ -24,11 +25,18 @@ from bot.services.actions import Caller
 from storage import orders as order_store
 from storage.orders import Order
 
-NOT_FOUND = "Order not found."
-TRACKED = ("This order was placed on the panel's site, so I do not know what it asked for: "
-           "order its service with /order.")
-OTHER_PANEL = ("This order was placed on another panel than the one the bot uses now, so its "
-               "service cannot be ordered here.")
+# Why an order cannot be ordered again: catalog texts (`N_`); `repeatable` returns them
+# translated (compare a reason with `not_found()`, never with NOT_FOUND).
+NOT_FOUND = N_("Order not found.")
+TRACKED = N_("This order was placed on the panel's site, so I do not know what it asked for: "
+             "order its service with /order.")
+OTHER_PANEL = N_("This order was placed on another panel than the one the bot uses now, so "
+                 "its service cannot be ordered here.")
+
+
+def not_found() -> str:
+    """"Order not found." in the current language (what `repeatable` says of a missing one)."""
+    return _(NOT_FOUND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,22 +91,25 @@ class Again:
 
 
 async def repeatable(deps: Deps, caller: Caller, order_id: int) -> Order | str:
-    """The caller's order that can be ordered again, or why not (a one-line reason)."""
+    """The caller's order that can be ordered again, or why not (a one-line reason, in the
+    current language)."""
     order = await order_store.get_order(deps.db, order_id)
     if order is None or order.state == "draft" or not caller.owns(order):
-        return NOT_FOUND
+        return not_found()
     if order.service_id is None:
-        return TRACKED
+        return _(TRACKED)
     if not on_this_panel(caller.account, order):
-        return OTHER_PANEL
+        return _(OTHER_PANEL)
     return order
 
 
 def again(order: Order, index: ServiceIndex) -> Again | str:
     """The order's service as the catalogue offers it now, with the form filled from the
-    order's answers; or why it cannot be ordered again."""
+    order's answers; or why it cannot be ordered again (in the current language)."""
     service = index.by_id.get(order.service_id) if order.service_id is not None else None
     if service is None:
-        return (f"Service #{order.service_id} ({order.service_name or 'this order’s service'}) "
-                "is no longer offered. Browse /services for another.")
+        # i18n: stands for the name of a service the bot no longer knows
+        name = order.service_name or _("this order’s service")
+        return _("Service #{service} ({name}) is no longer offered. Browse /services for "
+                 "another.").format(service=order.service_id, name=name)
     return Again(order, service, prefill(form_for(service.type), service, order.fields))
