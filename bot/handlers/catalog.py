@@ -62,8 +62,11 @@ def service_line(service: Service, currency: str, *, category: bool = False) -> 
 
 def yes_no(flag: bool) -> str:
     """A flag as a word."""
-    # i18n: whether a service can be refilled / cancelled, on its card
-    return _("yes") if flag else _("no")
+    if flag:
+        # i18n: a service can be refilled / cancelled (on its card)
+        return _("yes")
+    # i18n: a service cannot be refilled / cancelled (on its card)
+    return _("no")
 
 
 def service_card_text(service: Service, currency: str) -> str:
