@@ -34,11 +34,12 @@ from bot.crypto import KeyBox, WrongSecretKey
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
 from bot.handlers.common import esc, remember_user, reply, within_rate_limit
 from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
-from bot.i18n import N_
+from bot.i18n import L_, N_, _
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.services.accounts import account_for, forget_own_catalogue, role_of
+from bot.services.notices import notice
 from bot.text import NOTE_MAX, esc_short, fit
 from storage import outbox, users
 
@@ -48,21 +49,24 @@ WAITING_KEY = 1
 END = ConversationHandler.END
 KEY_WAIT_SECONDS = 300
 
-TURNED_OFF = "Connecting your own key is turned off on this bot."
-NOT_IN_SHOP = "This shop does not offer /connect: your orders are paid from your /wallet."
-PRIVATE_ONLY = ("Connect your key in a private chat with me, never in a group: everyone here "
-                "could read it.")
-ASK_KEY = ("Send me your panel API key (on your panel's account or API page). I delete the "
-           "message at once and keep the key encrypted. /cancel to stop.")
-DELETE_IT = "⚠️ Delete the message with your key yourself: I could not."
-NOT_A_KEY = "That does not look like a panel API key (one word, no spaces)."
-REFUSED = "That key was refused by the panel; nothing was stored."
-CANNOT_CHECK = "Could not check the key now; try again in a minute. Nothing was stored."
-SEND_AGAIN = " Send the key again, or /cancel."
-DEMO_HINT = " (Demo mode: only the sandbox panel's keys work on this bot.)"
+# Catalog texts (`N_`): each is translated where it is said, `_(TURNED_OFF)`.
+TURNED_OFF = N_("Connecting your own key is turned off on this bot.")
+NOT_IN_SHOP = N_("This shop does not offer /connect: your orders are paid from your /wallet.")
+PRIVATE_ONLY = N_("Connect your key in a private chat with me, never in a group: everyone here "
+                  "could read it.")
+ASK_KEY = N_("Send me your panel API key (on your panel's account or API page). I delete the "
+             "message at once and keep the key encrypted. /cancel to stop.")
+DELETE_IT = N_("⚠️ Delete the message with your key yourself: I could not.")
+NOT_A_KEY = N_("That does not look like a panel API key (one word, no spaces).")
+REFUSED = N_("That key was refused by the panel; nothing was stored.")
+CANNOT_CHECK = N_("Could not check the key now; try again in a minute. Nothing was stored.")
+# i18n: after why a key was not connected: what to do next
+SEND_AGAIN = N_("Send the key again, or /cancel.")
+# i18n: after why a key was refused, in demo mode
+DEMO_HINT = N_("(Demo mode: only the sandbox panel's keys work on this bot.)")
 
-WAIT_ENDED = ("I stopped waiting for your panel API key (nothing was connected). Send /connect "
-              "again when you have it.")
+WAIT_ENDED = N_("I stopped waiting for your panel API key (nothing was connected). Send "
+                "/connect again when you have it.")
 
 MIN_KEY, MAX_KEY = 8, 256
 
@@ -75,19 +79,19 @@ async def connect(update: Update, context: BotContext) -> int:
     key = " ".join(context.args or [])
     # The key leaves the chat before anything else happens, whatever the answer will be.
     deleted = await _delete(message) if key else True
-    warning = "" if deleted else "\n" + DELETE_IT
+    warning = "" if deleted else "\n" + _(DELETE_IT)
     if chat.type != ChatType.PRIVATE:
-        await _say(update, PRIVATE_ONLY + warning)
+        await _say(update, _(PRIVATE_ONLY) + warning)
         return END
     if context.deps.keybox is None:
-        await _say(update, TURNED_OFF + warning)
+        await _say(update, _(TURNED_OFF) + warning)
         return END
     if context.deps.settings.shop_mode and await role_of(context.deps, user.id) != "admin":
-        await _say(update, NOT_IN_SHOP + warning)
+        await _say(update, _(NOT_IN_SHOP) + warning)
         return END
     await remember_user(update, context)
     if not key:
-        await _say(update, ASK_KEY)
+        await _say(update, _(ASK_KEY))
         return WAITING_KEY
     await _connect_key(update, context, key, warning)
     return END
@@ -100,7 +104,8 @@ async def receive_key(update: Update, context: BotContext) -> int | None:
         return None
     deleted = await _delete(message)
     connected = await _connect_key(update, context, message.text.strip(),
-                                   "" if deleted else "\n" + DELETE_IT, retry=SEND_AGAIN)
+                                   "" if deleted else "\n" + _(DELETE_IT),
+                                   retry=" " + _(SEND_AGAIN))
     return END if connected else None
 
 
@@ -112,7 +117,7 @@ async def disconnect(update: Update, context: BotContext) -> None:
     deps = context.deps
     stored = await users.get_user(deps.db, user.id)
     if stored is None or stored.panel_key is None:
-        await reply(update, "You have no panel API key connected.")
+        await reply(update, _("You have no panel API key connected."))
         return
     await forget_own_catalogue(deps, user.id)
     await users.set_panel_key(deps.db, user.id, None)
@@ -120,13 +125,14 @@ async def disconnect(update: Update, context: BotContext) -> None:
     log.info("User %d disconnected their own panel key", user.id)
     account = await account_for(deps, user.id)
     if account is None:
-        now = "You have no access to order now; /connect a key again to order."
+        now = _("You have no access to order now; /connect a key again to order.")
     elif account.demo:
-        now = "You are back on the demo sandbox."
+        now = _("You are back on the demo sandbox.")
     else:
-        now = "Your orders now use the operator's panel account."
-    await reply(update, "I have forgotten your panel API key. Orders placed with it stay on "
-                        f"your panel account; I no longer follow them.\n{now}")
+        now = _("Your orders now use the operator's panel account.")
+    forgotten = _("I have forgotten your panel API key. Orders placed with it stay on your "
+                  "panel account; I no longer follow them.")
+    await reply(update, f"{forgotten}\n{now}")
 
 
 def _forget_in_logs(keybox: KeyBox | None, token: bytes) -> None:
@@ -141,14 +147,15 @@ def _forget_in_logs(keybox: KeyBox | None, token: bytes) -> None:
 
 async def _connect_key(update: Update, context: BotContext, key: str, warning: str,
                        retry: str = "") -> bool:
-    """Checks the key with a balance request, then stores it encrypted; True when connected."""
+    """Checks the key with a balance request, then stores it encrypted; True when connected.
+    `warning` and `retry` are translated texts said after the answer (or nothing)."""
     user = update.effective_user
     deps = context.deps
     keybox = deps.keybox
     if user is None or keybox is None:
         return False
     if not MIN_KEY <= len(key) <= MAX_KEY or any(c.isspace() for c in key):
-        await _say(update, NOT_A_KEY + retry + warning)
+        await _say(update, _(NOT_A_KEY) + retry + warning)
         return False
     # The redactor learns the key only once the panel accepted it (`keybox.encrypt`): taught
     # every text sent here, it would let anyone hide what they like from the logs. Until then
@@ -158,26 +165,28 @@ async def _connect_key(update: Update, context: BotContext, key: str, warning: s
     try:
         balance = await deps.panel.balance(key)
     except PanelError as exc:
-        demo = DEMO_HINT if deps.demo else ""
+        demo = " " + _(DEMO_HINT) if deps.demo else ""
         if exc.kind is PanelErrorKind.INVALID_KEY:
-            text = REFUSED
+            text = _(REFUSED)
         else:
             said = esc_short(REDACTOR.clean(exc.text.replace(key, "***")), NOTE_MAX)
-            text = f"The panel did not accept the key ({said}); nothing was stored."
+            # i18n: {error} is the panel's own error message
+            text = _("The panel did not accept the key ({error}); nothing was stored.").format(
+                error=said)
         log.info("User %d tried to connect a panel key: refused (%s)", user.id, exc.kind.value)
         await _say(update, text + demo + retry + warning)
         return False
     except PanelClientError as exc:
         log.warning("User %d tried to connect a panel key: %s", user.id, type(exc).__name__)
-        await _say(update, CANNOT_CHECK + retry + warning)
+        await _say(update, _(CANNOT_CHECK) + retry + warning)
         return False
     await forget_own_catalogue(deps, user.id)  # the old key's: nobody sees it any more
     await users.set_panel_key(deps.db, user.id, keybox.encrypt(key))
     log.info("User %d connected their own panel key", user.id)
-    await _say(update, f"✅ Key connected. Balance: "
-                        f"{esc(format_money(balance.balance, balance.currency))}.\n"
-                        "Your orders now use your own panel account. /disconnect to stop."
-                        + warning)
+    connected = _("✅ Key connected. Balance: {balance}.\nYour orders now use your own panel "
+                  "account. /disconnect to stop.").format(
+        balance=esc(format_money(balance.balance, balance.currency)))
+    await _say(update, connected + warning)
     return True
 
 
@@ -198,9 +207,10 @@ async def _delete(message: Message) -> bool:
 
 
 async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
-    """The wait for a key, restored after a restart, ended after ORDER_TIMEOUT."""
+    """The wait for a key, restored after a restart, ended after ORDER_TIMEOUT (queued as a
+    Msg: rendered in the user's language when it is sent)."""
     deps: Deps = app.bot_data[DEPS_KEY]
-    await outbox.enqueue_notification(deps.db, chat_id=chat_id, text=WAIT_ENDED)
+    await outbox.enqueue_notice(deps.db, notice(chat_id, L_(WAIT_ENDED)))
 
 
 def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotContext, object]]:

@@ -18,6 +18,7 @@ from bot.callbacks import int_arg, pack, unpack
 from bot.catalog import ServiceIndex
 from bot.deps import BotContext
 from bot.handlers.common import answer, esc, reply, require_account, show, within_rate_limit
+from bot.i18n import N_, _, ngettext, number
 from bot.keyboards import button, cut, nav_row, page_of
 from bot.money import format_money
 from bot.panel.errors import PanelClientError
@@ -35,7 +36,8 @@ QUERY_MAX = 100
 DESC_MAX = 1500
 SEARCH_KEY = "catalog_search"
 
-UNREACHABLE = "The panel could not be reached, so I cannot show its services. Try again soon."
+UNREACHABLE = N_("The panel could not be reached, so I cannot show its services. Try again "
+                 "soon.")
 
 
 # --- what a service looks like -------------------------------------------------------------
@@ -45,31 +47,44 @@ def price(service: Service, currency: str) -> str:
     """The service's price as the panel means it: per 1000, or per package (HTML)."""
     amount = esc(format_money(service.rate, shorten(currency, WORD_MAX)))
     if form_for(service.type).pricing is Pricing.PER_PACKAGE:
-        return f"{amount} per package"
-    return f"{amount} per 1000"
+        # i18n: a service's price, for one package
+        return _("{price} per package").format(price=amount)
+    # i18n: a service's price, for 1000 units (followers, likes…)
+    return _("{price} per 1000").format(price=amount)
 
 
 def service_line(service: Service, currency: str, *, category: bool = False) -> str:
     """One service in a list: id, name, price and bounds (HTML)."""
     where = f" <i>({esc(cut(service.category, 40))})</i>" if category else ""
     return (f"<b>#{service.service}</b> {esc(cut(service.name, 90))}{where}\n"
-            f"    {price(service, currency)} · {service.min:,}–{service.max:,}")
+            f"    {price(service, currency)} · {number(service.min)}–{number(service.max)}")
 
 
 def yes_no(flag: bool) -> str:
     """A flag as a word."""
-    return "yes" if flag else "no"
+    if flag:
+        # i18n: a service can be refilled / cancelled (on its card)
+        return _("yes")
+    # i18n: a service cannot be refilled / cancelled (on its card)
+    return _("no")
 
 
 def service_card_text(service: Service, currency: str) -> str:
     """A service's card: everything the panel says about it (HTML)."""
     lines = [
         f"<b>#{service.service} {esc_short(service.name, NAME_MAX)}</b>",
-        f"Category: {esc_short(service.category, NAME_MAX)}",
-        f"Type: {esc_short(service.type, WORD_MAX)}",
-        f"Price: {price(service, currency)}",
-        f"Order between {service.min:,} and {service.max:,}",
-        f"Refill: {yes_no(service.refill)} · Cancel: {yes_no(service.cancel)}",
+        # i18n: a line of a service's card; {category} is the panel's category name
+        _("Category: {category}").format(category=esc_short(service.category, NAME_MAX)),
+        # i18n: a line of a service's card; {type} is the panel's service type ("Default")
+        _("Type: {type}").format(type=esc_short(service.type, WORD_MAX)),
+        # i18n: a line of a service's card
+        _("Price: {price}").format(price=price(service, currency)),
+        # i18n: a line of a service's card: the quantities it takes
+        _("Order between {low} and {high}").format(low=number(service.min),
+                                                   high=number(service.max)),
+        # i18n: a line of a service's card; {refill} and {cancel} are "yes" or "no"
+        _("Refill: {refill} · Cancel: {cancel}").format(refill=yes_no(service.refill),
+                                                        cancel=yes_no(service.cancel)),
     ]
     if service.desc:
         lines += ["", esc_short(service.desc, DESC_MAX)]
@@ -82,6 +97,14 @@ def service_card_text(service: Service, currency: str) -> str:
 Page = tuple[str, InlineKeyboardMarkup]
 
 
+def page_note(page: int, pages: int) -> str:
+    """" (page 2/5)" after a list's heading, or nothing when there is only one page."""
+    if pages <= 1:
+        return ""
+    # i18n: after a list's heading: which page of the list this is
+    return " " + _("(page {page}/{pages})").format(page=page + 1, pages=pages)
+
+
 def categories_page(index: ServiceIndex, page: int, note: str = "") -> Page:
     """The categories, CATEGORIES_PER_PAGE at a time, with ◀ ▶ and Back to the menu."""
     names, page, pages = page_of(index.categories, page, CATEGORIES_PER_PAGE)
@@ -91,14 +114,19 @@ def categories_page(index: ServiceIndex, page: int, note: str = "") -> Page:
         for i, name in enumerate(names)
     ]
     rows.append(nav_row(page, pages, lambda p: pack("cat", p)))
-    rows.append([InlineKeyboardButton("◀ Menu", callback_data="menu")])
+    # i18n: a button back to the main menu
+    rows.append([InlineKeyboardButton(_("◀ Menu"), callback_data="menu")])
     head = f"{esc(note)}\n\n" if note else ""
     if not index.services:
-        return head + "The panel lists no services right now.", InlineKeyboardMarkup(rows)
-    text = (f"{head}<b>Services</b>: {len(index.services):,} in {len(index.categories):,} "
-            f"categories" + (f" (page {page + 1}/{pages})" if pages > 1 else "") + ".\n"
-            "Pick a category, or type words to search (a service id works too).")
-    return text, InlineKeyboardMarkup(rows)
+        return head + _("The panel lists no services right now."), InlineKeyboardMarkup(rows)
+    count = len(index.categories)
+    # i18n: {services} is how many services there are, in {n} categories; {page} is
+    # " (page 1/3)" or nothing
+    total = ngettext("<b>Services</b>: {services} in {n} category{page}.",
+                     "<b>Services</b>: {services} in {n} categories{page}.", count).format(
+        services=number(len(index.services)), n=number(count), page=page_note(page, pages))
+    hint = _("Pick a category, or type words to search (a service id works too).")
+    return f"{head}{total}\n{hint}", InlineKeyboardMarkup(rows)
 
 
 def category_page(index: ServiceIndex, category: int, page: int) -> Page | None:
@@ -107,28 +135,41 @@ def category_page(index: ServiceIndex, category: int, page: int) -> Page | None:
         return None
     name = index.categories[category]
     services, page, pages = page_of(index.by_category[name], page, SERVICES_PER_PAGE)
-    lines = [f"<b>{esc_short(name, NAME_MAX)}</b>: {len(index.by_category[name]):,} services"
-             + (f" (page {page + 1}/{pages})" if pages > 1 else ""), ""]
+    count = len(index.by_category[name])
+    # i18n: a category's heading; {category} is the panel's category name, {page} is
+    # " (page 1/3)" or nothing
+    heading = ngettext("<b>{category}</b>: {n} service{page}",
+                       "<b>{category}</b>: {n} services{page}", count).format(
+        category=esc_short(name, NAME_MAX), n=number(count), page=page_note(page, pages))
+    lines = [heading, ""]
     lines += [service_line(s, index.currency) for s in services]
-    lines += ["", "Tap a service for its details."]
+    lines += ["", _("Tap a service for its details.")]
     rows = [[button(f"#{s.service} {s.name}", "svc", s.service, "cs", category, page)]
             for s in services]
     rows.append(nav_row(page, pages, lambda p: pack("cs", category, p)))
-    rows.append([button("◀ Categories", "cat", category // CATEGORIES_PER_PAGE)])
+    # i18n: a button back to the list of categories
+    rows.append([button(_("◀ Categories"), "cat", category // CATEGORIES_PER_PAGE)])
     return "\n".join(lines), InlineKeyboardMarkup(rows)
 
 
 def search_page(index: ServiceIndex, query: str, page: int) -> Page:
     """The services matching every word of `query` (an exact id first), a page at a time."""
     found = index.search(query)
-    shown = f"“{esc(cut(query, QUERY_MAX))}”"
-    back = [button("◀ Categories", "cat", 0)]
+    words = esc(cut(query, QUERY_MAX))
+    # i18n: a button back to the list of categories
+    back = [button(_("◀ Categories"), "cat", 0)]
     if not found:
-        text = f"No service matches {shown}. Try fewer words, or browse the categories."
+        # i18n: {words} is what the user searched for
+        text = _("No service matches “{words}”. Try fewer words, or browse the "
+                 "categories.").format(words=words)
         return text, InlineKeyboardMarkup([back])
     services, page, pages = page_of(found, page, SERVICES_PER_PAGE)
-    lines = [f"🔎 {shown}: {len(found):,} service{'s' if len(found) != 1 else ''}"
-             + (f" (page {page + 1}/{pages})" if pages > 1 else ""), ""]
+    # i18n: the heading of search results; {words} is what the user searched for, {page} is
+    # " (page 1/3)" or nothing
+    heading = ngettext("🔎 “{words}”: {n} service{page}", "🔎 “{words}”: {n} services{page}",
+                       len(found)).format(words=words, n=number(len(found)),
+                                          page=page_note(page, pages))
+    lines = [heading, ""]
     lines += [service_line(s, index.currency, category=True) for s in services]
     rows = [[button(f"#{s.service} {s.name}", "svc", s.service, "sr", page)] for s in services]
     rows.append(nav_row(page, pages, lambda p: pack("sr", p)))
@@ -147,9 +188,12 @@ def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page
         position = index.by_category[service.category].index(service)
         back_data = pack("cs", category, position // SERVICES_PER_PAGE)
     rows = [
-        [button("🛒 Order this", "new", service.service),
-         button("🔗 Share", "sh", service.service)],
-        [InlineKeyboardButton("◀ Back", callback_data=back_data)],
+        # i18n: a button under a service's card
+        [button(_("🛒 Order this"), "new", service.service),
+         # i18n: a button under a service's card: share a link to it
+         button(_("🔗 Share"), "sh", service.service)],
+        # i18n: a button under a service's card: back to the list it was picked from
+        [InlineKeyboardButton(_("◀ Back"), callback_data=back_data)],
     ]
     return service_card_text(service, index.currency), InlineKeyboardMarkup(rows)
 
@@ -172,8 +216,8 @@ async def load_index(update: Update, context: BotContext, retry: str) -> Service
 async def index_for(update: Update, context: BotContext, account: Account,
                     retry: str | None, unreachable: str = UNREACHABLE) -> ServiceIndex | None:
     """The account's catalogue; only a first fetch reaches the panel (and counts as one). On a
-    failure with nothing cached it says so: with a Retry button sending `retry`, or (None) as
-    a new message."""
+    failure with nothing cached it says so (`unreachable`, a catalog text: translated here):
+    with a Retry button sending `retry`, or (None) as a new message."""
     catalog = context.deps.catalog
     if catalog.cached(account.catalog_key) is None and not await within_rate_limit(update,
                                                                                    context):
@@ -184,11 +228,12 @@ async def index_for(update: Update, context: BotContext, account: Account,
         log.warning("Catalogue of %s unavailable: %s", account.id, exc)
         await answer(update.callback_query)
         if retry is None:
-            await reply(update, unreachable)
+            await reply(update, _(unreachable))
         else:
-            markup = InlineKeyboardMarkup([[InlineKeyboardButton("🔄 Retry",
+            # i18n: a button: try again what failed
+            markup = InlineKeyboardMarkup([[InlineKeyboardButton(_("🔄 Retry"),
                                                                  callback_data=retry)]])
-            await show(update, unreachable, markup)
+            await show(update, _(unreachable), markup)
         return None
 
 
@@ -203,7 +248,7 @@ async def tapped_service(update: Update, context: BotContext,
         return None
     service = index.by_id.get(service_id) if service_id is not None else None
     if service is None:
-        await answer(query, "That service is no longer offered.")
+        await answer(query, _("That service is no longer offered."))
         await show(update, *categories_page(index, 0))
         return None
     return index, service
@@ -231,7 +276,8 @@ async def show_category(update: Update, context: BotContext) -> None:
     await answer(query)
     built = category_page(index, category, page) if category is not None else None
     if built is None:  # the catalogue changed since the button was made, or forged data
-        built = categories_page(index, 0, "The service list has changed: pick the category again.")
+        built = categories_page(index, 0, _("The service list has changed: pick the category "
+                                            "again."))
     await show(update, *built)
 
 
@@ -245,7 +291,8 @@ async def show_search_page(update: Update, context: BotContext) -> None:
     await answer(query)
     words = (context.user_data or {}).get(SEARCH_KEY)
     if not isinstance(words, str) or not words:
-        await show(update, *categories_page(index, 0, "That search has expired: type it again."))
+        await show(update, *categories_page(index, 0, _("That search has expired: type it "
+                                                        "again.")))
         return
     await show(update, *search_page(index, words, page))
 

@@ -9,6 +9,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.deps import BotContext
+from bot.i18n import N_, _
 from bot.services.accounts import Account, account_for
 from bot.text import esc as esc
 from bot.text import fit, shorten
@@ -16,7 +17,8 @@ from storage import users
 
 log = logging.getLogger(__name__)
 
-BANNED = "You cannot order from this shop."
+#: A catalog text (`N_`): translate it where it is said, ``_(BANNED)``.
+BANNED = N_("You cannot order from this shop.")
 
 
 async def reply(update: Update, text: str,
@@ -75,9 +77,15 @@ async def remember_user(update: Update, context: BotContext) -> None:
 
 def no_access_text(user_id: int, *, can_connect: bool) -> str:
     """How to get access, for a user who has none (/connect only where it is turned on)."""
-    text = ("This bot orders from a private SMM panel account, and you have no access to it."
-            f"\nAsk the bot's operator to add you (send them your id: <code>{user_id}</code>)")
-    return text + (", or connect your own panel API key with /connect." if can_connect else ".")
+    if can_connect:
+        text = _("This bot orders from a private SMM panel account, and you have no access to "
+                 "it.\nAsk the bot's operator to add you (send them your id: <code>{user_id}"
+                 "</code>), or connect your own panel API key with /connect.")
+    else:
+        text = _("This bot orders from a private SMM panel account, and you have no access to "
+                 "it.\nAsk the bot's operator to add you (send them your id: <code>{user_id}"
+                 "</code>).")
+    return text.format(user_id=user_id)
 
 
 async def require_account(update: Update, context: BotContext) -> Account | None:
@@ -89,7 +97,7 @@ async def require_account(update: Update, context: BotContext) -> Account | None
     if account is None:
         await answer(update.callback_query)
         if context.deps.settings.shop_mode:  # only a ban shuts a customer out
-            await reply(update, BANNED)
+            await reply(update, _(BANNED))
         else:
             await reply(update, no_access_text(user.id,
                                                can_connect=context.deps.keybox is not None))
@@ -104,7 +112,8 @@ async def within_rate_limit(update: Update, context: BotContext) -> bool:
     wait = context.deps.limiter.try_acquire(user.id)
     if wait <= 0:
         return True
-    message = f"Too many requests: please wait {int(wait) + 1} s and try again."
+    message = _("Too many requests: please wait {seconds} s and try again.").format(
+        seconds=int(wait) + 1)
     if update.callback_query is not None:
         await answer(update.callback_query, message, alert=True)
     else:

@@ -27,6 +27,8 @@ import aiosqlite
 from bot.config import Settings
 from bot.crypto import KeyBox, SecretKeyMismatch, WrongSecretKey
 from bot.deps import Deps
+from bot.i18n import L_, N_
+from bot.services.notices import notice
 from storage import meta, outbox, users
 from storage.db import close_database, open_database, transaction
 from storage.orders import Order
@@ -34,10 +36,9 @@ from storage.users import OPERATOR_ACCOUNT, Role, User
 
 log = logging.getLogger(__name__)
 
-KEY_LOST = (
-    "I could not read the panel API key you connected, so I have forgotten it. "
-    "Please /connect it again."
-)
+#: Queued to the owner of a key that cannot be decrypted (a catalog text, rendered when sent).
+KEY_LOST = N_("I could not read the panel API key you connected, so I have forgotten it. "
+              "Please /connect it again.")
 
 
 def fingerprint(key: str) -> str:
@@ -174,7 +175,7 @@ async def own_key(deps: Deps, user_id: int) -> str | None:
         log.warning("The panel key of user %d cannot be decrypted; it is forgotten", user_id)
         async with transaction(deps.db):
             await users.set_panel_key(deps.db, user_id, None)
-            await outbox.enqueue_notification(deps.db, chat_id=user_id, text=KEY_LOST)
+            await outbox.enqueue_notice(deps.db, notice(user_id, L_(KEY_LOST)))
         return None
     return key
 

@@ -36,14 +36,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot import metrics
+from bot import i18n, metrics
 from bot.deps import Deps
+from bot.i18n import L_, N_, _
 from bot.panel.errors import OutcomeUnknown, PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import FINAL_ORDER_STATUSES, ItemError, OrderStatus, Service
 from bot.service_types import OrderForm
 from bot.services import pricing, shop, wallet
 from bot.services.accounts import Account
-from bot.services.notices import interrupted_notice
+from bot.services.notices import interrupted_notice, notice
 from bot.services.tracking import record_statuses
 from bot.text import esc
 from storage import orders, outbox
@@ -53,6 +54,13 @@ from storage.orders import Order
 from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
+
+
+def _in_english(msg: i18n.Msg) -> str:
+    """A Msg as the English text that `shop.alert_admins`, `shop.unknown_for_customer` and
+    `wallet.refund_order` take on this branch. Once they take Msgs (rendered in their reader's
+    language when sent), pass the Msg itself (and escape a refund's service name in it)."""
+    return i18n.in_language(msg, i18n.SOURCE)
 
 
 #: Refusals that are the shop's problem, not the customer's: its admins are alerted.
@@ -257,14 +265,23 @@ async def _refused(deps: Deps, draft: Order, exc: PanelClientError,
                                            notify=False)
         retry = await orders.copy_as_draft(deps.db, draft.id)
         if problem:
-            await shop.alert_admins(
-                deps, f"🛑 <b>The panel refused a customer's order</b> (bot #{draft.id}, "
-                      f"{esc(draft.service_name or 'a service')}): {esc(exc)}. The customer "
-                      "was refunded and told the shop cannot take orders right now. Top up "
-                      "the panel balance (or check PANEL_KEY).")
+            # i18n: to the shop's admins; {service} is the panel's service name, {error} the
+            # panel's own error message
+            alert = L_("🛑 <b>The panel refused a customer's order</b> (bot #{number}, "
+                       "{service}): {error}. The customer was refunded and told the shop "
+                       "cannot take orders right now. Top up the panel balance (or check "
+                       "PANEL_KEY).", number=draft.id, service=_service(draft.service_name),
+                       error=esc(exc))
+            await shop.alert_admins(deps, _in_english(alert))
     assert booked is not None
     refund = Paid(booked.entry.amount, booked.entry.balance_after, booked.entry.currency)
     return Refused(exc, refund, retry, problem)
+
+
+def _service(name: str | None) -> i18n.Value:
+    """An order's service in a Msg: the panel's name (escaped), or "a service"."""
+    # i18n: an order's service when the panel's name of it is not known
+    return esc(name) if name else L_("a service")
 
 
 async def _already_known(deps: Deps, account: Account, owner_id: int, draft: Order,
@@ -300,11 +317,11 @@ async def release_interrupted(deps: Deps) -> list[Order]:
             held = charged.get(order.id)
             if held is None:
                 return interrupted_notice(order.id, order.owner_id, order.service_name)
-            service = esc(order.service_name or "a service")
+            # i18n: opens the sentence "…, so I do not know yet whether your order was placed"
+            why = L_("The bot stopped while sending your order of <b>{service}</b>",
+                     service=_service(order.service_name))
             return Notice(order.owner_id, shop.unknown_for_customer(
-                held.charge, held.currency,
-                f"The bot stopped while sending your order of <b>{service}</b>"),
-                {"order": order.id})
+                held.charge, held.currency, _in_english(why)), {"order": order.id})
 
         released = await orders.release_interrupted_claims(deps.db, error=why, notices=notice)
         for order in released:
@@ -321,7 +338,7 @@ async def release_interrupted(deps: Deps) -> list[Order]:
 # --- settling an order whose outcome is unknown -------------------------------------------------
 
 
-NOT_WAITING = "This order is not waiting to be settled any more."
+NOT_WAITING = N_("This order is not waiting to be settled any more.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +351,8 @@ class Linked:
 
 @dataclass(frozen=True, slots=True)
 class LinkRefused:
-    """Why an id could not be linked (a one-line reason for the user)."""
+    """Why an id could not be linked (a one-line reason for the user, in their language), or
+    NOT_WAITING, the catalog text itself (compare with it, then translate it, `_()`)."""
 
     reason: str
 
@@ -369,34 +387,44 @@ async def link_unknown(deps: Deps, account: Account, owner_id: int, order_id: in
     known = await orders.get_order_by_panel_id(db, account=account.id, panel=account.panel,
                                                panel_order_id=panel_order_id)
     if known is not None:
-        return LinkRefused(f"The bot already follows order {panel_order_id}: it is not this "
-                           "one's id.")
+        return LinkRefused(_already_followed(panel_order_id))
     try:
         answers = await deps.panel.statuses(account.key, [panel_order_id])
     except PanelClientError as exc:
-        return LinkRefused(f"I could not check that id with the panel: {exc.user_message}")
+        # i18n: {error} says what went wrong ("The panel did not answer in time.")
+        return LinkRefused(_("I could not check that id with the panel: {error}").format(
+            error=exc.user_message))
     seen = answers.get(panel_order_id)
     if not isinstance(seen, OrderStatus):
-        why = seen.error if isinstance(seen, ItemError) else "no answer"
-        return LinkRefused(f"The panel does not know order {panel_order_id} ({why}).")
+        # i18n: why the panel said nothing about an order id (in brackets after it)
+        why = seen.error if isinstance(seen, ItemError) else _("no answer")
+        # i18n: {reason} is the panel's own words, or "no answer"
+        return LinkRefused(_("The panel does not know order {number} ({reason}).").format(
+            number=panel_order_id, reason=why))
     try:
         async with transaction(db):
             if not await orders.mark_placed(db, order_id, panel_order_id=panel_order_id):
                 return LinkRefused(NOT_WAITING)
             if order.owner_id != owner_id:
-                await outbox.enqueue_notification(
-                    db, chat_id=order.owner_id, order_id=order_id,
-                    text=f"✅ Your order of <b>{esc(order.service_name or 'a service')}</b> "
-                         f"was placed after all: it is order <b>{panel_order_id}</b>. I "
-                         "follow it from now on (see /orders).")
+                # i18n: {service} is the panel's service name, {number} the panel's order id
+                placed_msg = L_("✅ Your order of <b>{service}</b> was placed after all: it is "
+                                "order <b>{number}</b>. I follow it from now on (see /orders).",
+                                service=_service(order.service_name), number=panel_order_id)
+                await outbox.enqueue_notice(db, notice(order.owner_id, placed_msg),
+                                            order_id=order_id)
     except sqlite3.IntegrityError:
-        return LinkRefused(f"The bot already follows order {panel_order_id}: it is not this "
-                           "one's id.")
+        return LinkRefused(_already_followed(panel_order_id))
     placed = await orders.get_order(db, order_id)
     assert placed is not None
     await record_statuses(deps, [(placed, seen)])
     log.info("Order %d (outcome unknown) linked to panel order %d", order_id, panel_order_id)
     return Linked(panel_order_id, seen.status)
+
+
+def _already_followed(panel_order_id: int) -> str:
+    """Why an id the bot follows already cannot be linked (in the reader's language)."""
+    return _("The bot already follows order {number}: it is not this one's id.").format(
+        number=panel_order_id)
 
 
 async def not_placed(deps: Deps, account: Account, owner_id: int, order_id: int, *,
@@ -411,7 +439,9 @@ async def not_placed(deps: Deps, account: Account, owner_id: int, order_id: int,
     async with transaction(deps.db):
         if not await orders.mark_failed(deps.db, order_id, error=f"not placed (checked by {who})"):
             return False
-        service = order.service_name or "a service"
-        await wallet.refund_order(deps, order_id, why=f"your order of {service} was not placed")
+        # i18n: why a wallet was refunded, after "refunded to your wallet:"
+        why = L_("your order of {service} was not placed",
+                 service=order.service_name or L_("a service"))
+        await wallet.refund_order(deps, order_id, why=_in_english(why))
     return True
 
