@@ -12,7 +12,9 @@ from decimal import Decimal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot import i18n
 from bot.callbacks import pack
+from bot.i18n import _, ngettext
 from bot.money import format_money
 from bot.panel.models import SANDBOX_URL, ItemError, OrderStatus
 from bot.service_types import form_for
@@ -39,24 +41,28 @@ def order_number(order: Order) -> str:
     """The id a user knows an order by: the panel's, or the bot's own before it was placed."""
     if order.panel_order_id is not None:
         return str(order.panel_order_id)
-    return f"bot #{order.id}"
+    # i18n: an order not placed yet, by the bot's own number ("bot #12")
+    return _("bot #{local_id}").format(local_id=order.id)
 
 
 def status_text(order: Order) -> str:
     """The order's status as last seen, or where its placement stands (demo orders say so)."""
     text = state_text(order)
-    return f"{text} · demo" if order.panel == SANDBOX_URL else text
+    # i18n: an order placed on the demo sandbox; {status} is its status
+    return _("{status} · demo").format(status=text) if order.panel == SANDBOX_URL else text
 
 
 def service_text(order: Order) -> str:
     """The service's name, or a note that the order was placed elsewhere (tracked)."""
     if order.service_name:
         return order.service_name
-    return "placed on the panel's site"
+    # i18n: stands for the service of an order placed on the panel's site and followed here
+    return _("placed on the panel's site")
 
 
 def format_time(at: float) -> str:
-    """A stored timestamp as the user reads it (UTC)."""
+    """A stored timestamp as the user reads it (UTC): 2025-12-01 11:53 UTC (the card shows its
+    dates the reader's way, `bot.i18n.when`)."""
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -72,21 +78,26 @@ def list_line(order: Order) -> str:
     line = (f"<code>{esc(order_number(order))}</code> · {esc_short(service_text(order), 90)} · "
             f"<b>{esc_short(status_text(order), WORD_MAX)}</b>")
     if order.remains is not None:
-        line += f" · remains {order.remains}"
+        # i18n: what an order has not delivered yet ("remains 40"), in a list of orders
+        line += " · " + _("remains {count}").format(count=i18n.number(order.remains))
     return line
 
 
 def list_text(orders: Sequence[Order], *, page: int, total: int, everyone: bool,
               track: bool = True) -> str:
     """A page of the orders list (HTML); without the /track hint where it is not offered."""
-    whose = "All users' orders" if everyone else "Your orders"
+    # i18n: the title of the orders list
+    whose = _("All users' orders") if everyone else _("Your orders")
     if total == 0:
         if not track:
-            return f"📦 <b>{whose}</b>\nNo orders yet. Tap <b>New order</b> to place one."
-        return (f"📦 <b>{whose}</b>\nNo orders yet. Tap <b>New order</b> to place one, or "
-                "/track orders you placed on the panel's site.")
-    header = f"📦 <b>{whose}</b> ({total}, newest first · page {page + 1}/{page_count(total)})"
-    lines = [header, *(list_line(order) for order in orders), "", "Tap an order for its card."]
+            return _("📦 <b>{title}</b>\nNo orders yet. Tap <b>New order</b> to place one."
+                     ).format(title=whose)
+        return _("📦 <b>{title}</b>\nNo orders yet. Tap <b>New order</b> to place one, or "
+                 "/track orders you placed on the panel's site.").format(title=whose)
+    header = _("📦 <b>{title}</b> ({total}, newest first · page {page}/{pages})").format(
+        title=whose, total=i18n.number(total), page=page + 1, pages=page_count(total))
+    lines = [header, *(list_line(order) for order in orders), "",
+             _("Tap an order for its card.")]
     return "\n".join(lines)
 
 
@@ -112,8 +123,10 @@ def list_markup(orders: Sequence[Order], *, page: int, total: int) -> InlineKeyb
     if page + 1 < page_count(total):
         nav.append(InlineKeyboardButton("▶", callback_data=pack("ol", page + 1)))
     if total == 0:
-        nav.append(InlineKeyboardButton("🛒 New order", callback_data="cat:0"))
-    nav.append(InlineKeyboardButton("🏠 Menu", callback_data="menu"))
+        # i18n: button
+        nav.append(InlineKeyboardButton(_("🛒 New order"), callback_data="cat:0"))
+    # i18n: button back to the main menu
+    nav.append(InlineKeyboardButton(_("🏠 Menu"), callback_data="menu"))
     rows.append(nav)
     return InlineKeyboardMarkup(rows)
 
@@ -121,11 +134,11 @@ def list_markup(orders: Sequence[Order], *, page: int, total: int) -> InlineKeyb
 # --- the card ---------------------------------------------------------------------------------
 
 def _field_label(order: Order, name: str) -> str:
-    """The wizard's label of a sent field ("Link"), else its API name."""
+    """The wizard's label of a sent field ("Link", a catalog text), else its API name."""
     if order.service_type:
         for spec in form_for(order.service_type).fields:
             if spec.name == name:
-                return spec.label
+                return _(spec.label)
     return name
 
 
@@ -145,18 +158,22 @@ def shop_money_lines(order: Order, paid: tuple[Decimal, Decimal | None] | None, 
     lines: list[str] = []
     if paid is not None:
         charged, refunded = paid
-        lines.append(f"Paid from the wallet: {esc(show(charged, currency))}")
+        lines.append(_("Paid from the wallet: {amount}").format(
+            amount=esc(show(charged, currency))))
         if refunded is not None:
-            lines.append(f"Refunded to the wallet: {esc(show(refunded, currency))}")
+            lines.append(_("Refunded to the wallet: {amount}").format(
+                amount=esc(show(refunded, currency))))
         elif order.state in ("unknown", "claimed"):
-            lines.append("The payment stays held until the shop has checked this order.")
+            lines.append(_("The payment stays held until the shop has checked this order."))
     elif order.price is not None and order.state == "draft":
-        lines.append(f"Price: {esc(show(order.price, currency))}")
+        lines.append(_("Price: {amount}").format(amount=esc(show(order.price, currency))))
     if panel:
         if order.cost is not None:
-            lines.append(f"Panel cost: {esc(format_money(order.cost, currency))}")
+            lines.append(_("Panel cost: {amount}").format(
+                amount=esc(format_money(order.cost, currency))))
         if order.charge is not None:
-            lines.append(f"Panel charge: {esc(format_money(order.charge, currency))}")
+            lines.append(_("Panel charge: {amount}").format(
+                amount=esc(format_money(order.charge, currency))))
     return lines
 
 
@@ -167,49 +184,70 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
     shop mode `shop_money` stands for the panel's charge and price (a `customer` is not shown
     the panel's words on why it refused an order: the shop's problems are not theirs)."""
     currency = order.currency or order.service_currency or ""
-    lines = [f"🧾 <b>Order {esc(order_number(order))}</b>"]
+    lines = [_("🧾 <b>Order {number}</b>").format(number=esc(order_number(order)))]
     if order.service_id is not None:
-        lines.append(f"Service: {esc_short(service_text(order), NAME_MAX)} "
-                     f"(id {order.service_id})")
+        # i18n: on an order's card; {service} is the panel's name of the service
+        lines.append(_("Service: {service} (id {service_id})").format(
+            service=esc_short(service_text(order), NAME_MAX), service_id=order.service_id))
     else:
-        lines.append("Service: unknown (tracked: placed on the panel's site)")
-    lines.append(f"Status: <b>{esc_short(status_text(order), WORD_MAX)}</b>")
+        lines.append(_("Service: unknown (tracked: placed on the panel's site)"))
+    lines.append(_("Status: <b>{status}</b>").format(
+        status=esc_short(status_text(order), WORD_MAX)))
     if order.error and not (customer and order.state == "failed"):  # the panel's own words
-        lines.append(f"Note: {esc_short(order.error, NOTE_MAX)}")
+        # i18n: on an order's card; {note} is what the panel said (its own words)
+        lines.append(_("Note: {note}").format(note=esc_short(order.error, NOTE_MAX)))
     currency = shorten(currency, WORD_MAX)
     if shop_money is not None:
         lines.extend(shop_money)
     elif order.charge is not None:
-        lines.append(f"Charge: {esc(format_money(order.charge, currency))}")
+        lines.append(_("Charge: {amount}").format(
+            amount=esc(format_money(order.charge, currency))))
     elif order.cost is not None:
-        lines.append(f"Price: {esc(format_money(order.cost, currency))} (the panel's charge "
-                     "shows once it reports it)")
+        lines.append(_("Price: {amount} (the panel's charge shows once it reports it)").format(
+            amount=esc(format_money(order.cost, currency))))
     if order.start_count is not None:
-        lines.append(f"Start count: {order.start_count}")
+        # i18n: on an order's card: the count (followers, views…) when the panel started it
+        lines.append(_("Start count: {count}").format(count=i18n.number(order.start_count)))
     if order.remains is not None:
-        lines.append(f"Remains: {order.remains}")
+        # i18n: on an order's card: what the panel has not delivered yet
+        lines.append(_("Remains: {count}").format(count=i18n.number(order.remains)))
     if currency:
-        lines.append(f"Currency: {esc(currency)}")
-    since = "Placed" if order.service_id is not None else "Followed since"
-    lines.append(f"{since}: {format_time(order.created_at)}")
+        lines.append(_("Currency: {currency}").format(currency=esc(currency)))
+    if order.service_id is not None:
+        # i18n: on an order's card: when it was placed
+        lines.append(_("Placed: {time}").format(time=i18n.when(order.created_at)))
+    else:
+        # i18n: on an order's card: when the bot began to follow an order placed elsewhere
+        lines.append(_("Followed since: {time}").format(time=i18n.when(order.created_at)))
     if order.last_checked_at is not None:
-        lines.append(f"Last checked: {format_time(order.last_checked_at)}")
+        lines.append(_("Last checked: {time}").format(time=i18n.when(order.last_checked_at)))
     if order.fields:
-        lines.append("\n<b>Sent</b>")
+        # i18n: heading on an order's card: the answers sent to the panel
+        lines.append("\n" + _("<b>Sent</b>"))
         lines.extend(f"{esc(_field_label(order, name))}: {_field_value(value)}"
                      for name, value in order.fields.items())
     if history:
-        lines.append("\n<b>Status history</b>")
+        # i18n: heading on an order's card
+        lines.append("\n" + _("<b>Status history</b>"))
         if len(history) > HISTORY_SHOWN:
-            lines.append(f"… {len(history) - HISTORY_SHOWN} earlier changes")
+            earlier = len(history) - HISTORY_SHOWN
+            lines.append(ngettext("… {n} earlier change", "… {n} earlier changes",
+                                  earlier).format(n=i18n.number(earlier)))
         for change in history[-HISTORY_SHOWN:]:
-            remains = f" (remains {change.remains})" if change.remains is not None else ""
-            lines.append(f"{format_time(change.observed_at)} · "
-                         f"{esc_short(change.status, WORD_MAX)}{remains}")
+            time, status = i18n.when(change.observed_at), esc_short(change.status, WORD_MAX)
+            if change.remains is None:
+                lines.append(f"{time} · {status}")
+            else:
+                # i18n: a line of an order's status history; {status} is the panel's status
+                lines.append(_("{time} · {status} (remains {count})").format(
+                    time=time, status=status, count=i18n.number(change.remains)))
     if refills:
-        lines.append("\n<b>Refills</b>")
-        lines.extend(f"Refill {refill.panel_refill_id} · {esc_short(refill.status, WORD_MAX)} · "
-                     f"requested {format_time(refill.created_at)}"
+        # i18n: heading on an order's card
+        lines.append("\n" + _("<b>Refills</b>"))
+        # i18n: a refill on an order's card; {status} is the panel's status of the refill
+        lines.extend(_("Refill {refill} · {status} · requested {time}").format(
+                         refill=refill.panel_refill_id, status=esc_short(refill.status, WORD_MAX),
+                         time=i18n.when(refill.created_at))
                      for refill in refills[-HISTORY_SHOWN:])
     if note:
         lines.append(f"\n{note}")
@@ -222,40 +260,57 @@ def card_markup(order: Order, account: Account,
     rows: list[list[InlineKeyboardButton]] = []
     here = order.panel == account.panel
     if order.state == "placed" and order.panel_order_id is not None and here:
-        rows.append([InlineKeyboardButton("🔄 Refresh", callback_data=pack("oc", order.id,
-                                                                           REFRESH))])
+        # i18n: button on an order's card: ask the panel for its status now
+        rows.append([InlineKeyboardButton(_("🔄 Refresh"), callback_data=pack("oc", order.id,
+                                                                              REFRESH))])
     if order.state == "unknown" and here and not account.customer:  # the shop settles it
         rows.append([
-            InlineKeyboardButton("🔗 It was placed", callback_data=pack("oc", order.id, LINK)),
-            InlineKeyboardButton("✖ It was not placed",
+            # i18n: button on the card of an order whose outcome is unknown
+            InlineKeyboardButton(_("🔗 It was placed"), callback_data=pack("oc", order.id, LINK)),
+            # i18n: button on the card of an order whose outcome is unknown
+            InlineKeyboardButton(_("✖ It was not placed"),
                                  callback_data=pack("oc", order.id, NOT_PLACED)),
         ])
     actions: list[InlineKeyboardButton] = []
     if refill_refusal(order, refills, account) is None:
-        actions.append(InlineKeyboardButton("♻️ Refill", callback_data=pack("oc", order.id,
-                                                                           REFILL)))
+        # i18n: button on an order's card
+        actions.append(InlineKeyboardButton(_("♻️ Refill"), callback_data=pack("oc", order.id,
+                                                                              REFILL)))
     if refills and here:
-        actions.append(InlineKeyboardButton("📋 Refill status",
+        # i18n: button on an order's card
+        actions.append(InlineKeyboardButton(_("📋 Refill status"),
                                             callback_data=pack("oc", order.id, REFILL_STATUS)))
     if cancel_refusal(order, account) is None:
-        actions.append(InlineKeyboardButton("✖️ Cancel order",
+        # i18n: button on an order's card
+        actions.append(InlineKeyboardButton(_("✖️ Cancel order"),
                                             callback_data=pack("oc", order.id, CANCEL)))
     if actions:
         rows.append(actions)
     if order.service_id is not None and here:
-        rows.append([InlineKeyboardButton("🔁 Order again",
+        # i18n: button on an order's card: the same order form with the same answers
+        rows.append([InlineKeyboardButton(_("🔁 Order again"),
                                           callback_data=pack("oc", order.id, AGAIN))])
-    rows.append([InlineKeyboardButton("◀ My orders", callback_data=pack("ol", 0))])
+    # i18n: button on an order's card: back to the list
+    rows.append([InlineKeyboardButton(_("◀ My orders"), callback_data=pack("ol", 0))])
     return InlineKeyboardMarkup(rows)
 
 
 def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
     """Yes / No for a write action on the card (`action` is the confirmed action's code)."""
-    label = {REFILL_YES: "✅ Yes, refill", CANCEL_YES: "✅ Yes, cancel it",
-             NOT_PLACED_YES: "✅ Yes, it was not placed"}[action]
+    if action == REFILL_YES:
+        # i18n: button confirming a refill request
+        label = _("✅ Yes, refill")
+    elif action == CANCEL_YES:
+        # i18n: button confirming a cancel request
+        label = _("✅ Yes, cancel it")
+    else:
+        assert action == NOT_PLACED_YES
+        # i18n: button confirming that an order whose outcome was unknown was not placed
+        label = _("✅ Yes, it was not placed")
     return InlineKeyboardMarkup([[
         InlineKeyboardButton(label, callback_data=pack("oc", order.id, action)),
-        InlineKeyboardButton("◀ No, back", callback_data=pack("oc", order.id)),
+        # i18n: button: do not do it, back to the order's card
+        InlineKeyboardButton(_("◀ No, back"), callback_data=pack("oc", order.id)),
     ]])
 
 
@@ -265,21 +320,26 @@ def status_line(panel_id: int, result: OrderStatus | ItemError, *, charge: bool 
     """One id's answer to /status (HTML); without the panel's charge for a shop's customer."""
     if isinstance(result, ItemError):
         return f"<code>{panel_id}</code> · ❌ {esc_short(result.error, NOTE_MAX)}"
-    line = f"<code>{panel_id}</code> · <b>{esc_short(result.status, WORD_MAX)}</b>"
+    parts = [f"<code>{panel_id}</code>", f"<b>{esc_short(result.status, WORD_MAX)}</b>"]
     if result.remains is not None:
-        line += f" · remains {result.remains}"
+        # i18n: what an order has not delivered yet ("remains 40"), in /status
+        parts.append(_("remains {count}").format(count=i18n.number(result.remains)))
     if result.start_count is not None:
-        line += f" · start {result.start_count}"
+        # i18n: the count (followers, views…) when the panel started an order, in /status
+        parts.append(_("start {count}").format(count=i18n.number(result.start_count)))
     if result.charge is not None and charge:
         currency = shorten(result.currency, WORD_MAX)
-        line += f" · charge {esc(format_money(result.charge, currency))}"
-    return line
+        # i18n: what the panel charged for an order, in /status
+        parts.append(_("charge {amount}").format(
+            amount=esc(format_money(result.charge, currency))))
+    return " · ".join(parts)
 
 
-def id_list_lines(prefix: str, ids: Iterable[int], per_line: int = 100) -> list[str]:
-    """`prefix` followed by the ids, a hundred per line (lines stay far below the limit)."""
+def id_list_lines(template: str, ids: Iterable[int], per_line: int = 100) -> list[str]:
+    """`template` with the ids in its ``{ids}``, a hundred per line (lines stay far below the
+    limit)."""
     ids = list(ids)
-    return [f"{prefix}{', '.join(map(str, ids[i:i + per_line]))}"
+    return [template.format(ids=", ".join(map(str, ids[i:i + per_line])))
             for i in range(0, len(ids), per_line)]
 
 

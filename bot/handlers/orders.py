@@ -44,6 +44,7 @@ from bot.handlers.common import (
 )
 from bot.handlers.conversations import ExpiringConversation
 from bot.handlers.shop import wallet_balance_text
+from bot.i18n import L_, N_, _, ngettext
 from bot.money import format_money, parse_whole
 from bot.order_views import (
     CANCEL,
@@ -70,7 +71,7 @@ from bot.order_views import (
 )
 from bot.panel.errors import OutcomeUnknown, PanelClientError
 from bot.panel.models import CANCELED
-from bot.services import actions, placement, wallet
+from bot.services import actions, notices, placement, wallet
 from bot.services.accounts import role_of
 from bot.services.actions import Caller, WriteLine, WriteReport
 from bot.text import WORD_MAX, esc_short
@@ -83,21 +84,33 @@ from storage.users import OPERATOR_ACCOUNT
 log = logging.getLogger(__name__)
 
 MAX_IDS = 1000  # per command: 10 panel requests at most, and a reply that stays readable
-NOT_FOUND = "Order not found."
-UNKNOWN_OUTCOME = ("⚠️ The panel did not confirm the request, so its outcome is unknown. It was "
-                   "not retried: check with /status later.")
+# Catalog texts (marked here, translated where they are shown).
+NOT_FOUND = N_("Order not found.")
+UNKNOWN_OUTCOME = N_("⚠️ The panel did not confirm the request, so its outcome is unknown. It "
+                     "was not retried: check with /status later.")
 
 USAGE = {
-    "status": "Send the panel order ids: <code>/status 23501 23502</code> (spaces or commas).",
-    "track": "Send the ids of orders you placed on the panel's site: "
-             "<code>/track 23501 23502</code>.",
-    "refill": "Send the ids of the orders to refill: <code>/refill 23501 23502</code>.",
-    "cancelorder": "Send the ids of the orders to cancel: <code>/cancelorder 23501</code>.",
+    "status": N_("Send the panel order ids: <code>/status 23501 23502</code> (spaces or "
+                 "commas)."),
+    "track": N_("Send the ids of orders you placed on the panel's site: "
+                "<code>/track 23501 23502</code>."),
+    "refill": N_("Send the ids of the orders to refill: <code>/refill 23501 23502</code>."),
+    "cancelorder": N_("Send the ids of the orders to cancel: <code>/cancelorder 23501</code>."),
 }
 
-NO_TRACK = "This shop does not offer /track: follow the orders you placed here in /orders."
-CUSTOMER_CANCEL = ("What was not delivered is refunded to your wallet once the shop's panel has "
-                   "cancelled it.")
+NO_TRACK = N_("This shop does not offer /track: follow the orders you placed here in /orders.")
+CUSTOMER_CANCEL = N_("What was not delivered is refunded to your wallet once the shop's panel "
+                     "has cancelled it.")
+STALE_BUTTON = N_("This button is no longer valid.")
+OTHER_PANEL = N_("This order was placed on another panel: I cannot ask about it.")
+# i18n: a button's answer; {reason} says why no refill is requested
+NO_REFILL = N_("No refill: {reason}.")
+# i18n: a button's answer; {reason} says why the order is not cancelled
+NO_CANCEL = N_("Cannot cancel: {reason}.")
+# i18n: on an order's card; {error} says why the refill request failed
+REFILL_FAILED = N_("❌ Refill: {error}")
+# i18n: on an order's card; {error} says why the cancel request failed
+CANCEL_FAILED = N_("❌ Cancel: {error}")
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -124,15 +137,20 @@ async def typed_ids(update: Update, context: BotContext, command: str) -> list[i
     ids, bad = parse_ids(" ".join(context.args or []))
     if bad:
         shown = ", ".join(esc_short(word, WORD_MAX) for word in bad[:5])
-        await reply(update, f"These are not order ids: {shown}{', …' if len(bad) > 5 else ''}. "
-                            f"{USAGE[command]}")
+        shown += ", …" if len(bad) > 5 else ""
+        # i18n: {words} are the words typed that are not ids; {usage} says how to send them
+        await reply(update, _("These are not order ids: {words}. {usage}").format(
+            words=shown, usage=_(USAGE[command])))
         return None
     if not ids:
-        await reply(update, USAGE[command])
+        await reply(update, _(USAGE[command]))
         return None
     if len(ids) > MAX_IDS:
-        await reply(update, f"That is {len(ids)} ids: at most {MAX_IDS} per command, please "
-                            "send them in parts.")
+        await reply(update, ngettext("That is {n} id: at most {most} per command, please send "
+                                     "them in parts.",
+                                     "That is {n} ids: at most {most} per command, please send "
+                                     "them in parts.", len(ids)).format(n=len(ids),
+                                                                        most=MAX_IDS))
         return None
     return ids
 
@@ -156,7 +174,8 @@ async def send_lines(update: Update, lines: Sequence[str]) -> None:
 
 def not_found_lines(ids: Sequence[int]) -> list[str]:
     """The one line (per hundred ids) naming ids that are not the caller's."""
-    return id_list_lines("❔ Not found: ", ids)
+    # i18n: before a list of order ids ("❔ Not found: 23501, 23502"): ids that are not yours
+    return id_list_lines(_("❔ Not found: {ids}"), ids)
 
 
 # --- /orders and the list ---------------------------------------------------------------------
@@ -232,7 +251,7 @@ async def card_order(update: Update, context: BotContext) -> tuple[Caller, Order
         return None
     order = None if order_id is None else await order_store.get_order(context.deps.db, order_id)
     if order is None or order.state == "draft" or not caller.owns(order) or len(parts) > 3:
-        await answer(query, NOT_FOUND)  # stale or forged: nothing else happens
+        await answer(query, _(NOT_FOUND))  # stale or forged: nothing else happens
         return None
     return caller, order, parts[2] if len(parts) > 2 else ""
 
@@ -249,7 +268,7 @@ async def card_button(update: Update, context: BotContext) -> None:
                     NOT_PLACED_YES: not_placed_card}
     handler = card_actions.get(action)
     if handler is None:
-        await answer(update.callback_query, "This button is no longer valid.")
+        await answer(update.callback_query, _(STALE_BUTTON))
         return
     await handler(update, context, caller, order)
 
@@ -264,10 +283,10 @@ async def refresh_card(update: Update, context: BotContext, caller: Caller, orde
     """Asks the panel for the order's status and shows the card again."""
     query = update.callback_query
     if order.state != "placed" or order.panel_order_id is None:
-        await answer(query, "This order was never placed, so the panel has nothing to say.")
+        await answer(query, _("This order was never placed, so the panel has nothing to say."))
         return
     if not caller.may_act(order):
-        await answer(query, "This order was placed on another panel: I cannot ask about it.")
+        await answer(query, _(OTHER_PANEL))
         return
     if not await within_rate_limit(update, context):
         return
@@ -276,7 +295,8 @@ async def refresh_card(update: Update, context: BotContext, caller: Caller, orde
     except PanelClientError as exc:
         await answer(query, exc.user_message, alert=True)
         return
-    await answer(query, f"Status: {status.status}")
+    # i18n: a button's answer after a refresh; {status} is the panel's status
+    await answer(query, _("Status: {status}").format(status=status.status))
     await show_card(update, context, caller, order.id)
 
 
@@ -295,10 +315,11 @@ CardWrite = Callable[[BotContext, Caller, Order], Awaitable[CardOutcome]]
 
 async def ask_write(update: Update, context: BotContext, caller: Caller, order: Order, *,
                     refused: str, reason: str | None, question: str, yes: str) -> None:
-    """Asks "Refill/Cancel order N?" before anything is sent, or says why not."""
+    """Asks "Refill/Cancel order N?" before anything is sent, or says why not (`refused` is a
+    catalog text with the `{reason}`)."""
     query = update.callback_query
     if reason is not None:
-        await answer(query, f"{refused}: {reason}.", alert=True)
+        await answer(query, _(refused).format(reason=reason), alert=True)
         await show_card(update, context, caller, order.id)
         return
     await answer(query)
@@ -306,12 +327,13 @@ async def ask_write(update: Update, context: BotContext, caller: Caller, order: 
 
 
 async def card_write(update: Update, context: BotContext, caller: Caller, order: Order, *,
-                     label: str, refused: str, reason: str | None, write: CardWrite) -> None:
+                     failed: str, refused: str, reason: str | None, write: CardWrite) -> None:
     """A confirmed write from the card: the bot's own check again (the card may be old), the
-    rate limit, exactly one request, the outcome on the card. A write is never retried."""
+    rate limit, exactly one request, the outcome on the card. A write is never retried.
+    `failed` and `refused` are catalog texts with an `{error}` and a `{reason}`."""
     query = update.callback_query
     if reason is not None or order.panel_order_id is None:
-        await answer(query, f"{refused}: {reason}.", alert=True)
+        await answer(query, _(refused).format(reason=reason), alert=True)
         await show_card(update, context, caller, order.id)
         return
     if not await within_rate_limit(update, context):
@@ -320,12 +342,12 @@ async def card_write(update: Update, context: BotContext, caller: Caller, order:
         outcome = await write(context, caller, order)
     except OutcomeUnknown:
         await answer(query)
-        await show_card(update, context, caller, order.id, UNKNOWN_OUTCOME)
+        await show_card(update, context, caller, order.id, _(UNKNOWN_OUTCOME))
         return
     except PanelClientError as exc:
         await answer(query, exc.user_message, alert=True)
         await show_card(update, context, caller, order.id,
-                        f"❌ {label}: {esc(exc.user_message)}")
+                        _(failed).format(error=esc(exc.user_message)))
         return
     await answer(query, outcome.answer, alert=outcome.alert)
     await show_card(update, context, caller, order.id, outcome.note)
@@ -334,16 +356,18 @@ async def card_write(update: Update, context: BotContext, caller: Caller, order:
 async def send_refill(context: BotContext, caller: Caller, order: Order) -> CardOutcome:
     """Requests a refill of one order and stores its id."""
     refill_id = await actions.refill_one(context.deps, caller, order)
-    return CardOutcome(f"Refill {refill_id} requested.", f"♻️ Refill {refill_id} requested.")
+    return CardOutcome(_("Refill {refill} requested.").format(refill=refill_id),
+                       _("♻️ Refill {refill} requested.").format(refill=refill_id))
 
 
 async def send_cancel(context: BotContext, caller: Caller, order: Order) -> CardOutcome:
     """Asks the panel to cancel one order and stores what it says then."""
     result = await actions.cancel_one(context.deps, caller, order)
     if not result.ok:
-        error = result.error or "The panel did not cancel this order."
-        return CardOutcome(error, f"❌ Cancel: {esc(error)}", alert=True)
-    return CardOutcome("Cancel accepted.", "✖️ The panel accepted the cancel.")
+        error = result.error or _("The panel did not cancel this order.")
+        # i18n: on an order's card; {error} is the panel's answer to the cancel
+        return CardOutcome(error, _("❌ Cancel: {error}").format(error=esc(error)), alert=True)
+    return CardOutcome(_("Cancel accepted."), _("✖️ The panel accepted the cancel."))
 
 
 async def refill_reason(context: BotContext, caller: Caller, order: Order) -> str | None:
@@ -354,15 +378,15 @@ async def refill_reason(context: BotContext, caller: Caller, order: Order) -> st
 
 async def ask_refill(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks "Refill order N?" before anything is sent."""
-    await ask_write(update, context, caller, order, refused="No refill",
+    await ask_write(update, context, caller, order, refused=NO_REFILL,
                     reason=await refill_reason(context, caller, order), yes=REFILL_YES,
-                    question=f"♻️ Refill order <b>{esc(order_number(order))}</b>?\nThe panel "
-                             "decides whether a refill is due.")
+                    question=_("♻️ Refill order <b>{number}</b>?\nThe panel decides whether a "
+                               "refill is due.").format(number=esc(order_number(order))))
 
 
 async def refill_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Requests a refill (confirmed), stores its id and shows the card with the outcome."""
-    await card_write(update, context, caller, order, label="Refill", refused="No refill",
+    await card_write(update, context, caller, order, failed=REFILL_FAILED, refused=NO_REFILL,
                      reason=await refill_reason(context, caller, order), write=send_refill)
 
 
@@ -372,10 +396,10 @@ async def refill_status_card(update: Update, context: BotContext, caller: Caller
     query = update.callback_query
     refills = await refill_store.refills_for_order(context.deps.db, order.id)
     if not refills:
-        await answer(query, "This order has no refills.")
+        await answer(query, _("This order has no refills."))
         return
     if not caller.may_act(order):
-        await answer(query, "This order was placed on another panel: I cannot ask about it.")
+        await answer(query, _(OTHER_PANEL))
         return
     if not await within_rate_limit(update, context):
         return
@@ -384,22 +408,25 @@ async def refill_status_card(update: Update, context: BotContext, caller: Caller
     except PanelClientError as exc:
         await answer(query, exc.user_message, alert=True)
         return
-    await answer(query, "Refill status updated.")
+    await answer(query, _("Refill status updated."))
     await show_card(update, context, caller, order.id, "\n".join(map(esc, errors)) or None)
 
 
 async def ask_cancel(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks "Cancel order N?" before anything is sent."""
-    await ask_write(update, context, caller, order, refused="Cannot cancel",
+    refund = (_(CUSTOMER_CANCEL) if caller.account.customer
+              else _("What was not delivered is refunded by the panel."))
+    # i18n: {refund} says who refunds what was not delivered
+    question = _("✖️ Cancel order <b>{number}</b>?\n{refund}").format(
+        number=esc(order_number(order)), refund=refund)
+    await ask_write(update, context, caller, order, refused=NO_CANCEL,
                     reason=actions.cancel_refusal(order, caller.account), yes=CANCEL_YES,
-                    question=f"✖️ Cancel order <b>{esc(order_number(order))}</b>?\n"
-                             + (CUSTOMER_CANCEL if caller.account.customer else
-                                "What was not delivered is refunded by the panel."))
+                    question=question)
 
 
 async def cancel_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
     """Asks the panel to cancel the order (confirmed) and shows the card with the outcome."""
-    await card_write(update, context, caller, order, label="Cancel", refused="Cannot cancel",
+    await card_write(update, context, caller, order, failed=CANCEL_FAILED, refused=NO_CANCEL,
                      reason=actions.cancel_refusal(order, caller.account), write=send_cancel)
 
 
@@ -414,12 +441,13 @@ async def ask_not_placed(update: Update, context: BotContext, caller: Caller,
                          order: Order) -> None:
     """Asks "It was not placed?" before the order is marked so."""
     if order.state != "unknown":
-        await answer(update.callback_query, NOT_WAITING)
+        await answer(update.callback_query, _(NOT_WAITING))
         await show_card(update, context, caller, order.id)
         return
     await answer(update.callback_query)
-    await show(update, f"✖ Order <b>{esc(order_number(order))}</b> is not on the panel's order "
-                       "list?\nI will mark it as not placed (nothing is sent to the panel).",
+    await show(update, _("✖ Order <b>{number}</b> is not on the panel's order list?\nI will "
+                         "mark it as not placed (nothing is sent to the panel).").format(
+                             number=esc(order_number(order))),
                confirm_markup(order, NOT_PLACED_YES))
 
 
@@ -428,9 +456,9 @@ async def not_placed_card(update: Update, context: BotContext, caller: Caller,
     """Marks an outcome-unknown order as not placed (confirmed)."""
     done = await placement.not_placed(context.deps, caller.account, caller.user_id, order.id,
                                       admin=caller.role == "admin")
-    await answer(update.callback_query, "Marked as not placed." if done else NOT_WAITING)
+    await answer(update.callback_query, _("Marked as not placed.") if done else _(NOT_WAITING))
     await show_card(update, context, caller, order.id,
-                    "Marked as not placed. Order again with /order." if done else None)
+                    _("Marked as not placed. Order again with /order.") if done else None)
 
 
 async def ask_link(update: Update, context: BotContext) -> int | None:
@@ -438,17 +466,20 @@ async def ask_link(update: Update, context: BotContext) -> int | None:
     named = await card_order(update, context)
     if named is None:
         return ConversationHandler.END
-    caller, order, _ = named
+    caller, order, _action = named
     if (order.state != "unknown" or not caller.may_act(order)
             or not placement.may_settle(order, caller.account)):
-        await answer(update.callback_query, NOT_WAITING)
+        await answer(update.callback_query, _(NOT_WAITING))
         return ConversationHandler.END
     await answer(update.callback_query)
     assert context.user_data is not None
     context.user_data[LINK_KEY] = order.id
-    await reply(update, f"🔗 Send me the panel's order id of bot order #{order.id} "
-                        f"({esc(order.service_name or 'order')}), as the panel's order list "
-                        "shows it. /cancel to stop.")
+    # i18n: stands for the service's name of an order that has none
+    service = esc(order.service_name) if order.service_name else _("order")
+    # i18n: {local_id} is the bot's own number of the order, {service} the panel's service name
+    await reply(update, _("🔗 Send me the panel's order id of bot order #{local_id} ({service}), "
+                          "as the panel's order list shows it. /cancel to stop.").format(
+                              local_id=order.id, service=service))
     return WAITING_LINK
 
 
@@ -461,7 +492,7 @@ async def receive_link(update: Update, context: BotContext) -> int | None:
         return ConversationHandler.END
     ids, bad = parse_ids(message.text or "")
     if bad or len(ids) != 1:
-        await reply(update, "Send one order id (digits only), or /cancel.")
+        await reply(update, _("Send one order id (digits only), or /cancel."))
         return None
     if not await within_rate_limit(update, context):
         return None
@@ -469,13 +500,17 @@ async def receive_link(update: Update, context: BotContext) -> int | None:
                                            order_id, ids[0], admin=caller.role == "admin")
     if isinstance(outcome, placement.LinkRefused):
         if outcome.reason == placement.NOT_WAITING:
-            await reply(update, esc(outcome.reason))
+            await reply(update, esc(_(outcome.reason)))
             return ConversationHandler.END
-        await reply(update, f"❌ {esc(outcome.reason)} Send the id again, or /cancel.")
+        # i18n: {reason} is a sentence saying why the id was not linked
+        await reply(update, _("❌ {reason} Send the id again, or /cancel.").format(
+            reason=esc(outcome.reason)))
         return None
     (context.user_data or {}).pop(LINK_KEY, None)
-    await reply(update, f"✅ Linked: this is order <b>{outcome.panel_order_id}</b> "
-                        f"({esc(outcome.status)}). I follow it from now on; see /orders.")
+    # i18n: {number} is the panel's order id, {status} the panel's status
+    await reply(update, _("✅ Linked: this is order <b>{number}</b> ({status}). I follow it "
+                          "from now on; see /orders.").format(number=outcome.panel_order_id,
+                                                              status=esc(outcome.status)))
     return ConversationHandler.END
 
 
@@ -483,10 +518,10 @@ async def stop_link(update: Update, context: BotContext) -> int:
     """/cancel, another command or a button while an id is awaited: stop waiting."""
     (context.user_data or {}).pop(LINK_KEY, None)
     if update.callback_query is not None:
-        await answer(update.callback_query, "I stopped waiting for the order id. Tap again.",
-                     alert=True)
+        await answer(update.callback_query,
+                     _("I stopped waiting for the order id. Tap again."), alert=True)
     else:
-        await reply(update, "OK, I stopped waiting for the order id; nothing was linked.")
+        await reply(update, _("OK, I stopped waiting for the order id; nothing was linked."))
     return ConversationHandler.END
 
 
@@ -496,10 +531,9 @@ async def link_wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
     if data is not None and data.pop(LINK_KEY, None) is not None:
         app.mark_data_for_update_persistence(user_ids=user_id)
     deps: Deps = app.bot_data[DEPS_KEY]
-    await outbox.enqueue_notification(
-        deps.db, chat_id=chat_id,
-        text="I stopped waiting for the order id; nothing was linked. Open the order in "
-             "/orders to try again.")
+    await outbox.enqueue_notice(deps.db, notices.notice(chat_id, L_(
+        "I stopped waiting for the order id; nothing was linked. Open the order in /orders to "
+        "try again.")))
 
 
 def link_handler(settings: Settings | None = None) -> ExpiringConversation:
@@ -532,7 +566,7 @@ async def ids_command(update: Update, context: BotContext, name: str, *,
         return None
     refusal = None
     if track:
-        refusal = NO_TRACK if caller.account.customer else actions.track_refusal(caller)
+        refusal = _(NO_TRACK) if caller.account.customer else actions.track_refusal(caller)
     if refusal is not None:
         await reply(update, esc(refusal))
         return None
@@ -553,7 +587,8 @@ async def status_command(update: Update, context: BotContext) -> None:
     except PanelClientError as exc:
         await reply(update, f"❌ {esc(exc.user_message)}")
         return
-    lines = [f"📊 <b>Status of {len(ids)} order{'s' if len(ids) != 1 else ''}</b>"]
+    lines = [ngettext("📊 <b>Status of {n} order</b>", "📊 <b>Status of {n} orders</b>",
+                      len(ids)).format(n=len(ids))]
     charge = not caller.account.customer
     lines += [status_line(panel_id, report.results[panel_id], charge=charge) for panel_id in ids
               if panel_id in report.results]
@@ -573,15 +608,21 @@ async def track_command(update: Update, context: BotContext) -> None:
         await reply(update, f"❌ {esc(exc.user_message)}")
         return
     lines: dict[int, str] = {}
-    lines.update((i, f"<code>{i}</code> · already followed ({esc(s)})")
-                 for i, s in report.already.items())
+    # i18n: /track: an order id followed already; {status} is its status
+    lines.update((i, _("<code>{number}</code> · already followed ({status})").format(
+                     number=i, status=esc(s))) for i, s in report.already.items())
     lines.update((i, f"<code>{i}</code> · ❌ {esc(e)}") for i, e in report.errors.items())
-    lines.update((i, f"<code>{i}</code> · ✅ now followed ({esc(s)})")
-                 for i, s in report.tracked.items())
+    # i18n: /track: an order id followed from now on; {status} is the panel's status
+    lines.update((i, _("<code>{number}</code> · ✅ now followed ({status})").format(
+                     number=i, status=esc(s))) for i, s in report.tracked.items())
     tracked = len(report.tracked)
-    header = f"👁 <b>Tracking</b>: {tracked} new order{'s' if tracked != 1 else ''} followed."
     if tracked:
-        header += " I will message you when they change; see them in /orders."
+        header = ngettext("👁 <b>Tracking</b>: {n} new order followed. I will message you when "
+                          "it changes; see it in /orders.",
+                          "👁 <b>Tracking</b>: {n} new orders followed. I will message you when "
+                          "they change; see them in /orders.", tracked).format(n=tracked)
+    else:
+        header = _("👁 <b>Tracking</b>: 0 new orders followed.")
     out = [header, *(lines[panel_id] for panel_id in ids if panel_id in lines)]
     out += not_found_lines(sorted(set(report.refused), key=ids.index))
     await send_lines(update, out)
@@ -593,20 +634,27 @@ def write_line(panel_id: int, line: WriteLine) -> str:
     """One id's outcome of /refill or /cancelorder (HTML)."""
     head = f"<code>{panel_id}</code> · "
     if line.kind == "not_sent":
-        return f"{head}not sent: {esc(line.text)}"
+        # i18n: /refill, /cancelorder: an id not sent to the panel; {reason} says why
+        return head + _("not sent: {reason}").format(reason=esc(line.text))
     if line.kind == "error":
         return f"{head}❌ {esc(line.text)}"
     if line.kind == "unknown":
-        return f"{head}⚠️ outcome unknown"
+        # i18n: /refill, /cancelorder: the panel's answer about this id never came
+        return head + _("⚠️ outcome unknown")
     if line.kind == "refill":
-        return f"{head}♻️ refill {line.refill_id} requested"
+        return head + _("♻️ refill {refill} requested").format(refill=line.refill_id)
     now = line.status_now
-    return f"{head}✖️ cancel accepted" + (f" (now {esc(now)})" if now and now != CANCELED else "")
+    if now and now != CANCELED:
+        # i18n: /cancelorder: {status} is the panel's status of the order now
+        return head + _("✖️ cancel accepted (now {status})").format(status=esc(now))
+    return head + _("✖️ cancel accepted")
 
 
-async def write_command(update: Update, context: BotContext, *, name: str, title: str,
+async def write_command(update: Update, context: BotContext, *, name: str,
+                        title: Callable[[int], str],
                         perform: Callable[[Caller, list[int]], Awaitable[WriteReport]]) -> None:
-    """What /refill and /cancelorder share: typed ids → the service → a line per id."""
+    """What /refill and /cancelorder share: typed ids → the service → a line per id (`title`
+    is the heading for that many ids)."""
     asked = await ids_command(update, context, name)
     if asked is None:
         return
@@ -616,25 +664,29 @@ async def write_command(update: Update, context: BotContext, *, name: str, title
     except PanelClientError as exc:
         await reply(update, f"❌ {esc(exc.user_message)}")
         return
-    out = [f"{title} of {len(ids)} order{'s' if len(ids) != 1 else ''}"]
+    out = [title(len(ids))]
     out += [write_line(i, report.lines[i]) for i in ids if i in report.lines]
     out += not_found_lines(report.refused)
     if report.unknown:
-        out.append(UNKNOWN_OUTCOME)
+        out.append(_(UNKNOWN_OUTCOME))
     await send_lines(update, out)
 
 
 async def refill_command(update: Update, context: BotContext) -> None:
     """Requests refills of the typed orders; per-order refill id or the panel's error."""
     deps = context.deps
-    await write_command(update, context, name="refill", title="♻️ <b>Refill</b>",
+    await write_command(update, context, name="refill", title=lambda n: ngettext(
+                            "♻️ <b>Refill</b> of {n} order", "♻️ <b>Refill</b> of {n} orders",
+                            n).format(n=n),
                         perform=lambda caller, ids: actions.refill_orders(deps, caller, ids))
 
 
 async def cancel_command(update: Update, context: BotContext) -> None:
     """Asks the panel to cancel the typed orders (batched); per-order result."""
     deps = context.deps
-    await write_command(update, context, name="cancelorder", title="✖️ <b>Cancel</b>",
+    await write_command(update, context, name="cancelorder", title=lambda n: ngettext(
+                            "✖️ <b>Cancel</b> of {n} order", "✖️ <b>Cancel</b> of {n} orders",
+                            n).format(n=n),
                         perform=lambda caller, ids: actions.cancel_orders(deps, caller, ids))
 
 
@@ -662,13 +714,19 @@ async def balance(update: Update, context: BotContext) -> None:
     await answer(query)
     amount = esc(format_money(result.balance, result.currency))
     account = caller.account
-    whose = ("your own panel key" if account.own
-             else "the operator's panel account" if account.id == OPERATOR_ACCOUNT
-             else "your panel account")
+    # i18n: whose balance /balance shows (in brackets after the amount)
     if account.demo:
-        whose = ("your own key on the demo sandbox" if account.own
-                 else "the demo sandbox") + ": not real money"
-    await reply(update, f"💰 Balance: <b>{amount}</b> ({whose}).")
+        whose = (_("your own key on the demo sandbox: not real money") if account.own
+                 else _("the demo sandbox: not real money"))
+    elif account.own:
+        whose = _("your own panel key")
+    elif account.id == OPERATOR_ACCOUNT:
+        whose = _("the operator's panel account")
+    else:
+        whose = _("your panel account")
+    # i18n: {whose} says whose balance it is
+    await reply(update, _("💰 Balance: <b>{amount}</b> ({whose}).").format(amount=amount,
+                                                                          whose=whose))
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:

@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar
 import httpx
 
 from bot import health, metrics
+from bot.i18n import N_, _
 from bot.money import to_decimal, to_int
 from bot.panel.errors import (
     OutcomeUnknown,
@@ -49,8 +50,11 @@ BATCH_SIZE: Final = 100
 #: Seconds a quick read (the balance on a summary) waits before giving up.
 QUICK_TIMEOUT: Final = 4.0
 
-_NO_ANSWER: Final = "The panel did not answer for this id."
-_NOT_CANCELLED: Final = "The panel did not cancel this order."
+# Texts standing in a per-id answer (translated when the answer is made, for the caller).
+_NO_ANSWER: Final = N_("The panel did not answer for this id.")
+_NOT_CANCELLED: Final = N_("The panel did not cancel this order.")
+# i18n: stands for the panel's error text when the panel sent an empty one
+_UNKNOWN_ERROR: Final = N_("Unknown error")
 _RESERVED_FIELDS: Final = frozenset({"key", "action", "service"})
 
 
@@ -64,7 +68,7 @@ def _redact(text: str, key: str) -> str:
 def _error_text(value: object, key: str) -> str:
     """The text of a panel's `{"error": value}`, shortened and without the key."""
     text = value if isinstance(value, str) else str(value)
-    return _redact(text.strip() or "Unknown error", key)[:300]
+    return _redact(text.strip() or _(_UNKNOWN_ERROR), key)[:300]
 
 
 def _item_error(value: object) -> object | None:
@@ -82,7 +86,7 @@ def _decode_json(text: str) -> tuple[bool, Any]:
     if not text:
         return False, None
     try:
-        return True, json.loads(text, parse_float=Decimal, parse_constant=lambda _: None)
+        return True, json.loads(text, parse_float=Decimal, parse_constant=lambda _name: None)
     except (ValueError, RecursionError):
         return False, None
 
@@ -226,10 +230,10 @@ class PanelClient:
                 elif isinstance(value, dict) and "status" in value:
                     result[order_id] = OrderStatus.from_api(value)
                 else:
-                    result[order_id] = ItemError(_NO_ANSWER)
+                    result[order_id] = ItemError(_(_NO_ANSWER))
             return result
 
-        return await self._batched("status", orders, run, lambda _, exc: ItemError(str(exc)))
+        return await self._batched("status", orders, run, lambda _id, exc: ItemError(str(exc)))
 
     async def refill_status(self, key: str, refill: int) -> str:
         """The normalised status of one refill."""
@@ -253,7 +257,7 @@ class PanelClient:
                 if item is None or "status" not in item:
                     error = _item_error(item)
                     result[refill_id] = ItemError(
-                        _NO_ANSWER if error is None else _error_text(error, key)
+                        _(_NO_ANSWER) if error is None else _error_text(error, key)
                     )
                     continue
                 error = _item_error(item["status"])
@@ -264,7 +268,7 @@ class PanelClient:
             return result
 
         return await self._batched(
-            "refill_status", refills, run, lambda _, exc: ItemError(str(exc))
+            "refill_status", refills, run, lambda _id, exc: ItemError(str(exc))
         )
 
     async def balance(self, key: str, *, quick: bool = False) -> Balance:
@@ -323,11 +327,13 @@ class PanelClient:
                 elif refill_id is not None:
                     result[order_id] = RefillResult(order_id, refill=refill_id)
                 else:
-                    result[order_id] = RefillResult(order_id, error=_NO_ANSWER)
+                    result[order_id] = RefillResult(order_id, error=_(_NO_ANSWER))
             return result
 
         merged = await self._batched(
-            "refill", orders, run, lambda i, exc: RefillResult(i, error=str(exc))
+            "refill", orders, run,
+            lambda i, exc: RefillResult(i, error=str(exc),
+                                        unknown=isinstance(exc, OutcomeUnknown)),
         )
         return list(merged.values())
 
@@ -347,15 +353,17 @@ class PanelClient:
                         order_id, ok=False, error=_error_text(error, key)
                     )
                 elif item is None:
-                    result[order_id] = CancelResult(order_id, ok=False, error=_NO_ANSWER)
+                    result[order_id] = CancelResult(order_id, ok=False, error=_(_NO_ANSWER))
                 elif _cancel_accepted(value):
                     result[order_id] = CancelResult(order_id, ok=True)
                 else:
-                    result[order_id] = CancelResult(order_id, ok=False, error=_NOT_CANCELLED)
+                    result[order_id] = CancelResult(order_id, ok=False, error=_(_NOT_CANCELLED))
             return result
 
         merged = await self._batched(
-            "cancel", orders, run, lambda i, exc: CancelResult(i, ok=False, error=str(exc))
+            "cancel", orders, run,
+            lambda i, exc: CancelResult(i, ok=False, error=str(exc),
+                                        unknown=isinstance(exc, OutcomeUnknown)),
         )
         return list(merged.values())
 

@@ -1,9 +1,14 @@
-"""Errors the panel client raises: each carries a short text that is safe to show a user."""
+"""Errors the panel client raises: each carries a short text that is safe to show a user,
+translated when it is read (`user_message`); the panel's own words are never translated."""
 
 from __future__ import annotations
 
 import enum
 import re
+from typing import ClassVar
+
+from bot import i18n
+from bot.i18n import N_, _
 
 
 class PanelErrorKind(enum.Enum):
@@ -83,14 +88,43 @@ def classify_error(text: str) -> PanelErrorKind:
     return PanelErrorKind.OTHER
 
 
-class PanelClientError(Exception):
-    """Base of everything the panel client raises. `str()` is safe to show a user."""
+#: What each refusal we recognise means, in plain words (a user who reads another language than
+#: the panel's English, or a panel that sends a bare translation key, still understands it).
+PLAIN_MEANING: dict[PanelErrorKind, str] = {
+    PanelErrorKind.INVALID_KEY: N_("The panel does not accept this API key."),
+    PanelErrorKind.NOT_ENOUGH_FUNDS: N_("The panel account does not have enough funds for this."),
+    PanelErrorKind.INCORRECT_SERVICE: N_("The panel does not know this service, or no longer "
+                                         "offers it."),
+    PanelErrorKind.INCORRECT_ORDER: N_("The panel does not know this order id."),
+    PanelErrorKind.INCORRECT_REFILL: N_("The panel does not know this refill."),
+    PanelErrorKind.QUANTITY_TOO_LOW: N_("The quantity is below the service's minimum."),
+    PanelErrorKind.QUANTITY_TOO_HIGH: N_("The quantity is above the service's maximum."),
+    PanelErrorKind.DUPLICATE_LINK: N_("This link already has an order running on the panel: "
+                                      "wait until it ends."),
+    PanelErrorKind.BAD_LINK: N_("The panel does not accept this link."),
+}
 
-    user_message: str = "The panel could not be reached."
+# `neworder.error.not_enough_funds`: a panel's untranslated key, not a sentence.
+_BARE_KEY = re.compile(r"[a-z0-9]+(?:[._][a-z0-9]+)+", re.I)
+
+
+class PanelClientError(Exception):
+    """Base of everything the panel client raises. `user_message` and `str()` are safe to show
+    a user, in the language of the moment they are read (`MESSAGE` is the catalog text)."""
+
+    MESSAGE: ClassVar[str] = N_("The panel could not be reached.")
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.user_message)
-        self.user_message = message or self.user_message
+        self._message = message  # a text given as it is (already in the reader's language)
+        super().__init__(message or self.MESSAGE)  # the English text, for logs and reprs
+
+    @property
+    def user_message(self) -> str:
+        """The text shown to a user, in the current language."""
+        return self._message if self._message is not None else _(self.MESSAGE)
+
+    def __str__(self) -> str:
+        return self.user_message
 
 
 class PanelError(PanelClientError):
@@ -99,13 +133,27 @@ class PanelError(PanelClientError):
     def __init__(self, text: str) -> None:
         self.text = text[:300]
         self.kind = classify_error(self.text)
-        super().__init__(f"The panel says: {self.text}")
+        super().__init__()
+        self.args = (f"The panel says: {self.text}",)
+
+    @property
+    def user_message(self) -> str:
+        """The panel's own words (never translated) in a translated frame; where we know what
+        they mean and the reader may not follow them, what they mean first, in plain words."""
+        said = _("The panel says: {panel_text}").format(panel_text=self.text)
+        meaning = PLAIN_MEANING.get(self.kind)
+        if meaning is None or (i18n.language() == i18n.SOURCE
+                               and not _BARE_KEY.fullmatch(self.text)):
+            return said  # English panel words are plain words for an English reader
+        # i18n: {meaning} is a sentence saying what the panel's refusal means; {panel_says} is
+        # "The panel says: …" with the panel's own words
+        return _("{meaning} {panel_says}").format(meaning=_(meaning), panel_says=said)
 
 
 class PanelTransportError(PanelClientError):
     """Connection refused, DNS, TLS: the request may not have reached the panel."""
 
-    user_message = "The panel could not be reached. Please try again in a minute."
+    MESSAGE = N_("The panel could not be reached. Please try again in a minute.")
 
 
 class PanelNotReached(PanelTransportError):
@@ -116,30 +164,36 @@ class PanelNotReached(PanelTransportError):
 class PanelTimeout(PanelTransportError):
     """The panel did not answer in time."""
 
-    user_message = "The panel did not answer in time."
+    MESSAGE = N_("The panel did not answer in time.")
 
 
 class PanelHTTPError(PanelClientError):
     """The panel answered with an HTTP error status (4xx/5xx)."""
 
+    MESSAGE = N_("The panel answered with HTTP {status}. Please try again later.")
+
     def __init__(self, status_code: int) -> None:
         self.status_code = status_code
-        super().__init__(f"The panel answered with HTTP {status_code}. Please try again later.")
+        super().__init__()
+        self.args = (self.MESSAGE.format(status=status_code),)
+
+    @property
+    def user_message(self) -> str:
+        """The text shown to a user, in the current language."""
+        return _(self.MESSAGE).format(status=self.status_code)
 
 
 class PanelBadResponse(PanelClientError):
     """The panel answered something that is not the JSON we expect (an HTML page, garbage)."""
 
-    user_message = "The panel sent an answer the bot cannot read. Please try again later."
+    MESSAGE = N_("The panel sent an answer the bot cannot read. Please try again later.")
 
 
 class OutcomeUnknown(PanelClientError):
     """A write (add, refill, cancel) may or may not have been done: it is never retried."""
 
-    user_message = (
-        "The panel did not confirm the request, so its outcome is unknown. "
-        "It was not retried."
-    )
+    MESSAGE = N_("The panel did not confirm the request, so its outcome is unknown. "
+                 "It was not retried.")
 
     def __init__(self, cause: PanelClientError | None = None) -> None:
         self.cause = cause

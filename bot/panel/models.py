@@ -164,6 +164,7 @@ class RefillResult:
     order: int
     refill: int | None = None
     error: str | None = None
+    unknown: bool = False  # the answer never came: the refill may have been requested
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +174,4 @@ class CancelResult:
     order: int
     ok: bool
     error: str | None = None
+    unknown: bool = False  # the answer never came: the cancel may have been carried out

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.deps import Deps
+from bot.i18n import N_, _
 from bot.panel.errors import OutcomeUnknown, PanelClientError, PanelError
 from bot.panel.models import (
     COMPLETED,
@@ -46,8 +47,19 @@ from storage.users import Role
 log = logging.getLogger(__name__)
 
 REFILLABLE = frozenset({COMPLETED, PARTIAL})
-TRACK_ADMINS_ONLY = ("Only the bot's admins can follow orders by id on the shared panel "
-                     "account: the panel cannot tell whose an order is.")
+TRACK_ADMINS_ONLY = N_("Only the bot's admins can follow orders by id on the shared panel "
+                       "account: the panel cannot tell whose an order is.")
+# Where an order's placement stands, by its state (the panel's status once it is placed).
+_STATES = {
+    # i18n: an order's state
+    "draft": N_("Draft"),
+    # i18n: an order's state: it is being sent to the panel
+    "claimed": N_("Being sent"),
+    # i18n: an order's state
+    "failed": N_("Not placed"),
+    # i18n: an order's state: the panel's answer never came
+    "unknown": N_("Outcome unknown"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,49 +92,62 @@ async def caller_for(deps: Deps, user_id: int) -> Caller | None:
 
 
 def state_text(order: Order) -> str:
-    """The order's status as last seen, or where its placement stands."""
+    """The order's status as last seen (the panel's word), or where its placement stands (in
+    the current language)."""
     if order.state == "placed":
-        return order.status or "Placed"
-    return {"draft": "Draft", "claimed": "Being sent", "failed": "Not placed",
-            "unknown": "Outcome unknown"}.get(order.state, order.state)
+        # i18n: an order's state, before the panel reported a status
+        return order.status or _("Placed")
+    text = _STATES.get(order.state)
+    return order.state if text is None else _(text)
 
 
 def _elsewhere(order: Order, account: Account) -> str | None:
-    """Why an order cannot be sent to the panel in use, or None."""
+    """Why an order cannot be sent to the panel in use, or None (a clause: "No refill: …")."""
     if order.state != "placed" or order.panel_order_id is None:
-        return "it was never placed"
+        # i18n: why a refill or cancel is not sent (after "No refill:", "not sent:")
+        return _("it was never placed")
     if not on_this_panel(account, order):
         if order.panel == SANDBOX_URL:
-            return "it is a demo order, placed on the sandbox panel"
-        return "it was placed on another panel than the one the bot uses now"
+            # i18n: why a refill or cancel is not sent (after "No refill:", "not sent:")
+            return _("it is a demo order, placed on the sandbox panel")
+        # i18n: why a refill or cancel is not sent (after "No refill:", "not sent:")
+        return _("it was placed on another panel than the one the bot uses now")
     return None
 
 
 def refill_refusal(order: Order, refills: Sequence[Refill], account: Account) -> str | None:
-    """Why the bot will not ask for a refill of this order, or None when it may."""
+    """Why the bot will not ask for a refill of this order, or None when it may (a clause, in
+    the current language)."""
     elsewhere = _elsewhere(order, account)
     if elsewhere is not None:
         return elsewhere
     if order.service_refill is False:
-        return "its service does not offer refills"
+        # i18n: why a refill is not sent (after "No refill:")
+        return _("its service does not offer refills")
     if order.status not in REFILLABLE:
-        return (f"a refill is possible once it is Completed or Partial "
-                f"(now {state_text(order)})")
+        # i18n: why a refill is not sent (after "No refill:"); {status} is the panel's status
+        return _("a refill is possible once it is Completed or Partial (now {status})").format(
+            status=state_text(order))
     running = [refill for refill in refills if not refill.final]
     if running:
-        return f"refill {running[-1].panel_refill_id} is still {running[-1].status}"
+        # i18n: why a refill is not sent (after "No refill:"); {status} is the panel's status
+        return _("refill {refill} is still {status}").format(
+            refill=running[-1].panel_refill_id, status=running[-1].status)
     return None
 
 
 def cancel_refusal(order: Order, account: Account) -> str | None:
-    """Why the bot will not ask to cancel this order, or None when it may."""
+    """Why the bot will not ask to cancel this order, or None when it may (a clause, in the
+    current language)."""
     elsewhere = _elsewhere(order, account)
     if elsewhere is not None:
         return elsewhere
     if order.service_cancel is False:
-        return "its service does not allow cancelling"
+        # i18n: why a cancel is not sent (after "Cannot cancel:")
+        return _("its service does not allow cancelling")
     if order.final:
-        return f"it is already final ({state_text(order)})"
+        # i18n: why a cancel is not sent (after "Cannot cancel:"); {status} is the order's status
+        return _("it is already final ({status})").format(status=state_text(order))
     return None
 
 
@@ -185,10 +210,10 @@ async def check_statuses(deps: Deps, caller: Caller, ids: Sequence[int]) -> Stat
 
 
 def track_refusal(caller: Caller) -> str | None:
-    """Why the caller may not follow orders by id, or None."""
+    """Why the caller may not follow orders by id (in the current language), or None."""
     if caller.account.own or caller.role == "admin":
         return None
-    return TRACK_ADMINS_ONLY
+    return _(TRACK_ADMINS_ONLY)
 
 
 @dataclass(slots=True)
@@ -327,8 +352,7 @@ async def _send_refills(deps: Deps, caller: Caller, resolved: Resolved, send: li
     done: dict[int, int] = {}
     for result in await _request_refills(deps, caller, send):
         if result.refill is None:
-            unknown = result.error == OutcomeUnknown.user_message
-            report.lines[result.order] = WriteLine("unknown" if unknown else "error",
+            report.lines[result.order] = WriteLine("unknown" if result.unknown else "error",
                                                    result.error or "")
         else:
             done[result.order] = result.refill
@@ -345,9 +369,9 @@ async def _send_cancels(deps: Deps, caller: Caller, resolved: Resolved, send: li
         if result.ok:
             accepted.append(result.order)
         else:
-            unknown = result.error == OutcomeUnknown.user_message
-            report.lines[result.order] = WriteLine("unknown" if unknown else "error",
-                                                   result.error or "not cancelled")
+            report.lines[result.order] = WriteLine("unknown" if result.unknown else "error",
+                                                   # i18n: a cancel the panel refused
+                                                   result.error or _("not cancelled"))
     orders = await _orders_for(deps, caller, resolved, accepted)
     seen = await settle_cancels(deps, caller, orders)
     report.lines.update((i, WriteLine("cancel", status_now=seen.get(i))) for i in accepted)
@@ -412,13 +436,16 @@ async def cancel_one(deps: Deps, caller: Caller, order: Order) -> CancelResult:
 
 async def refill_statuses(deps: Deps, caller: Caller, order: Order,
                           refills: Sequence[Refill]) -> list[str]:
-    """Asks the panel about the order's refills and stores them; the per-refill errors."""
+    """Asks the panel about the order's refills and stores them; the per-refill errors (in
+    the current language, with the panel's own words)."""
     by_panel_id = {refill.panel_refill_id: refill for refill in refills}
     statuses = await deps.panel.refill_statuses(caller.account.key, list(by_panel_id))
     errors: list[str] = []
     for panel_refill_id, result in statuses.items():
         if isinstance(result, ItemError):
-            errors.append(f"Refill {panel_refill_id}: {result.error}")
+            # i18n: {error} is the panel's own error text about this refill
+            errors.append(_("Refill {refill}: {error}").format(refill=panel_refill_id,
+                                                               error=result.error))
         else:
             await refill_store.record_refill_status(
                 deps.db, by_panel_id[panel_refill_id].id, status=result,

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bot import i18n
-from bot.money import format_money
+from bot.i18n import L_, Ln_
 from bot.panel.models import (
     CANCELED,
     COMPLETED,
@@ -103,9 +103,14 @@ class RefillFacts(Protocol):
 
 def exact_money(amount: Decimal, currency: str) -> str:
     """An amount as the panel sent it: every decimal it has (0.27819 USD), at least two."""
+    return exact_amount(amount, currency).render()
+
+
+def exact_amount(amount: Decimal, currency: str) -> i18n.Money:
+    """`exact_money` to render later, in its reader's language."""
     exponent = amount.normalize().as_tuple().exponent
     places = -exponent if isinstance(exponent, int) else 2
-    return format_money(amount, currency, places=min(max(places, 2), 10))
+    return i18n.Money(amount, currency, min(max(places, 2), 10))
 
 
 def service_title(name: str | None) -> str:
@@ -114,39 +119,65 @@ def service_title(name: str | None) -> str:
 
 
 def order_title(order: OrderFacts) -> str:
-    """"Order 23501 · Instagram Followers" (HTML-escaped)."""
-    return f"Order {order.panel_order_id}{service_title(order.service_name)}"
+    """"Order 23501 · Instagram Followers" (HTML-escaped), in the current language."""
+    return i18n.render(order_title_msg(order))
+
+
+def _titled(title: i18n.Msg, name: str | None) -> i18n.Value:
+    """A title followed by " · <service name>" when there is a name (the panel's, escaped)."""
+    return i18n.Joined([title, esc_short(name, NAME_MAX)]) if name else title
+
+
+def order_title_msg(order: OrderFacts) -> i18n.Value:
+    """`order_title` to render later."""
+    # i18n: the title of a message about an order; {number} is the panel's order id
+    return _titled(L_("Order {number}", number=str(order.panel_order_id)), order.service_name)
 
 
 def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
                     charges: bool = True) -> str:
-    """The message for a status change, in plain words (HTML); without the panel's charge when
-    `charges` is False (a shop's customers: their wallet's refund is a message of its own)."""
+    """The message for a status change, in plain words (HTML), in the current language (see
+    `change_message`)."""
+    return change_message(order, previous, seen, charges=charges).render()
+
+
+def change_message(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
+                   charges: bool = True) -> i18n.Joined:
+    """The message for a status change, in plain words (HTML) to render later; without the
+    panel's charge when `charges` is False (a shop's customers: their wallet's refund is a
+    message of its own). The statuses are the panel's words."""
     status = seen.status
     moved = (esc_short(status, WORD_MAX) if previous is None
              else f"{esc_short(previous, WORD_MAX)} → {esc_short(status, WORD_MAX)}")
-    parts = [f"{order_title(order)}: {moved}"]
+    title = order_title_msg(order)
+    # i18n: {order} is "Order 23501 · <service>", {change} the panel's status ("A → B")
+    head = L_("{order}: {change}", order=title, change=moved)
+    parts: list[i18n.Value] = [head]
 
-    def charged(amount: Decimal) -> str:
-        currency = shorten(seen.currency or order.service_currency or "", WORD_MAX)
-        return f"charged {esc(exact_money(amount, currency))}"
+    def charged(amount: Decimal) -> i18n.Msg:
+        currency = esc(shorten(seen.currency or order.service_currency or "", WORD_MAX))
+        # i18n: what the panel charged for an order ("charged 0.27 USD"), after its status
+        return L_("charged {amount}", amount=exact_amount(amount, currency))
 
     if status == PARTIAL:
         if seen.remains is not None:
-            parts.append(f"{seen.remains} not delivered")
+            # i18n: units of a partial order the panel did not deliver, after its status
+            parts.append(Ln_("{n} not delivered", "{n} not delivered", seen.remains))
         if seen.charge is not None and charges:
             parts.append(charged(seen.charge))
     elif status in _STOPPED_ENDINGS:
         if seen.charge is None or seen.charge == 0:
-            parts[0] += " (refunded)"
+            # i18n: {order} is "Order 23501 · <service>", {change} the panel's status ("A → B")
+            parts[0] = L_("{order}: {change} (refunded)", order=title, change=moved)
         elif charges:
             parts.append(charged(seen.charge))
     else:
         if seen.start_count is not None and status != PENDING:
-            parts.append(f"start {seen.start_count}")
+            # i18n: the count (of followers, views…) when the panel started the order
+            parts.append(L_("start {count}", count=seen.start_count))
         if status == COMPLETED and seen.charge is not None and charges:
             parts.append(charged(seen.charge))
-    return " · ".join(parts)
+    return i18n.Joined(parts, " · ")
 
 
 def listening(user: User | None, *, final: bool) -> bool:
@@ -172,64 +203,90 @@ def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None, *,
             previous = PENDING  # placed by the bot, so placed Pending
         if seen.status == previous:
             return None
-    return Notice(chat_id=order.owner_id,
-                  text=describe_change(order, previous, seen, charges=charges),
-                  payload={"order": order.id})
+    return notice(order.owner_id, change_message(order, previous, seen, charges=charges),
+                  {"order": order.id})
 
 
 def lost_notice(order: OrderFacts, owner: User | None) -> Notice | None:
     """The one message saying the panel no longer knows an order."""
     if not listening(owner, final=True):
         return None
-    text = (f"{order_title(order)}: the panel no longer knows this order; "
-            "I stopped following it.")
-    return Notice(chat_id=order.owner_id, text=text, payload={"order": order.id})
+    # i18n: {order} is "Order 23501 · <service>"
+    text = L_("{order}: the panel no longer knows this order; I stopped following it.",
+              order=order_title_msg(order))
+    return notice(order.owner_id, text, {"order": order.id})
 
 
 def refill_title(refill: RefillFacts) -> str:
-    """"Refill 7 of order 23501 · Followers" (HTML)."""
-    return (f"Refill {refill.panel_refill_id} of order {refill.panel_order_id}"
-            f"{service_title(refill.service_name)}")
+    """"Refill 7 of order 23501 · Followers" (HTML), in the current language."""
+    return i18n.render(refill_title_msg(refill))
+
+
+def refill_title_msg(refill: RefillFacts) -> i18n.Value:
+    """`refill_title` to render later."""
+    # i18n: the title of a message about a refill; {refill} and {number} are the panel's ids
+    title = L_("Refill {refill} of order {number}", refill=str(refill.panel_refill_id),
+               number=str(refill.panel_order_id))
+    return _titled(title, refill.service_name)
 
 
 def refill_notice(refill: RefillFacts, status: str, owner: User | None) -> Notice | None:
     """The message for a refill that ended (Completed or Rejected)."""
     if status not in FINAL_REFILL_STATUSES or not listening(owner, final=True):
         return None
-    return Notice(chat_id=refill.owner_id,
-                  text=f"{refill_title(refill)}: {esc_short(status, WORD_MAX)}",
-                  payload={"order": refill.order_id})
+    # i18n: {refill} is "Refill 7 of order 23501 · <service>", {status} the panel's status
+    text = L_("{refill}: {status}", refill=refill_title_msg(refill),
+              status=esc_short(status, WORD_MAX))
+    return notice(refill.owner_id, text, {"order": refill.order_id})
 
 
 def lost_refill_notice(refill: RefillFacts, owner: User | None) -> Notice | None:
     """The one message saying the panel no longer knows a refill."""
     if not listening(owner, final=True):
         return None
-    return Notice(chat_id=refill.owner_id,
-                  text=f"{refill_title(refill)}: the panel no longer knows this refill; I "
-                       "stopped following it.",
-                  payload={"order": refill.order_id})
+    # i18n: {refill} is "Refill 7 of order 23501 · <service>"
+    text = L_("{refill}: the panel no longer knows this refill; I stopped following it.",
+              refill=refill_title_msg(refill))
+    return notice(refill.owner_id, text, {"order": refill.order_id})
 
 
-def unknown_outcome_text(why: str = "The panel did not answer") -> str:
-    """A sent order whose outcome is unknown: not retried, and how to settle it (HTML)."""
-    return (f"⚠️ {why}, so I do not know whether the order was placed. "
-            "It was <b>not</b> retried, so you will not be charged twice.\n"
-            "Check the order list on the panel's website in a few minutes, then open this "
-            "order in /orders: tap <b>It was placed</b> and send its id, and I will follow it; "
-            "or tap <b>It was not placed</b> and order again with /order.")
+def unknown_outcome_text(why: str | None = None) -> str:
+    """A sent order whose outcome is unknown: not retried, and how to settle it (HTML), in the
+    current language; `why` is a clause in the current language ("The panel did not answer")."""
+    return unknown_outcome_msg(why).render()
+
+
+def unknown_outcome_msg(why: i18n.Value | None = None) -> i18n.Msg:
+    """`unknown_outcome_text` to render later (`why` a Msg, or a text)."""
+    # i18n: why the outcome of an order is unknown (continues ", so I do not know…")
+    reason = L_("The panel did not answer") if why is None else why
+    # i18n: {why} is a clause such as "The panel did not answer"; the buttons named here are
+    # "It was placed" and "It was not placed" on the order's card
+    return L_("⚠️ {why}, so I do not know whether the order was placed. "
+              "It was <b>not</b> retried, so you will not be charged twice.\n"
+              "Check the order list on the panel's website in a few minutes, then open this "
+              "order in /orders: tap <b>It was placed</b> and send its id, and I will follow it; "
+              "or tap <b>It was not placed</b> and order again with /order.", why=reason)
 
 
 def interrupted_notice(order_id: int, owner_id: int, service_name: str | None) -> Notice:
     """The owner's message about an order cut off while it was being sent (a crash)."""
-    service = esc_short(service_name or "a service", NAME_MAX)
-    why = f"The bot stopped while sending your order of <b>{service}</b>"
-    return Notice(chat_id=owner_id, text=unknown_outcome_text(why), payload={"order": order_id})
+    if service_name:
+        # i18n: why the outcome of an order is unknown (continues ", so I do not know…")
+        why = L_("The bot stopped while sending your order of <b>{service}</b>",
+                 service=esc_short(service_name, NAME_MAX))
+    else:
+        # i18n: why the outcome of an order is unknown (continues ", so I do not know…")
+        why = L_("The bot stopped while sending your order of <b>a service</b>")
+    return notice(owner_id, unknown_outcome_msg(why), {"order": order_id})
 
 
-def unfollowed_notice(owner_id: int, count: int, why: str) -> Notice:
-    """Told once: the bot can no longer follow some of the user's orders, and why."""
-    what = "your unfinished order" if count == 1 else f"your {count} unfinished orders"
-    return Notice(chat_id=owner_id,
-                  text=f"⚠️ I can no longer follow {what}: {esc(why)}. You still find "
-                       f"{'it' if count == 1 else 'them'} in /orders.")
+def unfollowed_notice(owner_id: int, count: int, why: i18n.Value) -> Notice:
+    """Told once: the bot can no longer follow some of the user's orders, and why (`why` a Msg,
+    or an escaped text)."""
+    # i18n: {why} is a clause saying why (the panel key is gone…)
+    text = Ln_("⚠️ I can no longer follow your unfinished order: {why}. You still find it in "
+               "/orders.",
+               "⚠️ I can no longer follow your {n} unfinished orders: {why}. You still find "
+               "them in /orders.", count, why=why)
+    return notice(owner_id, text)

@@ -45,6 +45,7 @@ from typing import Final, Generic, Protocol, TypeVar
 import aiosqlite
 
 from bot.deps import Deps
+from bot.i18n import L_, Msg
 from bot.panel.client import BATCH_SIZE, PanelClient
 from bot.panel.errors import PanelClientError, PanelErrorKind, classify_error
 from bot.panel.models import FINAL_REFILL_STATUSES, ItemError, OrderStatus
@@ -479,14 +480,20 @@ async def poll_refills(deps: Deps, *, now: float | None = None) -> CycleReport:
 # --- accounts the bot can no longer follow ------------------------------------------------------
 
 
-def _unfollowed_reason(deps: Deps, account: str) -> str:
-    """Why the orders of an account without a key are not followed."""
+def _unfollowed_reason(deps: Deps, account: str) -> Msg:
+    """Why the orders of an account without a key are not followed (rendered when sent)."""
     if account == OPERATOR_ACCOUNT:
-        return "the bot's operator removed the panel key they were placed with"
+        # i18n: why the bot can no longer follow someone's orders (after "I can no longer
+        # follow your orders:")
+        return L_("the bot's operator removed the panel key they were placed with")
     if deps.keybox is None:
-        return ("the bot's operator turned off connected keys (SECRET_KEY is not set), so I "
-                "cannot use the key they were placed with")
-    return "the panel key they were placed with is no longer connected (/connect it again)"
+        # i18n: why the bot can no longer follow someone's orders (after "I can no longer
+        # follow your orders:")
+        return L_("the bot's operator turned off connected keys (SECRET_KEY is not set), so I "
+                  "cannot use the key they were placed with")
+    # i18n: why the bot can no longer follow someone's orders (after "I can no longer follow
+    # your orders:")
+    return L_("the panel key they were placed with is no longer connected (/connect it again)")
 
 
 async def tell_unfollowed(deps: Deps, *, now: float | None = None) -> int:
