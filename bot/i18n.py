@@ -27,13 +27,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_datetime
+from babel.dates import format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -175,11 +176,11 @@ def decimal(value: Decimal, *, places: int = 2, keep: int = 2) -> str:
 
 
 def when(timestamp: float) -> str:
-    """A moment (unix seconds, shown in UTC) for the current language: date and time."""
-    from datetime import UTC, datetime
-
+    """A moment (unix seconds, shown in UTC) for the current language: "Dec 1, 2026 11:25 UTC",
+    "1 дек. 2026 г. 11:25 UTC" (24-hour time everywhere: no AM/PM to misread)."""
     moment = datetime.fromtimestamp(timestamp, tz=UTC)
-    return format_datetime(moment, format="short", locale=locale()) + " UTC"
+    day = format_skeleton("yMMMd", moment, locale=locale())
+    return f"{day} {format_skeleton('Hm', moment, locale=locale())} UTC"
 
 
 # --- texts for later ---------------------------------------------------------------------------
