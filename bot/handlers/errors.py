@@ -141,7 +141,7 @@ async def _tell_admins(context: BotContext, deps: Deps, error: BaseException | N
     except Exception:  # the database may be what failed
         admins = set(deps.settings.admin_ids)
     for admin in sorted(admins):
-        with i18n.speaking(deps.languages.of(admin)):  # the admin's language, not the user's
+        with i18n.speaking(await _language_of(deps, admin)):  # the admin's, not the user's
             text = _alert_text(error, where, more)
         try:
             await context.bot.send_message(admin, text)
@@ -160,3 +160,12 @@ def _alert_text(error: BaseException | None, where: str, more: int) -> str:
                                 "(+{n} more since the last alert; see the log)", more).format(
             n=more)
     return text
+
+
+async def _language_of(deps: Deps, user_id: int) -> str:
+    """A user's language (chosen, or Telegram's as last seen), or the default when the database
+    cannot say (it may be what failed)."""
+    try:
+        return deps.languages.of_user(await users.get_user(deps.db, user_id))
+    except Exception:
+        return deps.languages.of(user_id)
