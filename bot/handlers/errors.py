@@ -17,16 +17,19 @@ from pathlib import Path
 from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 
+from bot import i18n
 from bot.deps import DEPS_KEY, BotContext, Deps
 from bot.handlers.common import answer
+from bot.handlers.language import speak_their_language
+from bot.i18n import N_, _, ngettext
 from bot.logs import REDACTOR
 from bot.panel.errors import PanelClientError
 from storage import users
 
 log = logging.getLogger(__name__)
 
-SORRY = "Something went wrong on my side."
-CHECK_ORDERS = "If you were confirming an order, check /orders before trying again."
+SORRY = N_("Something went wrong on my side.")
+CHECK_ORDERS = N_("If you were confirming an order, check /orders before trying again.")
 ALERT_INTERVAL = 60.0
 LAST_ALERT = "errors.last_alert"
 SUPPRESSED = "errors.suppressed"
@@ -103,13 +106,16 @@ def _describe(update: object | None, context: BotContext) -> str:
 
 
 async def _tell_user(update: Update, context: BotContext, error: BaseException | None) -> None:
-    """Says something went wrong, and whether anything may have been ordered."""
+    """Says something went wrong, and whether anything may have been ordered (in the user's
+    language: the error may have come before the handler that sets it ran)."""
+    await speak_their_language(update, context)
+    sorry = _(SORRY)
     detail = ""
     if isinstance(error, PanelClientError):
         detail = " " + error.user_message
-    text = f"{SORRY}{detail}\n{CHECK_ORDERS}"
+    text = f"{sorry}{detail}\n{_(CHECK_ORDERS)}"
     try:
-        await answer(update.callback_query, SORRY)
+        await answer(update.callback_query, sorry)
     except TelegramError as exc:
         log.info("Could not answer the button after an error: %s", exc)
     if update.effective_chat is None:
@@ -130,16 +136,36 @@ async def _tell_admins(context: BotContext, deps: Deps, error: BaseException | N
         return
     deps.state[LAST_ALERT] = now
     more = deps.state.pop(SUPPRESSED, 0)
-    text = (f"⚠️ Unexpected error: {type(error).__name__}: {_first_line(error)}\n"
-            f"in {where}")
-    if more:
-        text += f"\n(+{more} more since the last alert; see the log)"
     try:
         admins = set(deps.settings.admin_ids) | await users.admin_user_ids(deps.db)
     except Exception:  # the database may be what failed
         admins = set(deps.settings.admin_ids)
     for admin in sorted(admins):
+        with i18n.speaking(await _language_of(deps, admin)):  # the admin's, not the user's
+            text = _alert_text(error, where, more)
         try:
             await context.bot.send_message(admin, text)
         except TelegramError as exc:
             log.info("Could not alert admin %d: %s", admin, exc)
+
+
+def _alert_text(error: BaseException | None, where: str, more: int) -> str:
+    """The admins' message about an unexpected error (plain text, in the current language)."""
+    # i18n: an alert to the admins: {error} is the exception's type, {detail} its first line,
+    # {where} the place in the code (module.function:line)
+    text = _("⚠️ Unexpected error: {error}: {detail}\nin {where}").format(
+        error=type(error).__name__, detail=_first_line(error), where=where)
+    if more:
+        text += "\n" + ngettext("(+{n} more since the last alert; see the log)",
+                                "(+{n} more since the last alert; see the log)", more).format(
+            n=more)
+    return text
+
+
+async def _language_of(deps: Deps, user_id: int) -> str:
+    """A user's language (chosen, or Telegram's as last seen), or the default when the database
+    cannot say (it may be what failed)."""
+    try:
+        return deps.languages.of_user(await users.get_user(deps.db, user_id))
+    except Exception:
+        return deps.languages.of(user_id)

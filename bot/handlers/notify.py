@@ -10,37 +10,52 @@ from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, Type
 from bot.callbacks import pack, unpack
 from bot.deps import BotContext
 from bot.handlers.common import answer, esc, remember_user, reply, show
+from bot.i18n import N_, _
 from storage import users
 from storage.users import NOTIFY_MODES, NotifyMode
 
 #: Runs before every other handler group: a user who writes has unblocked the bot.
 SEEN_GROUP: Final = -1
 
+#: Each mode's name (a button) and what it means, in English: translate with _() where shown.
 LABELS: Final[dict[str, str]] = {
-    "all": "Every change",
-    "final": "Final only",
-    "off": "Off",
+    # i18n: a /notify choice (button): a message for every status change of an order
+    "all": N_("Every change"),
+    # i18n: a /notify choice (button): a message only when an order ends
+    "final": N_("Final only"),
+    # i18n: a /notify choice (button): no messages about orders
+    "off": N_("Off"),
 }
 MEANINGS: Final[dict[str, str]] = {
-    "all": "every status change of your orders (Pending → In progress → Completed)",
-    "final": "only when an order ends: Completed, Partial, Canceled, or lost",
-    "off": "nothing; you can still look at /orders",
+    # i18n: what the /notify choice "Every change" means; the statuses are the panel's words
+    "all": N_("every status change of your orders (Pending → In progress → Completed)"),
+    # i18n: what the /notify choice "Final only" means; the statuses are the panel's words
+    "final": N_("only when an order ends: Completed, Partial, Canceled, or lost"),
+    # i18n: what the /notify choice "Off" means
+    "off": N_("nothing; you can still look at /orders"),
 }
 
 
 def notify_text(mode: str, *, saved: bool = False) -> str:
     """The /notify message: the current mode and what each choice means."""
-    lead = "Saved. " if saved else ""
-    lines = [f"{lead}<b>Notifications</b>: {LABELS[mode]} – {MEANINGS[mode]}.", ""]
-    lines += [f"• <b>{LABELS[m]}</b>: {MEANINGS[m]}" for m in LABELS]
-    lines += ["", "Refills are reported when they end, unless notifications are off."]
+    label, meaning = _(LABELS[mode]), _(MEANINGS[mode])
+    if saved:
+        head = _("Saved. <b>Notifications</b>: {label} – {meaning}.").format(
+            label=label, meaning=meaning)
+    else:
+        head = _("<b>Notifications</b>: {label} – {meaning}.").format(label=label,
+                                                                       meaning=meaning)
+    lines = [head, ""]
+    lines += [f"• <b>{_(LABELS[m])}</b>: {_(MEANINGS[m])}" for m in LABELS]
+    lines += ["", _("Refills are reported when they end, unless notifications are off.")]
     return "\n".join(lines)
 
 
 def notify_markup(mode: str) -> InlineKeyboardMarkup:
     """One button per mode, the current one ticked."""
     return InlineKeyboardMarkup([[
-        InlineKeyboardButton(("✅ " if m == mode else "") + LABELS[m], callback_data=pack("nt", m))
+        InlineKeyboardButton(("✅ " if m == mode else "") + _(LABELS[m]),
+                             callback_data=pack("nt", m))
         for m in LABELS
     ]])
 
@@ -65,8 +80,9 @@ async def notify_command(update: Update, context: BotContext) -> None:
         return
     wanted = args[0].strip().lower()
     if wanted not in NOTIFY_MODES:
-        await reply(update, f"Unknown choice “{esc(args[0][:30])}”: use all, final or off.",
-                    notify_markup(mode))
+        # i18n: all, final and off are what to type after /notify: keep them as they are
+        await reply(update, _("Unknown choice “{choice}”: use all, final or off.").format(
+            choice=esc(args[0][:30])), notify_markup(mode))
         return
     await users.set_notify(context.deps.db, user.id, cast(NotifyMode, wanted))
     await reply(update, notify_text(wanted, saved=True), notify_markup(wanted))
@@ -81,11 +97,12 @@ async def notify_pressed(update: Update, context: BotContext) -> None:
     parts = unpack(query.data)
     wanted = parts[1] if len(parts) == 2 else ""
     if wanted not in NOTIFY_MODES:
-        await answer(query, "This button is no longer valid.")
+        await answer(query, _("This button is no longer valid."))
         return
     await _current_mode(update, context)
     await users.set_notify(context.deps.db, user.id, cast(NotifyMode, wanted))
-    await answer(query, f"Notifications: {LABELS[wanted]}")
+    # i18n: the answer to a /notify button: the choice just saved
+    await answer(query, _("Notifications: {label}").format(label=_(LABELS[wanted])))
     await show(update, notify_text(wanted, saved=True), notify_markup(wanted))
 
 

@@ -39,10 +39,11 @@ from bot.handlers import wizard
 from bot.handlers.common import BANNED, answer, esc, remember_user, reply, show
 from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
 from bot.handlers.shop import top_up_hint
-from bot.i18n import N_
+from bot.i18n import L_, N_, _
 from bot.order_views import format_time
 from bot.services import payments, wallet
 from bot.services.accounts import role_of
+from bot.services.notices import notice
 from bot.services.payments import Invoice, TopupRefused
 from storage import outbox
 
@@ -52,20 +53,23 @@ WAITING_AMOUNT = 1
 END = ConversationHandler.END
 AMOUNTS_PER_ROW = 3
 MAX_USER_ID = 2**53
-SHOP_ONLY = "This bot is not a shop (MODE=team): there are no wallets to top up."
-NOT_ADMIN = "This command is for the bot's admins."
-REFUND_USAGE = ("Usage: <code>/refund &lt;user id&gt; &lt;charge id&gt;</code>: the charge id "
-                "is on the customer's wallet (/wallet &lt;user id&gt;) or their receipt.")
-CHECKOUT_FAILED = "Something went wrong on our side: nothing was charged. Please try again."
+SHOP_ONLY = N_("This bot is not a shop (MODE=team): there are no wallets to top up.")
+NOT_ADMIN = N_("This command is for the bot's admins.")
+REFUND_USAGE = N_("Usage: <code>/refund &lt;user id&gt; &lt;charge id&gt;</code>: the charge id "
+                  "is on the customer's wallet (/wallet &lt;user id&gt;) or their receipt.")
+CHECKOUT_FAILED = N_("Something went wrong on our side: nothing was charged. Please try again.")
+NO_LONGER_VALID = N_("This button is no longer valid.")
 
-DEFAULT_PAYSUPPORT = (
+# The built-in texts of /paysupport and /terms (PAYSUPPORT_TEXT and TERMS_TEXT, the operator's
+# own words, replace them and are shown as written).
+DEFAULT_PAYSUPPORT = N_(
     "💬 <b>Payment support</b>\n"
     "Questions about a top-up, a payment or a refund? Write to this shop's admins and tell "
     "them your user id (below) and when you paid: the receipt is in this chat.\n"
     "A payment in Telegram Stars can be refunded to your Stars while your wallet still holds "
     "what it added."
 )
-DEFAULT_TERMS = (
+DEFAULT_TERMS = N_(
     "📄 <b>Terms</b>\n"
     "• A top-up buys credit in this shop's wallet, in the shop's currency, at the rate in Stars "
     "shown on its invoice. Credit is spent on orders in this bot; it cannot be withdrawn, "
@@ -94,19 +98,22 @@ async def amounts_question(deps: Deps, user_id: int,
     currency = funds.currency
     lines = [f"❌ {esc(error)}", ""] if error else []
     if not currency:
-        lines.append("The shop's currency cannot be read now: try again in a minute.")
+        lines.append(_(payments.NO_CURRENCY))
         return "\n".join(lines), None
     low, high = payments.smallest(settings, currency), payments.largest(settings, currency)
-    lines += [f"💳 <b>Top up your wallet</b> with Telegram Stars "
-              f"({esc(payments.rate_text(settings, currency))}).",
-              f"Your wallet: <b>{esc(wallet.show(funds.amount, currency))}</b>", "",
-              f"Tap an amount, or another one between {esc(wallet.show(low, currency))} and "
-              f"{esc(wallet.show(high, currency))}. You pay in the invoice that follows."]
+    lines += [_("💳 <b>Top up your wallet</b> with Telegram Stars ({rate}).").format(
+                  rate=esc(payments.rate_text(settings, currency))),
+              _("Your wallet: <b>{balance}</b>").format(
+                  balance=esc(wallet.show(funds.amount, currency))), "",
+              _("Tap an amount, or another one between {low} and {high}. You pay in the "
+                "invoice that follows.").format(low=esc(wallet.show(low, currency)),
+                                                 high=esc(wallet.show(high, currency)))]
     buttons = [InlineKeyboardButton(amount_label(settings, amount, currency),
                                     callback_data=pack("tp", "a", format(amount, "f")))
                for amount in payments.offered(settings, currency)]
     rows = [buttons[i : i + AMOUNTS_PER_ROW] for i in range(0, len(buttons), AMOUNTS_PER_ROW)]
-    rows.append([InlineKeyboardButton("✏️ Other amount", callback_data="tp:o")])
+    # i18n: button under the top-up amounts: type an amount of your own
+    rows.append([InlineKeyboardButton(_("✏️ Other amount"), callback_data="tp:o")])
     return "\n".join(lines), InlineKeyboardMarkup(rows)
 
 
@@ -115,10 +122,10 @@ def typed_question(deps: Deps, currency: str, error: str | None = None) -> str:
     settings = deps.settings
     low, high = payments.smallest(settings, currency), payments.largest(settings, currency)
     lines = [f"❌ {esc(error)}", ""] if error else []
-    lines.append(f"Send the amount to top up, between {esc(wallet.show(low, currency))} and "
-                 f"{esc(wallet.show(high, currency))}, e.g. <code>10</code> or "
-                 f"<code>7.50</code> ({esc(payments.rate_text(settings, currency))}). /cancel "
-                 "to leave.")
+    lines.append(_("Send the amount to top up, between {low} and {high}, e.g. <code>10</code> or "
+                   "<code>7.50</code> ({rate}). /cancel to leave.").format(
+        low=esc(wallet.show(low, currency)), high=esc(wallet.show(high, currency)),
+        rate=esc(payments.rate_text(settings, currency))))
     return "\n".join(lines)
 
 
@@ -129,11 +136,13 @@ async def _refusal(update: Update, context: BotContext) -> str | None:
     if user is None:
         return ""
     if not settings.shop_mode:
-        return SHOP_ONLY
+        return _(SHOP_ONLY)
     if not payments.enabled(settings):
-        return f"This shop does not take Telegram Stars. {top_up_hint(user.id)}"
+        # i18n: {how} is one sentence saying how to top up instead (ask an admin)
+        return _("This shop does not take Telegram Stars. {how}").format(
+            how=top_up_hint(user.id))
     reason = await payments.why_not(context.deps, user.id)
-    return None if reason is None else BANNED
+    return None if reason is None else _(BANNED)
 
 
 # --- sending an invoice -----------------------------------------------------------------------
@@ -219,13 +228,13 @@ async def amount_button(update: Update, context: BotContext) -> int:
     try:
         amount = Decimal(unpack(query.data)[2])
     except (IndexError, InvalidOperation):
-        await answer(query, "This button is no longer valid.")
+        await answer(query, _(NO_LONGER_VALID))
         return END
     reason = await _invoice_for(update, context, amount)
     if reason:
-        await answer(query, reason[:200], alert=True)
+        await answer(query, reason, alert=True)
         return END
-    await answer(query, "Invoice sent: pay it below.")
+    await answer(query, _("Invoice sent: pay it below."))
     return END
 
 
@@ -242,7 +251,7 @@ async def other_amount(update: Update, context: BotContext) -> int | None:
         return END
     currency = (await wallet.balance(context.deps, user.id)).currency
     if not currency:
-        await reply(update, "The shop's currency cannot be read now: try again in a minute.")
+        await reply(update, _(payments.NO_CURRENCY))
         return END
     await reply(update, typed_question(context.deps, currency))
     return WAITING_AMOUNT
@@ -277,14 +286,14 @@ async def summary_topup_button(update: Update, context: BotContext) -> None:
     user, chat = update.effective_user, update.effective_chat
     draft_id = int_arg(unpack(query.data if query else None), 2)
     if query is None or user is None or chat is None or draft_id is None:
-        await answer(query, "This button is no longer valid.")
+        await answer(query, _(NO_LONGER_VALID))
         return
     try:
         invoice = await payments.topup_for_draft(context.deps, user.id, chat.id, draft_id)
     except TopupRefused as exc:
-        await answer(query, str(exc)[:200], alert=True)
+        await answer(query, str(exc), alert=True)
         return
-    await answer(query, "Invoice sent: once it is paid, the summary comes back with Confirm.")
+    await answer(query, _("Invoice sent: once it is paid, the summary comes back with Confirm."))
     await send_invoice(update, context, invoice)
 
 
@@ -301,7 +310,7 @@ async def pre_checkout(update: Update, context: BotContext) -> None:
             context.deps, user_id=query.from_user.id, payload=query.invoice_payload,
             currency=query.currency, total_amount=query.total_amount)
     except Exception:
-        await query.answer(ok=False, error_message=CHECKOUT_FAILED)
+        await query.answer(ok=False, error_message=_(CHECKOUT_FAILED))
         raise
     if reason is None:
         await query.answer(ok=True)
@@ -325,19 +334,23 @@ async def payment_received(update: Update, context: BotContext) -> None:
         provider_charge_id=paid.provider_payment_charge_id)
     entry = payment.entry
     if entry is None:
-        await reply(update, f"⚠️ Your payment of {paid.total_amount} ⭐ arrived, but it could "
-                            "not be added to your wallet. The shop's admins have been told and "
-                            "will refund it; see /paysupport.")
+        await reply(update, _("⚠️ Your payment of {stars} ⭐ arrived, but it could not be added "
+                              "to your wallet. The shop's admins have been told and will refund "
+                              "it; see /paysupport.").format(
+            stars=paid.total_amount))
         return
     amount = esc(wallet.show(entry.amount, entry.currency))
     if payment.new:
-        text = (f"✅ <b>Payment received</b>: {amount} added to your wallet "
-                f"({payment.topup.stars} ⭐). Balance: "
-                f"<b>{esc(wallet.show(entry.balance_after, entry.currency))}</b>.")
+        text = _("✅ <b>Payment received</b>: {amount} added to your wallet ({stars} ⭐). "
+                 "Balance: <b>{balance}</b>.").format(
+            amount=amount, stars=payment.topup.stars,
+            balance=esc(wallet.show(entry.balance_after, entry.currency)))
     else:
         funds = await wallet.balance(deps, user.id)
-        text = (f"✅ This payment is in your wallet already ({amount}). Balance: "
-                f"<b>{esc(wallet.show(funds.amount, funds.currency))}</b>.")
+        text = _("✅ This payment is in your wallet already ({amount}). Balance: "
+                 "<b>{balance}</b>.").format(amount=amount,
+                                             balance=esc(wallet.show(funds.amount,
+                                                                     funds.currency)))
     await reply(update, text)
     draft_id = payment.topup.draft_id
     if payment.new and draft_id is not None:
@@ -352,10 +365,10 @@ async def _admin_in_shop(update: Update, context: BotContext) -> bool:
     await remember_user(update, context)
     user = update.effective_user
     if user is None or await role_of(context.deps, user.id) != "admin":
-        await reply(update, NOT_ADMIN)
+        await reply(update, _(NOT_ADMIN))
         return False
     if not context.deps.settings.shop_mode:
-        await reply(update, SHOP_ONLY)
+        await reply(update, _(SHOP_ONLY))
         return False
     return True
 
@@ -373,30 +386,46 @@ async def telegram_refund(context: BotContext, user_id: int, charge_id: str) -> 
 def refund_text(outcome: payments.RefundOutcome) -> str:
     """What an admin is told about a refund (HTML)."""
     topup = outcome.topup
-    who = f"<code>{topup.user_id}</code>"
-    what = f"{topup.stars} ⭐" + ("" if topup.amount is None else
-                                  f" ({esc(wallet.show(topup.amount, topup.currency))})")
+    user = topup.user_id
+    what = f"{topup.stars} ⭐"
+    if topup.amount is not None:
+        what += f" ({esc(wallet.show(topup.amount, topup.currency))})"
     if isinstance(outcome, payments.Refunded):
         if outcome.before:
-            return f"✅ That payment of {what} by {who} was refunded before: nothing more to do."
-        taken = ("" if outcome.debit is None else
-                 f" {esc(wallet.show(-outcome.debit.amount, outcome.debit.currency))} was "
-                 f"taken from the wallet (balance now "
-                 f"{esc(wallet.show(outcome.debit.balance_after, outcome.debit.currency))}).")
-        return f"✅ Refunded {what} to {who}'s Telegram Stars.{taken} The customer is told."
+            return _("✅ That payment of {what} by <code>{user}</code> was refunded before: "
+                     "nothing more to do.").format(what=what, user=user)
+        if outcome.debit is None:
+            return _("✅ Refunded {what} to <code>{user}</code>'s Telegram Stars. The customer "
+                     "is told.").format(what=what, user=user)
+        return _("✅ Refunded {what} to <code>{user}</code>'s Telegram Stars. {amount} was taken "
+                 "from the wallet (balance now {balance}). The customer is told.").format(
+            what=what, user=user,
+            amount=esc(wallet.show(-outcome.debit.amount, outcome.debit.currency)),
+            balance=esc(wallet.show(outcome.debit.balance_after, outcome.debit.currency)))
     if isinstance(outcome, payments.RefundShort):
-        return (f"❌ Not refunded: the wallet of {who} holds "
-                f"{esc(wallet.show(outcome.balance, outcome.currency))}, less than the "
-                f"{esc(wallet.show(outcome.amount, outcome.currency))} this payment added "
-                "(it was spent). Nothing was changed.")
+        return _("❌ Not refunded: the wallet of <code>{user}</code> holds {balance}, less than "
+                 "the {amount} this payment added (it was spent). Nothing was changed.").format(
+            user=user, balance=esc(wallet.show(outcome.balance, outcome.currency)),
+            amount=esc(wallet.show(outcome.amount, outcome.currency)))
     if isinstance(outcome, payments.RefundRefused):
-        back = "" if outcome.back is None else " The wallet's debit was given back."
-        return f"❌ Telegram refused the refund of {what}: {esc(outcome.reason)}.{back}"
-    held = ("" if outcome.held is None else
-            f" The {esc(wallet.show(-outcome.held.amount, outcome.held.currency))} stays "
-            "held from the wallet meanwhile.")
-    return (f"⚠️ Telegram did not answer the refund of {what} ({esc(outcome.error)}), so I do "
-            f"not know whether it went through.{held} Run the same /refund again to finish it.")
+        # i18n: {reason} is Telegram's own error text, as Telegram wrote it
+        if outcome.back is None:
+            return _("❌ Telegram refused the refund of {what}: {reason}.").format(
+                what=what, reason=esc(outcome.reason))
+        # i18n: {reason} is Telegram's own error text, as Telegram wrote it
+        return _("❌ Telegram refused the refund of {what}: {reason}. The wallet's debit was "
+                 "given back.").format(what=what, reason=esc(outcome.reason))
+    if outcome.held is None:
+        # i18n: {error} is the name of the error (TimedOut, NetworkError)
+        return _("⚠️ Telegram did not answer the refund of {what} ({error}), so I do not know "
+                 "whether it went through. Run the same /refund again to finish it.").format(
+            what=what, error=esc(outcome.error))
+    # i18n: {error} is the name of the error (TimedOut, NetworkError)
+    return _("⚠️ Telegram did not answer the refund of {what} ({error}), so I do not know "
+             "whether it went through. The {amount} stays held from the wallet meanwhile. Run "
+             "the same /refund again to finish it.").format(
+        what=what, error=esc(outcome.error),
+        amount=esc(wallet.show(-outcome.held.amount, outcome.held.currency)))
 
 
 async def _refund(context: BotContext, user_id: int, charge_id: str) -> str:
@@ -427,7 +456,7 @@ async def refund_command(update: Update, context: BotContext) -> None:
     args = context.args or []
     target = _user_id(args[0]) if len(args) == 2 else None
     if target is None or not 1 <= len(args[1]) <= 200:
-        await reply(update, REFUND_USAGE)
+        await reply(update, _(REFUND_USAGE))
         return
     await reply(update, await _refund(context, target, args[1]))
 
@@ -439,30 +468,36 @@ async def refund_button(update: Update, context: BotContext) -> None:
     if query is None or user is None:
         return
     if await role_of(context.deps, user.id) != "admin":
-        await answer(query, NOT_ADMIN)
+        await answer(query, _(NOT_ADMIN))
         return
     parts = unpack(query.data)
     topup_id = int_arg(parts, 1)
     topup = None if topup_id is None else await payments.by_id(context.deps, topup_id)
     if topup is None or topup.charge_id is None:
-        await answer(query, "This button is no longer valid.")
+        await answer(query, _(NO_LONGER_VALID))
         return
     back = InlineKeyboardMarkup([[InlineKeyboardButton(
-        "◀ Wallet", callback_data=pack("wl", topup.user_id, 0))]])
+        # i18n: button back to a customer's wallet
+        _("◀ Wallet"), callback_data=pack("wl", topup.user_id, 0))]])
     if parts[2:3] != ["y"]:
         await answer(query)
-        taken = ("nothing is taken from the wallet (it was never credited)"
-                 if topup.amount is None else
-                 f"the wallet is debited {esc(wallet.show(topup.amount, topup.currency))} first")
-        await show(update, (
-            f"↩️ Refund the Stars payment of <code>{topup.user_id}</code>: {topup.stars} ⭐, "
-            f"paid {format_time(topup.paid_at or topup.created_at)}?\nCharge id: "
-            f"<code>{esc(topup.charge_id)}</code>\nThe Stars go back to the customer; {taken}."),
-            InlineKeyboardMarkup([
-                [InlineKeyboardButton("↩️ Yes, refund", callback_data=pack("rf", topup.id, "y"))],
-                *back.inline_keyboard]))
+        question = _("↩️ Refund the Stars payment of <code>{user}</code>: {stars} ⭐, paid "
+                     "{when}?\nCharge id: <code>{charge}</code>").format(
+            user=topup.user_id, stars=topup.stars,
+            when=format_time(topup.paid_at or topup.created_at), charge=esc(topup.charge_id))
+        if topup.amount is None:
+            taken = _("The Stars go back to the customer; nothing is taken from the wallet (it "
+                      "was never credited).")
+        else:
+            taken = _("The Stars go back to the customer; the wallet is debited {amount} "
+                      "first.").format(amount=esc(wallet.show(topup.amount, topup.currency)))
+        await show(update, f"{question}\n{taken}", InlineKeyboardMarkup([
+            # i18n: button confirming an admin's refund of a Stars payment
+            [InlineKeyboardButton(_("↩️ Yes, refund"), callback_data=pack("rf", topup.id, "y"))],
+            *back.inline_keyboard]))
         return
-    await answer(query, "Refunding…")
+    # i18n: the answer to the refund confirmation button, while Telegram is asked
+    await answer(query, _("Refunding…"))
     await show(update, await _refund(context, topup.user_id, topup.charge_id), back)
 
 
@@ -473,16 +508,16 @@ async def paysupport_command(update: Update, context: BotContext) -> None:
     """/paysupport: how to get help with a payment (Telegram asks bots taking payments)."""
     user = update.effective_user
     text = context.deps.settings.paysupport_text
-    body = DEFAULT_PAYSUPPORT if text is None else esc(text)
+    body = _(DEFAULT_PAYSUPPORT) if text is None else esc(text)
     if user is not None:
-        body += f"\n\nYour user id: <code>{user.id}</code>"
+        body += "\n\n" + _("Your user id: <code>{id}</code>").format(id=user.id)
     await reply(update, body)
 
 
 async def terms_command(update: Update, context: BotContext) -> None:
     """/terms: the terms of top-ups and orders."""
     text = context.deps.settings.terms_text
-    await reply(update, DEFAULT_TERMS if text is None else esc(text))
+    await reply(update, _(DEFAULT_TERMS) if text is None else esc(text))
 
 
 # --- wiring -----------------------------------------------------------------------------------
@@ -491,9 +526,9 @@ async def terms_command(update: Update, context: BotContext) -> None:
 async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
     """The wait for a typed amount, restored after a restart, ended after ORDER_TIMEOUT."""
     deps: Deps = app.bot_data[DEPS_KEY]
-    await outbox.enqueue_notification(
-        deps.db, chat_id=chat_id, text="I stopped waiting for the top-up amount; nothing was "
-                                       "charged. Send /topup again when you are ready.")
+    await outbox.enqueue_notice(deps.db, notice(chat_id, L_(
+        "I stopped waiting for the top-up amount; nothing was charged. Send /topup again when "
+        "you are ready.")))
 
 
 def early_handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotContext,

@@ -26,6 +26,7 @@ exactly once, refunds, and their audit (the rules; Telegram is the handlers' bus
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import secrets
@@ -35,12 +36,15 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from bot import i18n
 from bot.config import MAX_INVOICE_STARS, Settings, stars_for
 from bot.deps import Deps
+from bot.i18n import L_, N_, Msg, _
 from bot.services import shop, wallet
 from bot.services.accounts import is_banned
-from bot.services.pricing import minor_unit, round_down, round_up
-from bot.text import esc
+from bot.services.notices import notice
+from bot.services.pricing import minor_digits, minor_unit, round_down, round_up
+from bot.text import esc, shorten
 from storage import orders, outbox
 from storage import payments as store
 from storage import wallet as ledger
@@ -56,14 +60,23 @@ TOPUP_TTL: Final = 3600.0
 PAYLOAD_PREFIX: Final = "topup"
 _AMOUNT = re.compile(r"^\d{1,12}([.,]\d{1,8})?$")
 _PAYLOAD = re.compile(r"^topup:(\d{1,18}):([A-Za-z0-9_-]{8,64})$")
+#: Telegram's limits on an invoice's texts (characters).
+TITLE_MAX: Final = 32
+DESCRIPTION_MAX: Final = 255
+LABEL_MAX: Final = 64
+STARS_OFF: Final = N_("Top-ups with Telegram Stars are off in this shop.")
+NO_CURRENCY: Final = N_("The shop's currency cannot be read now: try again in a minute.")
+NEW_INVOICE: Final = N_("This invoice has expired: ask for a new one with /topup.")
 
 
 class TopupRefused(Exception):
-    """A top-up that cannot be made; the text is a one-line reason for the customer."""
+    """A top-up that cannot be made; the text is a one-line reason for the customer (translated
+    when raised, in the language of the update being handled)."""
 
 
 class RefundError(Exception):
-    """A refund that cannot be asked for; the text is a one-line reason for the admin."""
+    """A refund that cannot be asked for; the text is a one-line reason for the admin (translated
+    when raised)."""
 
 
 class TelegramRefused(Exception):
@@ -116,7 +129,7 @@ def enabled(settings: Settings) -> bool:
 def _rate(settings: Settings) -> Decimal:
     rate = settings.stars_per_unit
     if rate is None or not settings.shop_mode:
-        raise TopupRefused("Top-ups with Telegram Stars are off in this shop.")
+        raise TopupRefused(_(STARS_OFF))
     return rate
 
 
@@ -155,9 +168,11 @@ def check_amount(settings: Settings, amount: Decimal, currency: str) -> None:
         raise TopupRefused(str(exc)) from None
     low, high = smallest(settings, currency), largest(settings, currency)
     if amount < low:
-        raise TopupRefused(f"The smallest top-up is {wallet.show(low, currency)}.")
+        raise TopupRefused(_("The smallest top-up is {amount}.").format(
+            amount=wallet.show(low, currency)))
     if amount > high:
-        raise TopupRefused(f"The largest top-up is {wallet.show(high, currency)}.")
+        raise TopupRefused(_("The largest top-up is {amount}.").format(
+            amount=wallet.show(high, currency)))
 
 
 def parse_amount(settings: Settings, text: str, currency: str) -> Decimal:
@@ -167,18 +182,26 @@ def parse_amount(settings: Settings, text: str, currency: str) -> Decimal:
         cleaned = cleaned[: -len(currency)].strip()
     if not _AMOUNT.match(cleaned):
         shown = text.strip()[:20]
-        raise TopupRefused(f"“{shown}” is not an amount: send a number such as 10 or 7.50.")
+        raise TopupRefused(_("“{text}” is not an amount: send a number such as 10 or 7.50.")
+                           .format(text=shown))
     try:
         amount = Decimal(cleaned.replace(",", "."))
     except InvalidOperation:
-        raise TopupRefused("That is not an amount: send a number such as 10 or 7.50.") from None
+        raise TopupRefused(_("That is not an amount: send a number such as 10 or 7.50.")
+                           ) from None
     check_amount(settings, amount, currency)
     return amount
 
 
 def rate_text(settings: Settings, currency: str) -> str:
-    """"77 ⭐ per USD"."""
-    return f"{format(_rate(settings).normalize(), 'f')} ⭐ per {currency or 'unit'}"
+    """"77 ⭐ per USD" (plain text, in the current language)."""
+    rate = _rate(settings).normalize()
+    shown = i18n.decimal(rate, places=max(-int(rate.as_tuple().exponent), 0), keep=0)
+    if not currency:
+        # i18n: the price of a top-up in Telegram Stars (⭐) per unit of the shop's money
+        return _("{rate} ⭐ per unit").format(rate=shown)
+    # i18n: the price of a top-up in Telegram Stars (⭐) per unit of a currency ("77 ⭐ per USD")
+    return _("{rate} ⭐ per {currency}").format(rate=shown, currency=currency)
 
 
 # --- invoices -------------------------------------------------------------------------------
@@ -200,28 +223,36 @@ def invoice_of(settings: Settings, topup: Topup) -> Invoice:
     """The invoice of a pending top-up."""
     assert topup.amount is not None
     amount = wallet.show(topup.amount, topup.currency)
-    what = " for your order" if topup.draft_id is not None else ""
-    description = (f"{amount} added to your wallet in this shop{what}: {topup.stars} ⭐ at "
-                   f"{rate_text(settings, topup.currency)}. Orders are paid from the wallet; "
-                   "see /terms.")
-    return Invoice(topup, "Wallet top-up", description[:255], payload_of(topup),
-                   f"Top-up {amount}"[:64], topup.stars)
+    values = {"amount": amount, "stars": topup.stars,
+              "rate": rate_text(settings, topup.currency)}
+    if topup.draft_id is not None:
+        description = _("{amount} added to your wallet in this shop for your order: {stars} ⭐ "
+                        "at {rate}. Orders are paid from the wallet; see /terms.").format(**values)
+    else:
+        description = _("{amount} added to your wallet in this shop: {stars} ⭐ at {rate}. "
+                        "Orders are paid from the wallet; see /terms.").format(**values)
+    # i18n: the title of a Stars invoice: at most 32 characters (Telegram's limit)
+    title = _("Wallet top-up")
+    # i18n: the price line of a Stars invoice ("Top-up 10.00 USD")
+    label = _("Top-up {amount}").format(amount=amount)
+    return Invoice(topup, shorten(title, TITLE_MAX), shorten(description, DESCRIPTION_MAX),
+                   payload_of(topup), shorten(label, LABEL_MAX), topup.stars)
 
 
 async def _wallet_currency(deps: Deps, user_id: int) -> str:
     """The currency a top-up of this wallet is in (the wallet's, or the shop's for a new one)."""
     funds = await wallet.balance(deps, user_id)
     if not funds.currency:
-        raise TopupRefused("The shop's currency cannot be read now: try again in a minute.")
+        raise TopupRefused(_(NO_CURRENCY))
     return funds.currency
 
 
 async def why_not(deps: Deps, user_id: int) -> str | None:
     """Why this user cannot top up with Stars now (None: they can)."""
     if not enabled(deps.settings):
-        return "Top-ups with Telegram Stars are off in this shop."
+        return _(STARS_OFF)
     if await is_banned(deps, user_id):
-        return "You cannot top up in this shop."
+        return _("You cannot top up in this shop.")
     return None
 
 
@@ -259,19 +290,19 @@ async def topup_for_draft(deps: Deps, user_id: int, chat_id: int, draft_id: int,
     draft = await orders.get_order(deps.db, draft_id)
     if (draft is None or draft.owner_id != user_id or draft.price is None
             or draft.state not in ("draft", "failed")):
-        raise TopupRefused("This summary is out of date.")
+        raise TopupRefused(_("This summary is out of date."))
     reason = await why_not(deps, user_id)
     if reason is not None:
         raise TopupRefused(reason)
     currency = await _wallet_currency(deps, user_id)
     funds = await wallet.balance(deps, user_id)
     if funds.amount >= draft.price:
-        raise TopupRefused("Your wallet already holds enough for this order: tap Confirm.")
+        raise TopupRefused(_("Your wallet already holds enough for this order: tap Confirm."))
     amount = top_up_for(deps.settings, draft.price, funds.amount, currency)
     if amount is None:
-        raise TopupRefused(f"That is more than one top-up can be "
-                           f"({wallet.show(largest(deps.settings, currency), currency)}): top "
-                           "up in parts with /topup.")
+        raise TopupRefused(_("That is more than one top-up can be ({amount}): top up in parts "
+                             "with /topup.").format(
+            amount=wallet.show(largest(deps.settings, currency), currency)))
     return await new_topup(deps, user_id, chat_id, amount, draft_id=draft_id, now=now)
 
 
@@ -294,24 +325,25 @@ async def check_checkout(deps: Deps, *, user_id: int, payload: str, currency: st
     """Whether Telegram may charge this checkout: None (ok), or the reason the user reads."""
     topup = await _named(deps, payload)
     if topup is None:
-        return "This invoice is not valid: ask for a new one with /topup."
+        return _("This invoice is not valid: ask for a new one with /topup.")
     if topup.user_id != user_id:
-        return "This invoice was made for someone else: ask for your own with /topup."
+        return _("This invoice was made for someone else: ask for your own with /topup.")
     if currency != STARS or total_amount != topup.stars:
-        return "This invoice's price is not right: ask for a new one with /topup."
+        return _("This invoice's price is not right: ask for a new one with /topup.")
     if topup.state != "pending":
         if topup.state == "expired":
-            return "This invoice has expired: ask for a new one with /topup."
-        return "This invoice was paid already: nothing more to pay (see /wallet)."
+            return _(NEW_INVOICE)
+        return _("This invoice was paid already: nothing more to pay (see /wallet).")
     if (time.time() if now is None else now) >= topup.expires_at:
         await store.expire(deps.db, topup.id)
-        return "This invoice has expired: ask for a new one with /topup."
+        return _(NEW_INVOICE)
     reason = await why_not(deps, user_id)
     if reason is not None:
-        return f"{reason} Nothing was charged."
+        # i18n: {reason} is why the user cannot top up (one sentence); the payment is refused
+        return _("{reason} Nothing was charged.").format(reason=reason)
     last = await ledger.last_entry(deps.db, user_id)
     if last is not None and last.currency != topup.currency:
-        return "The shop's currency changed: ask for a new invoice with /topup."
+        return _("The shop's currency changed: ask for a new invoice with /topup.")
     return None
 
 
@@ -334,7 +366,11 @@ class Payment:
 
 
 class _Stray(Exception):
-    """A payment that matches no payable top-up; the text says why."""
+    """A payment that matches no payable top-up; `why` says why (a clause, for the admins)."""
+
+    def __init__(self, why: Msg) -> None:
+        super().__init__(why.msgid)
+        self.why = why
 
 
 async def record_payment(deps: Deps, *, user_id: int, chat_id: int, payload: str,
@@ -353,12 +389,17 @@ async def record_payment(deps: Deps, *, user_id: int, chat_id: int, payload: str
                     db, credit_reference(charge_id)), new=False)
             topup = await _named(deps, payload)
             if topup is None:
-                raise _Stray("its payload names no top-up")
+                # i18n: why a Stars payment was not credited, the end of "… paid 5 ⭐ but {why}"
+                raise _Stray(L_("its payload names no top-up"))
             if topup.user_id != user_id:
-                raise _Stray(f"it paid top-up {topup.id} of user {topup.user_id}")
+                # i18n: why a Stars payment was not credited, the end of "… paid 5 ⭐ but {why}"
+                raise _Stray(L_("it paid top-up {topup} of user {user}", topup=topup.id,
+                                user=topup.user_id))
             if currency != STARS or total_amount != topup.stars or topup.amount is None:
-                raise _Stray(f"it paid {total_amount} {currency} for top-up {topup.id} of "
-                             f"{topup.stars} Stars")
+                # i18n: why a Stars payment was not credited, the end of "… paid 5 ⭐ but {why}"
+                raise _Stray(L_("it paid {total} {currency} for top-up {topup} of {stars} Stars",
+                                total=total_amount, currency=esc(currency), topup=topup.id,
+                                stars=topup.stars))
             if topup.state in ("pending", "expired"):
                 # Expired after an ok pre-checkout: Telegram took the money, so it is credited.
                 moved = await store.mark_paid(db, topup.id, charge_id=charge_id,
@@ -376,9 +417,11 @@ async def record_payment(deps: Deps, *, user_id: int, chat_id: int, payload: str
                 note=f"Telegram Stars: {paid.stars} ⭐", currency=paid.currency, notify=False,
                 now=now)
     except _Stray as exc:
-        why = str(exc)
+        why = exc.why
     except wallet.WalletError as exc:  # e.g. the wallet holds another currency now
-        why = f"it could not be credited: {exc}"
+        # i18n: why a Stars payment was not credited, the end of "… paid 5 ⭐ but {why}";
+        # {reason} is the wallet's one-line reason
+        why = L_("it could not be credited: {reason}", reason=esc(exc))
     else:
         log.info("Stars payment %s: top-up %d of user %d, %s %s credited", charge_id, paid.id,
                  user_id, paid.amount, paid.currency)
@@ -389,23 +432,29 @@ async def record_payment(deps: Deps, *, user_id: int, chat_id: int, payload: str
 
 
 async def _record_stray(deps: Deps, *, user_id: int, chat_id: int, currency: str, stars: int,
-                        charge_id: str, provider_charge_id: str, why: str,
+                        charge_id: str, provider_charge_id: str, why: Msg,
                         now: float | None) -> Payment:
     """Keeps a payment that could not be credited, and tells the admins in the same
-    transaction (a repeat of it finds the row and tells nobody again)."""
+    transaction (a repeat of it finds the row and tells nobody again). The row's note is the
+    reason in English (data, like a log line); each admin reads it in their language."""
+    note = html.unescape(i18n.in_language(why, i18n.SOURCE))
     async with transaction(deps.db):
         known = await store.by_charge(deps.db, charge_id)
         if known is not None:
             return Payment(known, None, new=False)
         row = await store.record_stray(
             deps.db, user_id=user_id, chat_id=chat_id, currency=currency, stars=stars,
-            charge_id=charge_id, provider_charge_id=provider_charge_id, note=why, now=now)
-        await shop.alert_admins(
-            deps, f"⚠️ <b>Stars payment not credited</b>: user <code>{user_id}</code> paid "
-                  f"{stars} ⭐ but {esc(why)}. Refund it with <code>/refund {user_id} "
-                  f"{esc(charge_id)}</code>.", now=now)
+            charge_id=charge_id, provider_charge_id=provider_charge_id, note=note, now=now)
+        alert = L_("⚠️ <b>Stars payment not credited</b>: user <code>{user}</code> paid "
+                   "{stars} ⭐ but {why}. Refund it with <code>/refund {user} {charge}</code>.",
+                   user=user_id, stars=stars, why=why, charge=esc(charge_id))
+        admins = sorted(await shop.admin_ids(deps))
+        for admin in admins:
+            await outbox.enqueue_notice(deps.db, notice(admin, alert), now=now)
+    if not admins:
+        log.warning("No admin to tell: Stars payment %s was not credited", charge_id)
     log.error("Stars payment %s of user %d (%d %s) was not credited: %s", charge_id, user_id,
-              stars, currency, why)
+              stars, currency, note)
     return Payment(row, None, new=True)
 
 
@@ -458,13 +507,21 @@ class _Raced(Exception):
     """Another refund of the same payment moved it first."""
 
 
-def _refund_text(topup: Topup, debit: Entry | None) -> str:
-    """What the customer is told when a payment was refunded (HTML)."""
-    text = f"↩️ Your Telegram Stars payment of <b>{topup.stars} ⭐</b> was refunded"
+def _money(amount: Decimal, currency: str) -> i18n.Money:
+    """An amount of wallet money for a text rendered later (as `wallet.show` shows it)."""
+    return i18n.Money(amount, esc(currency), max(2, minor_digits(currency)))
+
+
+def _refund_text(topup: Topup, debit: Entry | None) -> Msg:
+    """What the customer is told when a payment was refunded (HTML, rendered when sent)."""
+    stars = topup.stars
     if debit is None:
-        return text + "."
-    return (f"{text}: {esc(wallet.show(-debit.amount, debit.currency))} was taken from your "
-            f"wallet. Balance: <b>{esc(wallet.show(debit.balance_after, debit.currency))}</b>.")
+        return L_("↩️ Your Telegram Stars payment of <b>{stars} ⭐</b> was refunded.",
+                  stars=stars)
+    return L_("↩️ Your Telegram Stars payment of <b>{stars} ⭐</b> was refunded: {amount} was "
+              "taken from your wallet. Balance: <b>{balance}</b>.", stars=stars,
+              amount=_money(-debit.amount, debit.currency),
+              balance=_money(debit.balance_after, debit.currency))
 
 
 async def refund(deps: Deps, *, user_id: int, charge_id: str, send_refund: SendRefund,
@@ -474,9 +531,10 @@ async def refund(deps: Deps, *, user_id: int, charge_id: str, send_refund: SendR
     db = deps.db
     topup = await store.by_charge(db, charge_id)
     if topup is None:
-        raise RefundError("No Stars payment with this charge id is known.")
+        raise RefundError(_("No Stars payment with this charge id is known."))
     if topup.user_id != user_id:
-        raise RefundError(f"That payment is not user {user_id}'s (it is {topup.user_id}'s).")
+        raise RefundError(_("That payment is not user {user}'s (it is {owner}'s).").format(
+            user=user_id, owner=topup.user_id))
     if topup.state == "refunded":
         debit = await ledger.get_by_reference(db, refund_reference(charge_id,
                                                                    topup.refund_attempts))
@@ -491,10 +549,10 @@ async def refund(deps: Deps, *, user_id: int, charge_id: str, send_refund: SendR
         except wallet.NotEnough as exc:
             return RefundShort(topup, exc.balance, exc.amount, exc.currency)
         except _Raced:
-            raise RefundError("Another refund of this payment is under way: look again in a "
-                              "moment.") from None
+            raise RefundError(_("Another refund of this payment is under way: look again in a "
+                                "moment.")) from None
     else:
-        raise RefundError("That payment cannot be refunded.")
+        raise RefundError(_("That payment cannot be refunded."))
     try:
         await send_refund(user_id, charge_id)
     except AlreadyRefunded:
@@ -513,8 +571,8 @@ async def refund(deps: Deps, *, user_id: int, charge_id: str, send_refund: SendR
         # once; the other finds it done.
         moved = await store.finish_refund(db, topup.id, now=now)
         if moved:
-            await outbox.enqueue_notification(db, chat_id=user_id,
-                                              text=_refund_text(topup, debit), now=now)
+            await outbox.enqueue_notice(db, notice(user_id, _refund_text(topup, debit)),
+                                        now=now)
     if moved:
         log.info("Stars payment %s of user %d refunded", charge_id, user_id)
     return Refunded(await _reload(deps, topup), debit, before=not moved)
@@ -585,7 +643,8 @@ async def audit(deps: Deps) -> wallet.AuditReport:
         _audit_payment(report, topup, by_reference, accounted)
     for reference in by_reference:
         if reference.startswith("stars:") and reference not in accounted:
-            report.problems.append(f"ledger entry {reference} names no Stars payment")
+            report.problems.append(_("ledger entry {reference} names no Stars payment").format(
+                reference=reference))
     return report
 
 
@@ -594,21 +653,30 @@ def _audit_payment(report: wallet.AuditReport, topup: Topup, by_reference: dict[
     """One payment's credit and refund debits against its state."""
     charge = topup.charge_id
     assert charge is not None
-    where = f"Stars payment {charge} (user {topup.user_id}, {topup.state})"
+    # i18n: the subject of an /audit line; {state} is the payment's state as stored (paid,
+    # refunded, refunding, stray)
+    where = _("Stars payment {charge} (user {user}, {state})").format(
+        charge=charge, user=topup.user_id, state=topup.state)
     credit = by_reference.get(credit_reference(charge))
     accounted.add(credit_reference(charge))
     if topup.amount is None:
         if credit is not None:
-            report.problems.append(f"{where} was never matched but has a credit")
+            report.problems.append(_("{payment} was never matched but has a credit").format(
+                payment=where))
         if topup.state == "stray":
-            report.notes.append(f"{where}: {topup.stars} ⭐ not credited ({topup.note}); "
-                                f"refund it with /refund {topup.user_id} {charge}")
+            # i18n: an /audit note; {why} is the stored reason, in English
+            report.notes.append(_("{payment}: {stars} ⭐ not credited ({why}); refund it with "
+                                  "/refund {user} {charge}").format(
+                payment=where, stars=topup.stars, why=topup.note,
+                user=topup.user_id, charge=charge))
     elif credit is None:
-        report.problems.append(f"{where} has no credit in the wallet")
+        report.problems.append(_("{payment} has no credit in the wallet").format(payment=where))
     elif (credit.user_id, credit.amount, credit.currency) != (topup.user_id, topup.amount,
                                                                topup.currency):
-        report.problems.append(f"{where}: credited {credit.amount} {credit.currency} to "
-                               f"{credit.user_id}, paid {topup.amount} {topup.currency}")
+        report.problems.append(_("{payment}: credited {credited} {credited_currency} to "
+                                 "{user}, paid {paid} {currency}").format(
+            payment=where, credited=credit.amount, credited_currency=credit.currency,
+            user=credit.user_id, paid=topup.amount, currency=topup.currency))
     held = 0
     for attempt in range(1, topup.refund_attempts + 1):
         debit = by_reference.get(refund_reference(charge, attempt))
@@ -616,18 +684,24 @@ def _audit_payment(report: wallet.AuditReport, topup: Topup, by_reference: dict[
         accounted.update({refund_reference(charge, attempt), back_reference(charge, attempt)})
         if debit is None:
             if back is not None:
-                report.problems.append(f"{where}: refund {attempt} given back, never debited")
+                report.problems.append(_("{payment}: refund {attempt} given back, never "
+                                         "debited").format(payment=where, attempt=attempt))
             continue
         if topup.amount is not None and debit.amount != -topup.amount:
-            report.problems.append(f"{where}: refund {attempt} debited {-debit.amount}, "
-                                   f"paid {topup.amount}")
+            report.problems.append(_("{payment}: refund {attempt} debited {debited}, paid "
+                                     "{paid}").format(payment=where, attempt=attempt,
+                                                      debited=-debit.amount, paid=topup.amount))
         if back is None:
             held += 1
         elif back.amount != -debit.amount:
-            report.problems.append(f"{where}: refund {attempt} given back {back.amount}")
+            report.problems.append(_("{payment}: refund {attempt} given back {amount}").format(
+                payment=where, attempt=attempt, amount=back.amount))
     due = 1 if topup.amount is not None and topup.state in ("refunded", "refunding") else 0
     if held != due:
-        report.problems.append(f"{where} has {held} refund debit(s), {due} due")
+        # i18n: an /audit line: how many refund debits a payment has and how many it should
+        report.problems.append(_("{payment} has {held} refund debit(s), {due} due").format(
+            payment=where, held=held, due=due))
     if topup.state == "refunding":
-        report.notes.append(f"{where}: Telegram never confirmed the refund; run "
-                            f"/refund {topup.user_id} {charge} again")
+        report.notes.append(_("{payment}: Telegram never confirmed the refund; run /refund "
+                              "{user} {charge} again").format(payment=where, user=topup.user_id,
+                                                             charge=charge))
