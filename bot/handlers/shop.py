@@ -46,9 +46,16 @@ MAX_USER_ID = 2**53
 # Catalog texts (N_): translated where they are shown, in the reader's language.
 NOT_ADMIN = N_("This command is for the bot's admins.")
 SHOP_ONLY = N_("This bot is not a shop (MODE=team): there are no wallets or shop prices.")
-# i18n: what a wallet entry is, in /wallet's list
-KIND_LABELS = {"topup": N_("Top-up"), "charge": N_("Order"), "refund": N_("Refund"),
-               "adjustment": N_("Adjustment")}
+KIND_LABELS = {
+    # i18n: a kind of wallet entry in /wallet's list: money added (a payment, an admin's credit)
+    "topup": N_("Top-up"),
+    # i18n: a kind of wallet entry in /wallet's list: an order's charge (a noun)
+    "charge": N_("Order"),
+    # i18n: a kind of wallet entry in /wallet's list: money given back for an order (a noun)
+    "refund": N_("Refund"),
+    # i18n: a kind of wallet entry in /wallet's list: an admin's correction
+    "adjustment": N_("Adjustment"),
+}
 _AMOUNT = re.compile(r"^\d{1,12}([.,]\d{1,8})?$")
 
 CREDIT_USAGE = N_("Usage: /credit &lt;user id&gt; &lt;amount&gt; [note], e.g. "
