@@ -16,8 +16,10 @@ import logging
 from telegram import Update
 from telegram.ext import BaseHandler, CommandHandler
 
+from bot import i18n
 from bot.deps import BotContext, Deps
 from bot.handlers.common import esc, remember_user, reply, within_rate_limit
+from bot.i18n import N_, _
 from bot.money import format_money, parse_whole
 from bot.panel.errors import PanelClientError
 from bot.services import shop
@@ -27,7 +29,7 @@ from storage import orders, outbox, users
 
 log = logging.getLogger(__name__)
 
-NOT_ADMIN = "This command is for the bot's admins."
+NOT_ADMIN = N_("This command is for the bot's admins.")  # translated where it is shown
 MAX_USER_ID = 2**53
 
 
@@ -40,7 +42,7 @@ async def _admin(update: Update, context: BotContext) -> bool:
         return True
     await remember_user(update, context)
     log.info("User %d tried an admin command", user.id)
-    await reply(update, NOT_ADMIN)
+    await reply(update, _(NOT_ADMIN))
     return False
 
 
@@ -68,12 +70,19 @@ async def stats(update: Update, context: BotContext) -> None:
                         sorted(by_status.items(), key=lambda item: (-item[1], item[0])))
     tracked = len(await orders.active_orders(db))
     pending = await outbox.count_pending_notifications(db)
+    known, total = await users.count_users(db), sum(by_status.values())
     lines = [
-        "<b>Bot statistics</b>",
-        f"Users: {await users.count_users(db)} known · admins {len(admins)} · allowed "
-        f"{len(allowed)} · with their own key {own_keys}",
-        f"Orders: {sum(by_status.values())}" + (f" ({counts})" if counts else ""),
-        f"Being followed: {tracked} · notifications waiting: {pending}",
+        # i18n: the heading of /stats (admins)
+        _("<b>Bot statistics</b>"),
+        _("Users: {known} known · admins {admins} · allowed {allowed} · with their own key "
+          "{own_keys}").format(known=i18n.number(known), admins=i18n.number(len(admins)),
+                               allowed=i18n.number(len(allowed)),
+                               own_keys=i18n.number(own_keys)),
+        # i18n: {statuses} is the panel's statuses with their counts ("placed 2 · Completed 5")
+        (_("Orders: {total} ({statuses})").format(total=i18n.number(total), statuses=counts)
+         if counts else _("Orders: {total}").format(total=i18n.number(total))),
+        _("Being followed: {tracked} · notifications waiting: {pending}").format(
+            tracked=i18n.number(tracked), pending=i18n.number(pending)),
         await _operator_balance(deps),
     ]
     if deps.settings.shop_mode:
@@ -85,13 +94,18 @@ async def _operator_balance(deps: Deps) -> str:
     """One line: the operator account's balance, or why it is not shown."""
     key = deps.operator_key
     if key is None:
-        return "Panel balance: no operator account (PANEL_KEY is not set)."
-    label = "Sandbox balance (demo)" if deps.demo else "Panel balance"
+        return _("Panel balance: no operator account (PANEL_KEY is not set).")
     try:
         balance = await deps.panel.balance(key)
     except PanelClientError as exc:
-        return f"{label}: could not be read ({esc(exc.user_message)})"
-    return f"{label}: {esc(format_money(balance.balance, balance.currency))}"
+        reason = esc(exc.user_message)
+        if deps.demo:
+            return _("Sandbox balance (demo): could not be read ({reason})").format(reason=reason)
+        return _("Panel balance: could not be read ({reason})").format(reason=reason)
+    amount = esc(format_money(balance.balance, balance.currency))
+    if deps.demo:
+        return _("Sandbox balance (demo): {amount}").format(amount=amount)
+    return _("Panel balance: {amount}").format(amount=amount)
 
 
 async def allow(update: Update, context: BotContext) -> None:
@@ -100,31 +114,32 @@ async def allow(update: Update, context: BotContext) -> None:
         return
     target = _target(context.args)
     if target is None:
-        await reply(update, "Usage: /allow &lt;user id&gt; – the numeric Telegram id "
-                            "(users see theirs when they send /start).")
+        await reply(update, _("Usage: /allow &lt;user id&gt; – the numeric Telegram id "
+                              "(users see theirs when they send /start)."))
         return
     deps = context.deps
     role = await role_of(deps, target)
     if role == "admin":
-        await reply(update, f"<code>{target}</code> is an admin already.")
+        await reply(update, _("<code>{user}</code> is an admin already.").format(user=target))
         return
     if deps.settings.shop_mode:
         await users.set_banned(deps.db, target, False)
-        await reply(update, f"✅ <code>{target}</code> may order from the shop.")
+        await reply(update, _("✅ <code>{user}</code> may order from the shop.").format(
+            user=target))
         return
     if role == "allowed":
-        await reply(update, f"<code>{target}</code> is allowed already.")
+        await reply(update, _("<code>{user}</code> is allowed already.").format(user=target))
         return
     await users.set_role(deps.db, target, "allowed")
     admin = update.effective_user
     log.info("Admin %s allowed user %d", admin.id if admin else "?", target)
-    note = ""
+    text = _("✅ <code>{user}</code> may now order with the operator's panel account.").format(
+        user=target)
     if deps.demo:
-        note = "\n(Demo mode: everyone orders from the sandbox anyway.)"
+        text += "\n" + _("(Demo mode: everyone orders from the sandbox anyway.)")
     elif deps.settings.panel_key is None:
-        note = "\n(PANEL_KEY is not set, so this gives them nothing until it is.)"
-    await reply(update, f"✅ <code>{target}</code> may now order with the operator's panel "
-                        f"account.{note}")
+        text += "\n" + _("(PANEL_KEY is not set, so this gives them nothing until it is.)")
+    await reply(update, text)
 
 
 async def deny(update: Update, context: BotContext) -> None:
@@ -133,35 +148,40 @@ async def deny(update: Update, context: BotContext) -> None:
         return
     target = _target(context.args)
     if target is None:
-        await reply(update, "Usage: /deny &lt;user id&gt; – the numeric Telegram id.")
+        await reply(update, _("Usage: /deny &lt;user id&gt; – the numeric Telegram id."))
         return
     deps = context.deps
     settings = deps.settings
     user = await users.get_user(deps.db, target)
     if target in settings.admin_ids or (user is not None and user.role == "admin"):
-        await reply(update, f"<code>{target}</code> is an admin; admins come from ADMIN_IDS in "
-                            "the bot's configuration.")
+        await reply(update, _("<code>{user}</code> is an admin; admins come from ADMIN_IDS in "
+                              "the bot's configuration.").format(user=target))
         return
     if settings.shop_mode:
         await users.set_banned(deps.db, target, True)
         admin = update.effective_user
         log.info("Admin %s banned user %d from the shop", admin.id if admin else "?", target)
-        await reply(update, f"⛔ <code>{target}</code> is banned from the shop: they can no "
-                            "longer order (/allow lifts it). Their wallet is kept.")
+        await reply(update, _("⛔ <code>{user}</code> is banned from the shop: they can no "
+                              "longer order (/allow lifts it). Their wallet is kept.").format(
+            user=target))
         return
     if target in settings.allowed_user_ids:
-        await reply(update, f"<code>{target}</code> is allowed by ALLOWED_USER_IDS in the bot's "
-                            "configuration: remove them there and restart the bot.")
+        await reply(update, _("<code>{user}</code> is allowed by ALLOWED_USER_IDS in the bot's "
+                              "configuration: remove them there and restart the bot.").format(
+            user=target))
         return
     if user is None or user.role != "allowed":
-        await reply(update, f"<code>{target}</code> had no access; nothing changed.")
+        await reply(update, _("<code>{user}</code> had no access; nothing changed.").format(
+            user=target))
         return
     await users.set_role(deps.db, target, "other")
     admin = update.effective_user
     log.info("Admin %s denied user %d", admin.id if admin else "?", target)
-    own = " They keep using the panel key they connected themselves." if user.panel_key else ""
-    await reply(update, f"⛔ <code>{target}</code> may no longer order with the operator's panel "
-                        f"account.{own}")
+    text = _("⛔ <code>{user}</code> may no longer order with the operator's panel "
+             "account.").format(user=target)
+    if user.panel_key:
+        text += " " + _("They keep using the panel key they connected themselves.")
+    await reply(update, text)
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:

@@ -24,8 +24,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from babel.numbers import UnknownCurrencyError, get_currency_precision
 
+from bot import i18n
 from bot.catalog import ServiceIndex
 from bot.deps import Deps
+from bot.i18n import _
 from bot.panel.models import Service
 from bot.service_types import Pricing, form_for
 from storage import meta
@@ -45,6 +47,14 @@ def minor_digits(currency: str) -> int:
         return int(get_currency_precision(currency.upper())) if currency else 2
     except (UnknownCurrencyError, ValueError):
         return 2
+
+
+def exact(value: Decimal, *, keep: int = 0) -> str:
+    """A percent or a rate as it is (every decimal it has, at least `keep`), written the
+    reader's way: 12.5 / 12,5."""
+    exponent = value.as_tuple().exponent
+    places = max(-exponent if isinstance(exponent, int) else 0, keep)
+    return i18n.decimal(value, places=places, keep=places)
 
 
 def minor_unit(currency: str) -> Decimal:
@@ -146,7 +156,8 @@ def _changed(deps: Deps) -> None:
 
 
 class PriceRefused(ValueError):
-    """A price rule an admin may not set; the text is the one-line reason."""
+    """A price rule an admin may not set; the text is the one-line reason (in the language of
+    the admin's update, where it is raised)."""
 
 
 def parse_percent(text: str) -> Decimal:
@@ -155,19 +166,21 @@ def parse_percent(text: str) -> Decimal:
     try:
         value = Decimal(cleaned)
     except InvalidOperation:
-        raise PriceRefused(f"{text!r} is not a percentage, e.g. 30 or 12.5.") from None
+        raise PriceRefused(_("{text} is not a percentage, e.g. 30 or 12.5.").format(
+            text=repr(text))) from None
     if not value.is_finite() or value < 0:
-        raise PriceRefused("The markup cannot be negative: that would sell below the panel's "
-                           "rate.")
+        raise PriceRefused(_("The markup cannot be negative: that would sell below the panel's "
+                             "rate."))
     if value > MAX_PERCENT:
-        raise PriceRefused(f"At most {MAX_PERCENT}%.")
+        # i18n: the largest markup an admin may set
+        raise PriceRefused(_("At most {percent}%.").format(percent=exact(MAX_PERCENT)))
     return value.normalize() if value == value.to_integral_value() else value
 
 
 async def set_markup(deps: Deps, percent: Decimal) -> PriceList:
     """Sets the shop-wide markup (percent ≥ 0)."""
     if percent < 0:
-        raise PriceRefused("The markup cannot be negative.")
+        raise PriceRefused(_("The markup cannot be negative."))
     await meta.set_meta(deps.db, MARKUP_META, format(percent, "f").encode())
     _changed(deps)
     return await current(deps)
@@ -176,8 +189,11 @@ async def set_markup(deps: Deps, percent: Decimal) -> PriceList:
 async def set_price(deps: Deps, service: Service, price: Decimal) -> PriceList:
     """Sets one service's own price per 1000 (per package); never below the panel's rate."""
     if not price.is_finite() or price < service.rate:
-        raise PriceRefused(f"That is below the panel's current rate for #{service.service} "
-                           f"({service.rate} per {unit_word(service)}): refused.")
+        # i18n: {per} is "per 1000" or "per package"
+        raise PriceRefused(_("That is below the panel's current rate for #{service} ({rate} "
+                             "{per}): refused.").format(service=service.service,
+                                                         rate=exact(service.rate, keep=2),
+                                                         per=per_unit(service)))
     await price_store.set_override(deps.db, service.service, "price", price)
     _changed(deps)
     return await current(deps)
@@ -186,7 +202,7 @@ async def set_price(deps: Deps, service: Service, price: Decimal) -> PriceList:
 async def set_percent(deps: Deps, service: Service, percent: Decimal) -> PriceList:
     """Sets one service's own markup (percent ≥ 0)."""
     if percent < 0:
-        raise PriceRefused("The markup cannot be negative.")
+        raise PriceRefused(_("The markup cannot be negative."))
     await price_store.set_override(deps.db, service.service, "percent", percent)
     _changed(deps)
     return await current(deps)
@@ -207,8 +223,17 @@ async def reset(deps: Deps, service_id: int) -> PriceList:
 
 
 def unit_word(service: Service) -> str:
-    """"1000" or "package": what a price is per."""
+    """"1000" or "package": what a price is per (a word for the code, not for people)."""
     return "package" if form_for(service.type).pricing is Pricing.PER_PACKAGE else "1000"
+
+
+def per_unit(service: Service) -> str:
+    """"per 1000" or "per package" in the current language: what a price is per."""
+    if form_for(service.type).pricing is Pricing.PER_PACKAGE:
+        # i18n: what a price is for: one package of the service
+        return _("per package")
+    # i18n: what a price is for: 1000 units (followers, likes…)
+    return _("per 1000")
 
 
 def storefront(deps: Deps, index: ServiceIndex, prices: PriceList) -> ServiceIndex:

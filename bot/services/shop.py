@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from bot import i18n
 from bot.deps import Deps
+from bot.i18n import L_, _, ngettext
 from bot.panel.errors import PanelClientError
 from bot.panel.models import FINAL_ORDER_STATUSES, Balance
+from bot.services import notices
 from bot.services.accounts import shop_account
-from bot.services.wallet import show
+from bot.services.wallet import money_value, show
 from bot.text import esc
 from storage import meta, outbox, users
 from storage import wallet as ledger
@@ -42,14 +45,18 @@ async def admin_ids(deps: Deps) -> set[int]:
     return set(deps.settings.admin_ids) | await users.admin_user_ids(deps.db)
 
 
-async def alert_admins(deps: Deps, text: str, *, now: float | None = None) -> int:
-    """Queues `text` (HTML) to every admin; how many. Joins an enclosing transaction."""
+async def alert_admins(deps: Deps, text: i18n.Value, *, now: float | None = None) -> int:
+    """Queues `text` (HTML: a `bot.i18n.Msg`, rendered in each admin's language when it is
+    sent, or a text as it is) to every admin; how many. Joins an enclosing transaction."""
     admins = sorted(await admin_ids(deps))
     async with transaction(deps.db):
         for admin in admins:
-            await outbox.enqueue_notification(deps.db, chat_id=admin, text=text, now=now)
+            if isinstance(text, str):
+                await outbox.enqueue_notification(deps.db, chat_id=admin, text=text, now=now)
+            else:
+                await outbox.enqueue_notice(deps.db, notices.notice(admin, text), now=now)
     if not admins:
-        log.warning("No admin to tell: %s", text)
+        log.warning("No admin to tell: %s", i18n.in_language(text, i18n.SOURCE))
     return len(admins)
 
 
@@ -78,7 +85,7 @@ async def _panel_balance(deps: Deps, *, quick: bool = False) -> tuple[Balance | 
     try, for the tracker's cycle, which must not wait on a slow panel)."""
     account = shop_account(deps)
     if account is None:
-        return None, "no operator account (PANEL_KEY is not set)"
+        return None, _("no operator account (PANEL_KEY is not set)")
     try:
         return await deps.panel.balance(account.key, quick=quick), None
     except PanelClientError as exc:
@@ -109,17 +116,25 @@ def figures_lines(fig: Figures) -> list[str]:
         return esc(show(amount, fig.currency))
 
     lines = [
-        "<b>Shop</b>",
-        f"Revenue: {money(fig.revenue)} ({fig.orders} orders charged) · refunds "
-        f"{money(fig.refunds)}",
-        f"Panel cost: {money(fig.panel_cost)} · margin {money(fig.margin)}",
-        f"Customers' wallets: {money(fig.owed)} in {fig.wallets} wallets (what the shop owes)",
+        # i18n: the heading of the shop's part of /stats
+        _("<b>Shop</b>"),
+        ngettext("Revenue: {revenue} ({n} order charged) · refunds {refunds}",
+                 "Revenue: {revenue} ({n} orders charged) · refunds {refunds}",
+                 fig.orders).format(revenue=money(fig.revenue), n=fig.orders,
+                                    refunds=money(fig.refunds)),
+        _("Panel cost: {cost} · margin {margin}").format(cost=money(fig.panel_cost),
+                                                         margin=money(fig.margin)),
+        # i18n: English keeps "wallets" for one (a test reads it); use your language's forms
+        ngettext("Customers' wallets: {owed} in {n} wallets (what the shop owes)",
+                 "Customers' wallets: {owed} in {n} wallets (what the shop owes)",
+                 fig.wallets).format(owed=money(fig.owed), n=fig.wallets),
     ]
     if fig.panel is not None:
         shown = show(fig.panel.balance, fig.panel.currency or fig.currency)
-        lines.append(f"…against the panel's balance: {esc(shown)}")
+        lines.append(_("…against the panel's balance: {balance}").format(balance=esc(shown)))
     else:
-        lines.append(f"…against the panel's balance: could not be read ({esc(fig.panel_error)})")
+        lines.append(_("…against the panel's balance: could not be read ({reason})").format(
+            reason=esc(fig.panel_error)))
     return lines
 
 
@@ -149,11 +164,14 @@ async def check_panel_balance(deps: Deps, *, now: float | None = None) -> bool |
     if was_low:
         return False
     currency = panel.currency
-    why = (f"below LOW_BALANCE_ALERT ({esc(show(limit, currency))})"
-           if alert is not None and limit == alert else
-           f"below what the orders being sent may cost ({esc(show(limit, currency))})")
-    text = (f"⚠️ <b>Low panel balance</b>: {esc(show(panel.balance, currency))}, {why}. Top "
-            "it up, or the panel will refuse the shop's orders.")
+    balance, floor = money_value(panel.balance, currency), money_value(limit, currency)
+    text = (L_("⚠️ <b>Low panel balance</b>: {balance}, below LOW_BALANCE_ALERT ({limit}). "
+               "Top it up, or the panel will refuse the shop's orders.",
+               balance=balance, limit=floor)
+            if alert is not None and limit == alert else
+            L_("⚠️ <b>Low panel balance</b>: {balance}, below what the orders being sent may "
+               "cost ({limit}). Top it up, or the panel will refuse the shop's orders.",
+               balance=balance, limit=floor))
     async with transaction(deps.db):
         await alert_admins(deps, text, now=now)
         await meta.set_meta(deps.db, LOW_BALANCE_META, b"1", now=now)
@@ -176,24 +194,50 @@ async def watch_panel_balance(deps: Deps, *, now: float | None = None) -> None:
 # --- what customers and admins are told about an order whose outcome is unknown ---------------
 
 
+def held_msg(amount: Decimal, currency: str) -> i18n.Msg:
+    """"1.17 USD stays held…" (HTML), rendered in its reader's language (a notification)."""
+    return L_("The <b>{amount}</b> charged to your wallet stays held until the shop has "
+              "checked: if it was not placed, you get it back.",
+              amount=money_value(amount, currency))
+
+
 def held_text(amount: Decimal, currency: str) -> str:
-    """"1.17 USD stays held…" (HTML)."""
-    return (f"The <b>{esc(show(amount, currency))}</b> charged to your wallet stays held until "
-            "the shop has checked: if it was not placed, you get it back.")
+    """"1.17 USD stays held…" (HTML), in the current language (a reply)."""
+    return held_msg(amount, currency).render()
+
+
+def unknown_customer_msg(amount: Decimal, currency: str,
+                         why: i18n.Value | None = None) -> i18n.Msg:
+    """A customer's order was sent but no clear answer came (HTML), rendered in its reader's
+    language (a notification); `why` (HTML, or a Msg) opens it: "The shop's panel did not
+    answer" unless told."""
+    # i18n: {reason} is a sentence's start such as "The shop's panel did not answer"; {held}
+    # is the sentence "The 1.17 USD charged to your wallet stays held…"
+    return L_("⚠️ {reason}, so I do not know yet whether your order was placed. It was "
+              "<b>not</b> sent twice. {held} The shop's admins have been told.",
+              reason=L_("The shop's panel did not answer") if why is None else why,
+              held=held_msg(amount, currency))
 
 
 def unknown_for_customer(amount: Decimal, currency: str,
-                         why: str = "The shop's panel did not answer") -> str:
-    """A customer's order was sent but no clear answer came (HTML)."""
-    return (f"⚠️ {why}, so I do not know yet whether your order was placed. It was <b>not</b> "
-            f"sent twice. {held_text(amount, currency)} The shop's admins have been told.")
+                         why: i18n.Value | None = None) -> str:
+    """A customer's order was sent but no clear answer came (HTML), in the current language
+    (a reply); see `unknown_customer_msg`."""
+    return unknown_customer_msg(amount, currency, why).render()
 
 
 def unknown_for_admins(order_id: int, owner_id: int, service_name: str | None,
-                       amount: Decimal, currency: str, why: str) -> str:
-    """What admins must settle: a customer's charged order whose outcome is unknown (HTML)."""
-    return (f"⚠️ <b>Shop order bot #{order_id}</b> of customer <code>{owner_id}</code>"
-            f" ({esc(service_name or 'a service')}, {esc(show(amount, currency))} held): "
-            f"outcome unknown ({esc(why)}). Check the panel's order list, then open it in "
-            "/orders: <b>It was placed</b> (send its id) keeps the charge, <b>It was not "
-            "placed</b> refunds the customer.")
+                       amount: Decimal, currency: str, why: i18n.Value) -> i18n.Msg:
+    """What admins must settle: a customer's charged order whose outcome is unknown (HTML, a
+    Msg for `alert_admins`; `why`: plain text, or a Msg)."""
+    # i18n: {service} is the panel's service name; "It was placed" and "It was not placed"
+    # are the buttons on the order's card
+    return L_("⚠️ <b>Shop order bot #{number}</b> of customer <code>{customer}</code> "
+              "({service}, {amount} held): outcome unknown ({reason}). Check the panel's order "
+              "list, then open it in /orders: <b>It was placed</b> (send its id) keeps the "
+              "charge, <b>It was not placed</b> refunds the customer.",
+              number=order_id, customer=owner_id,
+              # i18n: an order's service when the panel's name of it is not known
+              service=esc(service_name) if service_name else L_("a service"),
+              amount=money_value(amount, currency),
+              reason=why if isinstance(why, i18n.Msg | i18n.Joined) else esc(why))

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+from bot import i18n
 from bot.deps import Deps
+from bot.i18n import L_, Ln_, _, ngettext
 from bot.money import format_money
 from bot.panel.errors import PanelClientError
 from bot.panel.models import (
@@ -39,6 +41,7 @@ from bot.panel.models import (
     REFUNDED,
     OrderStatus,
 )
+from bot.services import notices
 from bot.services.accounts import shop_account
 from bot.services.notices import service_title
 from bot.services.pricing import minor_digits, round_down
@@ -58,7 +61,16 @@ MAX_AMOUNT = Decimal(10) ** 12
 
 
 class WalletError(Exception):
-    """A booking that cannot be made; the text is a one-line reason for the user."""
+    """A booking that cannot be made; the text is a one-line reason for the user: a `Msg`
+    (or text), rendered in the reader's language when shown (``str(exc)``, `msg` for a text
+    rendered later)."""
+
+    def __init__(self, msg: i18n.Value) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+    def __str__(self) -> str:
+        return i18n.render(self.msg)
 
 
 class NotEnough(WalletError):
@@ -66,8 +78,9 @@ class NotEnough(WalletError):
 
     def __init__(self, balance: Decimal, amount: Decimal, currency: str) -> None:
         self.balance, self.amount, self.currency = balance, amount, currency
-        super().__init__(f"The wallet holds {format_money(balance, currency)}, less than "
-                         f"{format_money(amount, currency)}.")
+        super().__init__(L_("The wallet holds {balance}, less than {amount}.",
+                            balance=i18n.Money(balance, currency),
+                            amount=i18n.Money(amount, currency)))
 
     @property
     def missing(self) -> Decimal:
@@ -110,6 +123,11 @@ def show(amount: Decimal, currency: str) -> str:
     return format_money(amount, currency, places=max(2, minor_digits(currency)))
 
 
+def money_value(amount: Decimal, currency: str) -> i18n.Money:
+    """An amount of wallet money in a text rendered later, as `show` writes it (HTML-safe)."""
+    return i18n.Money(amount, esc(currency), places=max(2, minor_digits(currency)))
+
+
 # --- the shop's currency ------------------------------------------------------------------------
 
 
@@ -117,13 +135,14 @@ async def shop_currency(deps: Deps) -> str:
     """The currency the shop sells in: its panel's (from the shop's catalogue, cached)."""
     account = shop_account(deps)
     if account is None:
-        raise WalletError("The shop has no panel account (PANEL_KEY is not set).")
+        raise WalletError(L_("The shop has no panel account (PANEL_KEY is not set)."))
     try:
         index = await deps.catalog.get(account.catalog_key, account.key)
     except PanelClientError as exc:
-        raise WalletError(f"The shop's currency cannot be read now: {exc.user_message}") from None
+        raise WalletError(L_("The shop's currency cannot be read now: {reason}",
+                             reason=exc.user_message)) from None
     if not index.currency:
-        raise WalletError("The panel did not say its currency; try again in a minute.")
+        raise WalletError(L_("The panel did not say its currency; try again in a minute."))
     return index.currency
 
 
@@ -147,38 +166,55 @@ async def _currency_for(deps: Deps, user_id: int) -> str:
 def check_amount(amount: Decimal, currency: str) -> None:
     """Refuses an amount that is not positive, too large, or finer than the minor unit."""
     if not amount.is_finite() or amount <= 0:
-        raise WalletError("The amount must be more than zero.")
+        raise WalletError(L_("The amount must be more than zero."))
     if amount >= MAX_AMOUNT:
-        raise WalletError("That amount is too large.")
+        raise WalletError(L_("That amount is too large."))
     digits = minor_digits(currency)
     if amount != amount.quantize(Decimal(1).scaleb(-digits)):
-        raise WalletError(f"{currency or 'The currency'} has {digits} decimals at most.")
+        if currency:
+            raise WalletError(Ln_("{currency} has {n} decimal at most.",
+                                  "{currency} has {n} decimals at most.", digits,
+                                  currency=currency))
+        raise WalletError(Ln_("The currency has {n} decimal at most.",
+                              "The currency has {n} decimals at most.", digits))
 
 
 # --- what the customer is told ----------------------------------------------------------------
 
 
-def _credit_text(entry: Entry) -> str:
-    note = f" ({esc(entry.note)})" if entry.note else ""
-    amount = show(entry.amount, entry.currency)
-    balance_now = show(entry.balance_after, entry.currency)
+def _credit_text(entry: Entry) -> i18n.Msg:
+    """"💰 10.00 USD added to your wallet (note). Balance: …" (HTML, rendered when sent)."""
+    balance_now = money_value(entry.balance_after, entry.currency)
     if entry.amount > 0:
-        return (f"💰 <b>{esc(amount)}</b> added to your wallet{note}. "
-                f"Balance: <b>{esc(balance_now)}</b>.")
-    taken = show(-entry.amount, entry.currency)
-    return (f"➖ <b>{esc(taken)}</b> taken from your wallet{note}. "
-            f"Balance: <b>{esc(balance_now)}</b>.")
+        amount = money_value(entry.amount, entry.currency)
+        if entry.note:
+            return L_("💰 <b>{amount}</b> added to your wallet ({note}). "
+                      "Balance: <b>{balance}</b>.",
+                      amount=amount, note=esc(entry.note), balance=balance_now)
+        return L_("💰 <b>{amount}</b> added to your wallet. Balance: <b>{balance}</b>.",
+                  amount=amount, balance=balance_now)
+    taken = money_value(-entry.amount, entry.currency)
+    if entry.note:
+        return L_("➖ <b>{amount}</b> taken from your wallet ({note}). "
+                  "Balance: <b>{balance}</b>.",
+                  amount=taken, note=esc(entry.note), balance=balance_now)
+    return L_("➖ <b>{amount}</b> taken from your wallet. Balance: <b>{balance}</b>.",
+              amount=taken, balance=balance_now)
 
 
-def _refund_text(entry: Entry, what: str) -> str:
-    return (f"↩️ <b>{esc(show(entry.amount, entry.currency))}</b> refunded to your wallet: "
-            f"{what}. Balance: <b>{esc(show(entry.balance_after, entry.currency))}</b>.")
+def _refund_text(entry: Entry, what: i18n.Value) -> i18n.Msg:
+    """"↩️ 1.17 USD refunded to your wallet: <what>. Balance: …" (`what` is HTML)."""
+    return L_("↩️ <b>{amount}</b> refunded to your wallet: {reason}. "
+              "Balance: <b>{balance}</b>.",
+              amount=money_value(entry.amount, entry.currency), reason=what,
+              balance=money_value(entry.balance_after, entry.currency))
 
 
-async def _tell(deps: Deps, entry: Entry, text: str, *, now: float | None) -> None:
-    """Queues the owner's message about an entry (inside the entry's transaction)."""
-    await outbox.enqueue_notification(deps.db, chat_id=entry.user_id, text=text,
-                                      order_id=entry.order_id, now=now)
+async def _tell(deps: Deps, entry: Entry, text: i18n.Msg, *, now: float | None) -> None:
+    """Queues the owner's message about an entry (inside the entry's transaction), rendered
+    in the owner's language when it is sent."""
+    await outbox.enqueue_notice(deps.db, notices.notice(entry.user_id, text),
+                                order_id=entry.order_id, now=now)
 
 
 # --- credits and debits ----------------------------------------------------------------------
@@ -220,7 +256,7 @@ async def _book(deps: Deps, user_id: int, signed: Decimal, *, reference: str, no
         except ledger.InsufficientFunds as exc:
             raise NotEnough(exc.balance, -signed, currency) from None
         except ledger.CurrencyMismatch:
-            raise WalletError("This wallet holds another currency.") from None
+            raise WalletError(L_("This wallet holds another currency.")) from None
         if new and notify:
             await _tell(deps, entry, _credit_text(entry), now=now)
     if new:
@@ -249,34 +285,38 @@ async def charge_order(deps: Deps, order: Order, *, now: float | None = None) ->
     except ledger.InsufficientFunds as exc:
         raise NotEnough(exc.balance, order.price, currency) from None
     except ledger.CurrencyMismatch:
-        raise ShopCurrencyChanged("The shop's currency changed.") from None
+        raise ShopCurrencyChanged(L_("The shop's currency changed.")) from None
     if not new:  # a draft is charged once: a second claim of it never reaches here
-        raise WalletError(f"Order {order.id} was charged before.")
+        raise WalletError(L_("Order {number} was charged before.", number=order.id))
     return entry
 
 
-async def refund_order(deps: Deps, order_id: int, *, why: str, notify: bool = True,
+async def refund_order(deps: Deps, order_id: int, *, why: i18n.Value, notify: bool = True,
                        now: float | None = None) -> Booked | None:
     """Refunds an order's whole charge (it was not placed), once; None if it was never charged.
-    Call inside the transaction that marks the order failed."""
+    Call inside the transaction that marks the order failed. `why` (plain text, or a `Msg`
+    for the owner's language) says why, in the owner's message and, in English, the entry."""
     charge = await ledger.get_by_reference(deps.db, charge_reference(order_id))
     if charge is None:
         return None
     return await _refund(deps, charge, -charge.amount, why=why, notify=notify, now=now)
 
 
-async def _refund(deps: Deps, charge: Entry, amount: Decimal, *, why: str, notify: bool,
-                  now: float | None) -> Booked:
-    """Books the refund of a charge (one per order) and, if asked, tells the owner."""
+async def _refund(deps: Deps, charge: Entry, amount: Decimal, *, why: i18n.Value,
+                  notify: bool, now: float | None) -> Booked:
+    """Books the refund of a charge (one per order) and, if asked, tells the owner (`why` as
+    plain text, or a `Msg`: the entry keeps its English)."""
     assert charge.order_id is not None
+    note = i18n.in_language(why, i18n.SOURCE)
     async with transaction(deps.db):
         entry, new = await ledger.append(
             deps.db, user_id=charge.user_id, kind="refund", amount=amount,
             currency=charge.currency, exponent=charge.exponent,
-            reference=refund_reference(charge.order_id), note=why[:200],
+            reference=refund_reference(charge.order_id), note=note[:200],
             order_id=charge.order_id, now=now)
         if new and notify:
-            await _tell(deps, entry, _refund_text(entry, esc(why)), now=now)
+            reason = why if isinstance(why, i18n.Msg | i18n.Joined) else esc(why)
+            await _tell(deps, entry, _refund_text(entry, reason), now=now)
     if new:
         log.info("Wallet %d: refund %s %s for order %d", charge.user_id, amount,
                  charge.currency, charge.order_id)
@@ -303,13 +343,20 @@ class _Seen(Protocol):
     def id(self) -> int: ...
 
 
-def _outcome_words(order: ChargedOrder) -> str:
+def _outcome_words(order: ChargedOrder) -> i18n.Msg:
     """"order 23501 · Followers ended Partial (157 of 1,000 not delivered)" (HTML)."""
-    what = f"order {order.panel_order_id}{service_title(order.service_name)}"
+    number, service = order.panel_order_id, service_title(order.service_name)
     if order.first_final == PARTIAL and order.quantity:
-        return (f"{what} ended Partial ({order.first_final_remains:,} of {order.quantity:,} "
-                "not delivered)")
-    return f"{what} was {esc(order.first_final)}"
+        # i18n: {service} is " · <the panel's service name>" or nothing; completes "refunded to
+        # your wallet: …"
+        return L_("order {number}{service} ended Partial ({remains} of {quantity} not "
+                  "delivered)", number=number, service=service,
+                  remains=i18n.Number(order.first_final_remains or 0),
+                  quantity=i18n.Number(order.quantity))
+    # i18n: {status} is the panel's word (Canceled, Refunded, Failed); completes "refunded to
+    # your wallet: …"
+    return L_("order {number}{service} was {status}", number=number, service=service,
+              status=esc(order.first_final))
 
 
 async def refund_from_statuses(deps: Deps, seen: Iterable[tuple[_Seen, OrderStatus]], *,
@@ -378,18 +425,27 @@ def _audit_chains(report: AuditReport, all_entries: Sequence[Entry]) -> None:
     for user_id, chain in by_user.items():
         running = Decimal(0)
         for position, entry in enumerate(chain, start=1):
-            where = f"wallet {user_id} entry {entry.seq}"
+            where = dict(user=user_id, seq=entry.seq)
             if entry.seq != position:
-                report.problems.append(f"{where}: expected entry {position}")
+                # i18n: an /audit problem (admins)
+                report.problems.append(_("wallet {user} entry {seq}: expected entry "
+                                         "{position}").format(position=position, **where))
             running += entry.amount
             if entry.balance_after != running:
-                report.problems.append(f"{where}: balance {entry.balance_after} should be "
-                                       f"{running}")
+                # i18n: an /audit problem (admins)
+                report.problems.append(_("wallet {user} entry {seq}: balance {balance} should "
+                                         "be {expected}").format(
+                    balance=entry.balance_after, expected=running, **where))
             if entry.balance_after < 0:
-                report.problems.append(f"{where}: negative balance {entry.balance_after}")
+                # i18n: an /audit problem (admins)
+                report.problems.append(_("wallet {user} entry {seq}: negative balance "
+                                         "{balance}").format(balance=entry.balance_after,
+                                                             **where))
             if (entry.currency, entry.exponent) != (chain[0].currency, chain[0].exponent):
-                report.problems.append(f"{where}: currency {entry.currency} in a "
-                                       f"{chain[0].currency} wallet")
+                # i18n: an /audit problem (admins)
+                report.problems.append(_("wallet {user} entry {seq}: currency {currency} in a "
+                                         "{wallet_currency} wallet").format(
+                    currency=entry.currency, wallet_currency=chain[0].currency, **where))
 
 
 def _audit_orders(report: AuditReport, all_entries: Sequence[Entry],
@@ -401,23 +457,39 @@ def _audit_orders(report: AuditReport, all_entries: Sequence[Entry],
         if entry.kind == "charge" and entry.order_id is not None:
             charges[entry.order_id].append(entry)
             if entry.reference != charge_reference(entry.order_id):
-                report.problems.append(f"charge {entry.reference} is booked for order "
-                                       f"{entry.order_id}")
+                # i18n: an /audit problem (admins); {reference} is the ledger's reference
+                report.problems.append(_("charge {reference} is booked for order "
+                                         "{order}").format(reference=entry.reference,
+                                                           order=entry.order_id))
         elif entry.kind == "refund" and entry.order_id is not None:
             refunds[entry.order_id].append(entry)
         elif entry.kind in ("charge", "refund"):
-            report.problems.append(f"{entry.kind} {entry.reference} names no order")
+            # i18n: an /audit problem (admins)
+            problem = (_("charge {reference} names no order") if entry.kind == "charge"
+                       # i18n: an /audit problem (admins)
+                       else _("refund {reference} names no order"))
+            report.problems.append(problem.format(reference=entry.reference))
     for order_id, found in charges.items():
         if len(found) != 1:
-            report.problems.append(f"order {order_id} has {len(found)} charges")
+            # i18n: an /audit problem (admins)
+            report.problems.append(ngettext("order {order} has {n} charge",
+                                            "order {order} has {n} charges",
+                                            len(found)).format(order=order_id, n=len(found)))
     for order_id, found in refunds.items():
         if order_id not in charges:
-            report.problems.append(f"order {order_id} has a refund but no charge")
+            # i18n: an /audit problem (admins)
+            report.problems.append(_("order {order} has a refund but no charge").format(
+                order=order_id))
         if len(found) != 1:
-            report.problems.append(f"order {order_id} has {len(found)} refunds")
+            # i18n: an /audit problem (admins)
+            report.problems.append(ngettext("order {order} has {n} refund",
+                                            "order {order} has {n} refunds",
+                                            len(found)).format(order=order_id, n=len(found)))
         elif order_id in charges and found[0].amount > -charges[order_id][0].amount:
-            report.problems.append(f"order {order_id}: refund {found[0].amount} is more than "
-                                   f"its charge {-charges[order_id][0].amount}")
+            # i18n: an /audit problem (admins)
+            report.problems.append(_("order {order}: refund {refund} is more than its charge "
+                                     "{charge}").format(order=order_id, refund=found[0].amount,
+                                                        charge=-charges[order_id][0].amount))
     report.charged_orders = len(charged)
     for order in charged:
         _audit_outcome(report, order, charges[order.order_id][0])
@@ -425,12 +497,16 @@ def _audit_orders(report: AuditReport, all_entries: Sequence[Entry],
 
 def _audit_outcome(report: AuditReport, order: ChargedOrder, charge: Entry) -> None:
     """The refund an order has is the one its outcome calls for."""
-    where = f"order {order.order_id}"
+    where = order.order_id
     refunded = order.refund or Decimal(0)
     if charge.user_id != order.owner_id:
-        report.problems.append(f"{where} was charged to {charge.user_id}, not its owner")
+        # i18n: an /audit problem (admins)
+        report.problems.append(_("order {order} was charged to {user}, not its owner").format(
+            order=where, user=charge.user_id))
     if order.price is not None and order.charge != order.price:
-        report.problems.append(f"{where}: charged {order.charge}, quoted {order.price}")
+        # i18n: an /audit problem (admins)
+        report.problems.append(_("order {order}: charged {charge}, quoted {price}").format(
+            order=where, charge=order.charge, price=order.price))
     if order.state == "failed":
         due: Decimal | None = order.charge
     elif order.state in ("claimed", "unknown", "draft"):
@@ -438,12 +514,22 @@ def _audit_outcome(report: AuditReport, order: ChargedOrder, charge: Entry) -> N
     else:
         due = refund_due(order)
     if due is None:
-        report.notes.append(f"{where} ended Partial without saying what remains: refund it by "
-                            "hand with /credit")
+        # i18n: an /audit note (admins)
+        report.notes.append(_("order {order} ended Partial without saying what remains: refund "
+                              "it by hand with /credit").format(order=where))
         return
     if refunded != due:
-        report.problems.append(f"{where} ({order.state}, {order.first_final or 'not final'}): "
-                               f"refunded {refunded}, due {due}")
+        if order.first_final:
+            # i18n: an /audit problem (admins); {state} is the bot's state of the order (failed,
+            # placed…), {status} the panel's
+            problem = _("order {order} ({state}, {status}): refunded {refunded}, due {due}")
+        else:
+            # i18n: an /audit problem (admins); {state} is the bot's state of the order (failed,
+            # placed…)
+            problem = _("order {order} ({state}, not final): refunded {refunded}, due {due}")
+        report.problems.append(problem.format(order=where, state=order.state,
+                                              status=order.first_final, refunded=refunded,
+                                              due=due))
 
 
 async def audit(deps: Deps) -> AuditReport:
