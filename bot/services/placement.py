@@ -44,7 +44,8 @@ from bot.panel.models import FINAL_ORDER_STATUSES, ItemError, OrderStatus, Servi
 from bot.service_types import OrderForm
 from bot.services import pricing, shop, wallet
 from bot.services.accounts import Account
-from bot.services.notices import interrupted_notice, notice
+from bot.services.notices import interrupted_notice
+from bot.services.notices import notice as owner_notice
 from bot.services.tracking import record_statuses
 from bot.text import esc
 from storage import orders, outbox
@@ -54,13 +55,6 @@ from storage.orders import Order
 from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
-
-
-def _in_english(msg: i18n.Msg) -> str:
-    """A Msg as the English text that `shop.alert_admins`, `shop.unknown_for_customer` and
-    `wallet.refund_order` take on this branch. Once they take Msgs (rendered in their reader's
-    language when sent), pass the Msg itself (and escape a refund's service name in it)."""
-    return i18n.in_language(msg, i18n.SOURCE)
 
 
 #: Refusals that are the shop's problem, not the customer's: its admins are alerted.
@@ -272,7 +266,7 @@ async def _refused(deps: Deps, draft: Order, exc: PanelClientError,
                        "cannot take orders right now. Top up the panel balance (or check "
                        "PANEL_KEY).", number=draft.id, service=_service(draft.service_name),
                        error=esc(exc))
-            await shop.alert_admins(deps, _in_english(alert))
+            await shop.alert_admins(deps, alert)
     assert booked is not None
     refund = Paid(booked.entry.amount, booked.entry.balance_after, booked.entry.currency)
     return Refused(exc, refund, retry, problem)
@@ -320,8 +314,8 @@ async def release_interrupted(deps: Deps) -> list[Order]:
             # i18n: opens the sentence "…, so I do not know yet whether your order was placed"
             why = L_("The bot stopped while sending your order of <b>{service}</b>",
                      service=_service(order.service_name))
-            return Notice(order.owner_id, shop.unknown_for_customer(
-                held.charge, held.currency, _in_english(why)), {"order": order.id})
+            return owner_notice(order.owner_id, shop.unknown_customer_msg(
+                held.charge, held.currency, why), {"order": order.id})
 
         released = await orders.release_interrupted_claims(deps.db, error=why, notices=notice)
         for order in released:
@@ -410,7 +404,7 @@ async def link_unknown(deps: Deps, account: Account, owner_id: int, order_id: in
                 placed_msg = L_("✅ Your order of <b>{service}</b> was placed after all: it is "
                                 "order <b>{number}</b>. I follow it from now on (see /orders).",
                                 service=_service(order.service_name), number=panel_order_id)
-                await outbox.enqueue_notice(db, notice(order.owner_id, placed_msg),
+                await outbox.enqueue_notice(db, owner_notice(order.owner_id, placed_msg),
                                             order_id=order_id)
     except sqlite3.IntegrityError:
         return LinkRefused(_already_followed(panel_order_id))
@@ -440,8 +434,7 @@ async def not_placed(deps: Deps, account: Account, owner_id: int, order_id: int,
         if not await orders.mark_failed(deps.db, order_id, error=f"not placed (checked by {who})"):
             return False
         # i18n: why a wallet was refunded, after "refunded to your wallet:"
-        why = L_("your order of {service} was not placed",
-                 service=order.service_name or L_("a service"))
-        await wallet.refund_order(deps, order_id, why=_in_english(why))
+        why = L_("your order of {service} was not placed", service=_service(order.service_name))
+        await wallet.refund_order(deps, order_id, why=why)
     return True
 
