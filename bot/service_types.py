@@ -51,13 +51,13 @@ class FieldError(ValueError):
 class FormField:
     """One question of an order form, named by the parameter the `add` request carries.
 
-    The table is built at import time, so its texts are catalog msgids (`N_`): read them
-    through `label`, `prompt` and `example`, which translate into the reader's language."""
+    The table is built at import time, so `label`, `prompt` and `example` are catalog msgids
+    (`N_`, English): translate them with `_()` where they are shown (`question` does)."""
 
     name: str
-    label_msgid: str
-    prompt_msgid: str
-    example_msgid: str  # an example answer: a catalog text where it is words, else as it is
+    label: str  # a msgid: show it as _(label)
+    prompt: str  # a msgid
+    example: str  # an example answer: a msgid where it is words, else as it is
     kind: Kind
     optional: bool = False
     in_service_bounds: bool = False  # a number within the service's min..max
@@ -69,21 +69,6 @@ class FormField:
     only_if: str | None = None  # asked only when that field has a value
     dripfeed: bool = False  # part of the drip-feed step, offered where the service allows it
 
-    @property
-    def label(self) -> str:
-        """The field's name as the user reads it ("Link"), in the current language."""
-        return _(self.label_msgid)
-
-    @property
-    def prompt(self) -> str:
-        """The question, in the current language."""
-        return _(self.prompt_msgid)
-
-    @property
-    def example(self) -> str:
-        """An example answer (words in the current language; links and numbers as they are)."""
-        return _(self.example_msgid)
-
     def applies(self, service: Service, values: Mapping[str, str]) -> bool:
         """Whether the wizard asks this field for this service, given the answers so far."""
         if self.dripfeed and service.dripfeed is False:
@@ -91,14 +76,15 @@ class FormField:
         return self.only_if is None or bool(values.get(self.only_if))
 
     def question(self, service: Service) -> str:
-        """The question as shown, with what is expected and an example."""
-        text = self.prompt
+        """The question as shown, with what is expected and an example (in the current
+        language)."""
+        text = _(self.prompt)
         if self.in_service_bounds or self.counts_quantity:
             # i18n: a question of the order form and the least and most the service takes
             text = _("{question} ({minimum}–{maximum})").format(
                 question=text, minimum=number(service.min), maximum=number(service.max))
         # i18n: a question of the order form, and an example answer under it
-        return _("{question}\nExample: {example}").format(question=text, example=self.example)
+        return _("{question}\nExample: {example}").format(question=text, example=_(self.example))
 
     def parse(self, text: str, service: Service, values: Mapping[str, str]) -> str:
         """Checks an answer and returns it as the request will carry it, or raises FieldError."""
@@ -203,7 +189,7 @@ def _parse_number(spec: FormField, text: str, service: Service, values: Mapping[
     cleaned = text.replace(",", "").replace(" ", "").replace("_", "")
     if not _DIGITS_RE.fullmatch(cleaned):
         raise FieldError(_("Please send a whole number, e.g. {example}.").format(
-            example=spec.example))
+            example=_(spec.example)))
     value = int(cleaned)
     if spec.minimum is not None and value < spec.minimum:
         raise FieldError(_("It must be at least {minimum}.").format(minimum=number(spec.minimum)))
@@ -261,7 +247,7 @@ def _parse_date(spec: FormField, text: str, service: Service, values: Mapping[st
         day = datetime.strptime(text.replace(".", "/").replace("-", "/"), "%d/%m/%Y").date()
     except ValueError:
         reason = _("Please send a date as day/month/year, e.g. {example}.").format(
-            example=spec.example)
+            example=_(spec.example))
         raise FieldError(reason) from None
     if day <= date.today():
         raise FieldError(_("The date must be in the future."))

@@ -220,7 +220,7 @@ def question_text(order: Mapping[str, Any], service: Service, field: FormField,
     lines = [f"❌ {esc(error)}", ""] if error else []
     # i18n: the title of a question of the order form: its number and the field's name
     step = _("Step {number}: {label}").format(number=number(len(order["history"]) + 1),
-                                              label=esc(field.label))
+                                              label=esc(_(field.label)))
     lines += [header(service), step, "", esc(field.question(service))]
     kept = order["answers"].get(field.name)
     if kept:
@@ -329,8 +329,8 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
     for field in form.fields:
         if field.name in fields:
             # i18n: one answer on the order summary: the field's name and the answer
-            lines.append(_("{label}: {answer}").format(label=esc(field.label),
-                                                       answer=shown_value(fields[field.name])))
+            lines.append(_("{label}: {answer}").format(
+                label=esc(_(field.label)), answer=shown_value(fields[field.name])))
     if "quantity" in fields and form.quantity(values) != int(fields["quantity"]):
         lines.append(_("Total quantity: {quantity}").format(
             quantity=number(form.quantity(values))))
