@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from bot.i18n import N_, _, ngettext, number
 from bot.money import order_cost
 from bot.panel.models import Service
 
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 SUBSCRIPTION_DELAYS = (0, 5, 10, 15, 20, 30, 40, 50, 60, 90, 120, 150, 180, 210, 240, 270, 300,
                        360, 420, 480, 540, 600)
 MAX_LINES = 10_000
+TEXT_MAX = 500  # characters of a free-text answer
 
 
 class Kind(enum.Enum):
@@ -41,17 +43,21 @@ class Pricing(enum.Enum):
 
 
 class FieldError(ValueError):
-    """A typed answer is not acceptable; the text is the one-line reason shown to the user."""
+    """A typed answer is not acceptable; the text is the one-line reason shown to the user
+    (translated when it is raised: answers are checked while their update is handled)."""
 
 
 @dataclass(frozen=True, slots=True)
 class FormField:
-    """One question of an order form, named by the parameter the `add` request carries."""
+    """One question of an order form, named by the parameter the `add` request carries.
+
+    The table is built at import time, so `label`, `prompt` and `example` are catalog msgids
+    (`N_`, English): translate them with `_()` where they are shown (`question` does)."""
 
     name: str
-    label: str
-    prompt: str
-    example: str
+    label: str  # a msgid: show it as _(label)
+    prompt: str  # a msgid
+    example: str  # an example answer: a msgid where it is words, else as it is
     kind: Kind
     optional: bool = False
     in_service_bounds: bool = False  # a number within the service's min..max
@@ -70,17 +76,22 @@ class FormField:
         return self.only_if is None or bool(values.get(self.only_if))
 
     def question(self, service: Service) -> str:
-        """The question as shown, with what is expected and an example."""
-        text = self.prompt
+        """The question as shown, with what is expected and an example (in the current
+        language)."""
+        text = _(self.prompt)
         if self.in_service_bounds or self.counts_quantity:
-            text += f" ({service.min:,}–{service.max:,})"
-        return f"{text}\nExample: {self.example}"
+            # i18n: a question of the order form and the least and most the service takes
+            text = _("{question} ({minimum}–{maximum})").format(
+                question=text, minimum=number(service.min), maximum=number(service.max))
+        # i18n: a question of the order form, and an example answer under it
+        return _("{question}\nExample: {example}").format(question=text, example=_(self.example))
 
     def parse(self, text: str, service: Service, values: Mapping[str, str]) -> str:
         """Checks an answer and returns it as the request will carry it, or raises FieldError."""
         text = (text or "").strip()
         if not text:
-            raise FieldError("Please send a value" + (" or tap Skip." if self.optional else "."))
+            raise FieldError(_("Please send a value or tap Skip.") if self.optional
+                             else _("Please send a value."))
         parser = _PARSERS[self.kind]
         return parser(self, text, service, values)
 
@@ -167,7 +178,7 @@ _URL_USERNAME_RE = re.compile(r"^https?://[^\s]+\.[^\s]{2,}$", re.I)
 def _parse_link(spec: FormField, text: str, service: Service, values: Mapping[str, str]) -> str:
     """A link to a page: http(s), or a bare domain path that gets https:// in front."""
     if " " in text or "\n" in text or not _LINK_RE.match(text):
-        raise FieldError("That does not look like a link. Send it as https://…")
+        raise FieldError(_("That does not look like a link. Send it as https://…"))
     if not text.lower().startswith(("http://", "https://")):
         text = "https://" + text
     return text
@@ -177,24 +188,29 @@ def _parse_number(spec: FormField, text: str, service: Service, values: Mapping[
     """A whole number, checked against the field's and the service's bounds."""
     cleaned = text.replace(",", "").replace(" ", "").replace("_", "")
     if not _DIGITS_RE.fullmatch(cleaned):
-        raise FieldError("Please send a whole number, e.g. " + spec.example + ".")
-    number = int(cleaned)
-    if spec.minimum is not None and number < spec.minimum:
-        raise FieldError(f"It must be at least {spec.minimum:,}.")
-    if spec.in_service_bounds and not service.min <= number <= service.max:
-        raise FieldError(f"It must be between {service.min:,} and {service.max:,}.")
-    if spec.not_below and values.get(spec.not_below) and number < int(values[spec.not_below]):
-        raise FieldError(f"It cannot be below {spec.not_below} ({int(values[spec.not_below]):,}).")
+        raise FieldError(_("Please send a whole number, e.g. {example}.").format(
+            example=_(spec.example)))
+    value = int(cleaned)
+    if spec.minimum is not None and value < spec.minimum:
+        raise FieldError(_("It must be at least {minimum}.").format(minimum=number(spec.minimum)))
+    if spec.in_service_bounds and not service.min <= value <= service.max:
+        raise FieldError(_("It must be between {minimum} and {maximum}.").format(
+            minimum=number(service.min), maximum=number(service.max)))
+    if spec.not_below and values.get(spec.not_below) and value < int(values[spec.not_below]):
+        # i18n: {field} is the API name of the other answer ("min"), {value} its number
+        raise FieldError(_("It cannot be below {field} ({value}).").format(
+            field=spec.not_below, value=number(int(values[spec.not_below]))))
     if spec.times_max and values.get(spec.times_max):
         other = int(values[spec.times_max])
-        if number * other > service.max:
-            raise FieldError(
-                f"{number:,} × {other:,} = {number * other:,} is over the service's maximum "
-                f"of {service.max:,}."
-            )
-    if spec.choices and number not in spec.choices:
-        raise FieldError("Choose one of the buttons.")
-    return str(number)
+        if value * other > service.max:
+            # i18n: runs × quantity = the total a drip-feed order delivers
+            raise FieldError(_("{runs} × {quantity} = {total} is over the service's maximum "
+                               "of {maximum}.").format(
+                runs=number(value), quantity=number(other), total=number(value * other),
+                maximum=number(service.max)))
+    if spec.choices and value not in spec.choices:
+        raise FieldError(_("Choose one of the buttons."))
+    return str(value)
 
 
 def _parse_lines(spec: FormField, text: str, service: Service, values: Mapping[str, str]) -> str:
@@ -202,14 +218,17 @@ def _parse_lines(spec: FormField, text: str, service: Service, values: Mapping[s
     lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n")]
     lines = [line for line in lines if line]
     if not lines:
-        raise FieldError("Please send at least one line.")
-    if len(lines) > MAX_LINES:
-        raise FieldError(f"That is {len(lines):,} lines; the most is {MAX_LINES:,}.")
-    if spec.counts_quantity and not service.min <= len(lines) <= service.max:
-        raise FieldError(
-            f"That is {len(lines):,} line{'s' if len(lines) != 1 else ''}; this service takes "
-            f"{service.min:,}–{service.max:,}."
-        )
+        raise FieldError(_("Please send at least one line."))
+    count = len(lines)
+    if count > MAX_LINES:
+        raise FieldError(ngettext("That is {n} line; the most is {most}.",
+                                  "That is {n} lines; the most is {most}.", count).format(
+            n=number(count), most=number(MAX_LINES)))
+    if spec.counts_quantity and not service.min <= count <= service.max:
+        raise FieldError(ngettext("That is {n} line; this service takes {minimum}–{maximum}.",
+                                  "That is {n} lines; this service takes {minimum}–{maximum}.",
+                                  count).format(
+            n=number(count), minimum=number(service.min), maximum=number(service.max)))
     return "\n".join(lines)
 
 
@@ -217,8 +236,8 @@ def _parse_choice(spec: FormField, text: str, service: Service, values: Mapping[
     """One of a fixed set of numbers (buttons, or typed)."""
     cleaned = text.strip()
     if not _DIGITS_RE.fullmatch(cleaned) or int(cleaned) not in spec.choices:
-        allowed = ", ".join(str(c) for c in spec.choices)
-        raise FieldError(f"Choose one of: {allowed}.")
+        allowed = ", ".join(number(c) for c in spec.choices)
+        raise FieldError(_("Choose one of: {choices}.").format(choices=allowed))
     return str(int(cleaned))
 
 
@@ -227,10 +246,11 @@ def _parse_date(spec: FormField, text: str, service: Service, values: Mapping[st
     try:
         day = datetime.strptime(text.replace(".", "/").replace("-", "/"), "%d/%m/%Y").date()
     except ValueError:
-        reason = f"Please send a date as day/month/year, e.g. {spec.example}."
+        reason = _("Please send a date as day/month/year, e.g. {example}.").format(
+            example=_(spec.example))
         raise FieldError(reason) from None
     if day <= date.today():
-        raise FieldError("The date must be in the future.")
+        raise FieldError(_("The date must be in the future."))
     return day.strftime("%d/%m/%Y")
 
 
@@ -242,15 +262,17 @@ def _parse_username(spec: FormField, text: str, service: Service,
         return match.group(1)
     if _URL_USERNAME_RE.match(text):
         return text
-    raise FieldError("Send a username such as @name (letters, digits, . and _) or a profile link.")
+    raise FieldError(_("Send a username such as @name (letters, digits, . and _) or a profile "
+                       "link."))
 
 
 def _parse_text(spec: FormField, text: str, service: Service, values: Mapping[str, str]) -> str:
     """A single line of free text."""
     if "\n" in text:
-        raise FieldError("Please send a single line.")
-    if len(text) > 500:
-        raise FieldError("That is too long (500 characters at most).")
+        raise FieldError(_("Please send a single line."))
+    if len(text) > TEXT_MAX:
+        raise FieldError(_("That is too long ({most} characters at most).").format(
+            most=number(TEXT_MAX)))
     return text
 
 
@@ -266,54 +288,82 @@ _PARSERS = {
 
 
 # --- the fields, reused across types ---------------------------------------------------------
+# Labels, questions and worded examples are catalog texts (N_), translated where they are shown.
 
-LINK = FormField("link", "Link", "Send the link to promote.",
+# i18n: an order form field: its name, then its question
+LINK = FormField("link", N_("Link"), N_("Send the link to promote."),
                  "https://instagram.com/yourpage", Kind.LINK)
-QUANTITY = FormField("quantity", "Quantity", "How many?", "1000", Kind.NUMBER,
+# i18n: an order form field: its name, then its question
+QUANTITY = FormField("quantity", N_("Quantity"), N_("How many?"), "1000", Kind.NUMBER,
                      in_service_bounds=True)
-RUNS = FormField("runs", "Drip-feed runs",
-                 "Drip-feed: in how many runs should the quantity be delivered? "
-                 "Each run delivers the full quantity. Tap Skip to deliver it at once.",
+# i18n: an order form field: its name, then its question
+RUNS = FormField("runs", N_("Drip-feed runs"),
+                 N_("Drip-feed: in how many runs should the quantity be delivered? "
+                    "Each run delivers the full quantity. Tap Skip to deliver it at once."),
                  "5", Kind.NUMBER, optional=True, minimum=2, times_max="quantity", dripfeed=True)
-INTERVAL = FormField("interval", "Drip-feed interval (min)",
-                     "Drip-feed: how many minutes between runs?", "30", Kind.NUMBER,
+# i18n: an order form field: its name, then its question
+INTERVAL = FormField("interval", N_("Drip-feed interval (min)"),
+                     N_("Drip-feed: how many minutes between runs?"), "30", Kind.NUMBER,
                      minimum=1, only_if="runs", dripfeed=True)
-KEYWORDS = FormField("keywords", "Keywords", "Send the keywords, one per line.",
-                     "buy shoes\nbest running shoes", Kind.LINES)
-COMMENTS = FormField("comments", "Comments", "Send the comments, one per line.",
-                     "Great post!\nLove it", Kind.LINES, counts_quantity=True)
-USERNAMES = FormField("usernames", "Usernames", "Send the usernames, one per line.",
+# i18n: an order form field: its name, then its question
+KEYWORDS = FormField("keywords", N_("Keywords"), N_("Send the keywords, one per line."),
+                     # i18n: an example answer: two search keywords, one per line
+                     N_("buy shoes\nbest running shoes"), Kind.LINES)
+# i18n: an order form field: its name, then its question
+COMMENTS = FormField("comments", N_("Comments"), N_("Send the comments, one per line."),
+                     # i18n: an example answer: two comments under a post, one per line
+                     N_("Great post!\nLove it"), Kind.LINES, counts_quantity=True)
+# i18n: an order form field: its name, then its question
+USERNAMES = FormField("usernames", N_("Usernames"), N_("Send the usernames, one per line."),
                       "alice\nbob", Kind.LINES)
-USERNAMES_COUNTED = FormField("usernames", "Usernames", "Send the usernames, one per line.",
+# i18n: an order form field: its name, then its question
+USERNAMES_COUNTED = FormField("usernames", N_("Usernames"),
+                              N_("Send the usernames, one per line."),
                               "alice\nbob", Kind.LINES, counts_quantity=True)
-HASHTAGS = FormField("hashtags", "Hashtags", "Send the hashtags, one per line.",
+# i18n: an order form field: its name, then its question
+HASHTAGS = FormField("hashtags", N_("Hashtags"), N_("Send the hashtags, one per line."),
                      "#travel\n#food", Kind.LINES)
-HASHTAG = FormField("hashtag", "Hashtag", "Send the hashtag whose users to mention.",
+# i18n: an order form field: its name, then its question
+HASHTAG = FormField("hashtag", N_("Hashtag"), N_("Send the hashtag whose users to mention."),
                     "#travel", Kind.TEXT)
-USERNAME = FormField("username", "Username", "Send the username.", "@username", Kind.USERNAME)
-MEDIA = FormField("media", "Media link", "Send the link to the media whose likers to mention.",
+# i18n: an order form field: its name, then its question
+USERNAME = FormField("username", N_("Username"), N_("Send the username."), "@username",
+                     Kind.USERNAME)
+# i18n: an order form field: its name, then its question
+MEDIA = FormField("media", N_("Media link"),
+                  N_("Send the link to the media whose likers to mention."),
                   "https://instagram.com/p/abc123", Kind.LINK)
-GROUPS = FormField("groups", "Groups", "Send the groups to invite from, one per line.",
+# i18n: an order form field: its name, then its question
+GROUPS = FormField("groups", N_("Groups"), N_("Send the groups to invite from, one per line."),
                    "group_one\ngroup_two", Kind.LINES)
-ANSWER_NUMBER = FormField("answer_number", "Answer number",
-                          "Which answer of the poll should get the votes? (1 = the first)",
+# i18n: an order form field: its name, then its question
+ANSWER_NUMBER = FormField("answer_number", N_("Answer number"),
+                          N_("Which answer of the poll should get the votes? (1 = the first)"),
                           "1", Kind.NUMBER, minimum=1)
 
 SUBSCRIPTION_FIELDS = (
-    FormField("username", "Username", "Send the username of the account to follow.",
+    # i18n: an order form field: its name, then its question
+    FormField("username", N_("Username"), N_("Send the username of the account to follow."),
               "@username", Kind.USERNAME),
-    FormField("min", "Quantity min", "The least quantity for each new post?", "100",
+    # i18n: an order form field: its name, then its question
+    FormField("min", N_("Quantity min"), N_("The least quantity for each new post?"), "100",
               Kind.NUMBER, in_service_bounds=True),
-    FormField("max", "Quantity max", "The most quantity for each new post?", "200",
+    # i18n: an order form field: its name, then its question
+    FormField("max", N_("Quantity max"), N_("The most quantity for each new post?"), "200",
               Kind.NUMBER, in_service_bounds=True, not_below="min"),
-    FormField("posts", "New posts", "For how many new posts? Tap Skip for no limit.", "10",
+    # i18n: an order form field: its name, then its question
+    FormField("posts", N_("New posts"), N_("For how many new posts? Tap Skip for no limit."),
+              "10", Kind.NUMBER, optional=True, minimum=1),
+    # i18n: an order form field: its name, then its question
+    FormField("old_posts", N_("Old posts"),
+              N_("For how many existing posts as well? Tap Skip for none."), "5",
               Kind.NUMBER, optional=True, minimum=1),
-    FormField("old_posts", "Old posts",
-              "For how many existing posts as well? Tap Skip for none.", "5",
-              Kind.NUMBER, optional=True, minimum=1),
-    FormField("delay", "Delay (min)", "Delay in minutes before each delivery?", "0",
+    # i18n: an order form field: its name, then its question
+    FormField("delay", N_("Delay (min)"), N_("Delay in minutes before each delivery?"), "0",
               Kind.CHOICE, choices=SUBSCRIPTION_DELAYS),
-    FormField("expiry", "Expiry", "When should the subscription end? Tap Skip for never.",
+    # i18n: an order form field: its name, then its question
+    FormField("expiry", N_("Expiry"),
+              N_("When should the subscription end? Tap Skip for never."),
               "31/12/2030", Kind.DATE, optional=True),
 )
 

@@ -65,7 +65,9 @@ from bot.handlers.common import (
     within_rate_limit,
 )
 from bot.handlers.conversations import ExpiringConversation
+from bot.handlers.language import speak_their_language
 from bot.handlers.shop import top_up_hint
+from bot.i18n import L_, N_, Ln_, Money, Msg, _, ngettext, number
 from bot.keyboards import cut
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
@@ -73,7 +75,7 @@ from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
 from bot.services import actions, payments, placement, pricing, reorder, sharing, shop, wallet
 from bot.services.accounts import Account
-from bot.services.notices import unknown_outcome_text
+from bot.services.notices import notice, unknown_outcome_text
 from bot.services.pricing import Quote
 from bot.text import esc_short
 from storage import outbox
@@ -87,45 +89,46 @@ CHOICES_PER_ROW = 6
 SHOWN_LINES = 20  # of a list answer on the summary; the rest is counted
 SHOWN_CHARS = 1200
 
-CLOSED = "This order form is closed."
-OUT_OF_DATE = "This button is out of date."
-NOT_SOLD = "This service is not offered any more. Pick another one with /order."
-ALREADY_SENT = "This order was already sent."
-OLD_SUMMARY = "This summary is out of date."
-ACCOUNT_CHANGED = "Your panel account changed; start again with /order."
-CANCELLED = "Order cancelled: nothing was sent. Start again with /order."
-COMMAND_REMINDER = "You are filling in an order: send the answer, or /cancel to leave it."
-USE_BUTTONS = "Tap Confirm, Edit or Cancel on the summary above (or /cancel)."
-NOT_TEXT = "Please send the answer as a text message."
-ORDER_USAGE = ("Send /order followed by a service id, e.g. <code>/order 1</code>, or /order "
-               "alone to browse the services.")
+# The wizard's fixed texts: catalog msgids (N_), translated with _() where they are shown.
+CLOSED = N_("This order form is closed.")
+OUT_OF_DATE = N_("This button is out of date.")
+NOT_SOLD = N_("This service is not offered any more. Pick another one with /order.")
+ALREADY_SENT = N_("This order was already sent.")
+OLD_SUMMARY = N_("This summary is out of date.")
+ACCOUNT_CHANGED = N_("Your panel account changed; start again with /order.")
+CANCELLED = N_("Order cancelled: nothing was sent. Start again with /order.")
+COMMAND_REMINDER = N_("You are filling in an order: send the answer, or /cancel to leave it.")
+USE_BUTTONS = N_("Tap Confirm, Edit or Cancel on the summary above (or /cancel).")
+NOT_TEXT = N_("Please send the answer as a text message.")
+ORDER_USAGE = N_("Send /order followed by a service id, e.g. <code>/order 1</code>, or /order "
+                 "alone to browse the services.")
 
-# What to tell the user when the panel refuses an order, by what its error means.
+# What to tell the user when the panel refuses an order, by what its error means (N_ msgids).
 REFUSALS: dict[PanelErrorKind, str] = {
-    PanelErrorKind.NOT_ENOUGH_FUNDS: (
+    PanelErrorKind.NOT_ENOUGH_FUNDS: N_(
         "The panel account does not have enough funds for this order. Top up the balance on "
         "the panel (or lower the quantity with Edit), then tap Confirm again."
     ),
-    PanelErrorKind.DUPLICATE_LINK: (
+    PanelErrorKind.DUPLICATE_LINK: N_(
         "The panel already has an active order for this link, so it refused this one: your "
         "balance was not charged; try again when the active order for this link finishes, or "
         "Edit the link."
     ),
-    PanelErrorKind.QUANTITY_TOO_LOW: (
+    PanelErrorKind.QUANTITY_TOO_LOW: N_(
         "The panel says the quantity is below this service's minimum. Tap Edit to change it."
     ),
-    PanelErrorKind.QUANTITY_TOO_HIGH: (
+    PanelErrorKind.QUANTITY_TOO_HIGH: N_(
         "The panel says the quantity is above this service's maximum. Tap Edit to change it."
     ),
-    PanelErrorKind.BAD_LINK: (
+    PanelErrorKind.BAD_LINK: N_(
         "The panel did not accept the link. Tap Edit and send the full link to a public page "
         "(https://…)."
     ),
-    PanelErrorKind.INVALID_KEY: (
+    PanelErrorKind.INVALID_KEY: N_(
         "The panel rejected the API key. If you connected your own key, check it and /connect "
         "it again; otherwise tell the bot's operator."
     ),
-    PanelErrorKind.INCORRECT_SERVICE: (
+    PanelErrorKind.INCORRECT_SERVICE: N_(
         "The panel no longer offers this service. Cancel, and pick another one with /order."
     ),
 }
@@ -196,24 +199,34 @@ def shown_value(value: str) -> str:
         return esc_short(value, SHOWN_CHARS)
     head = "\n".join(lines[:SHOWN_LINES])
     more = len(lines) - SHOWN_LINES
-    tail = f"\n… and {more:,} more" if more > 0 else ""
-    return f"({len(lines):,} lines)\n{esc_short(head, SHOWN_CHARS)}{tail}"
+    # i18n: how many lines a list answer has, above the first of them
+    count = ngettext("({n} line)", "({n} lines)", len(lines)).format(n=number(len(lines)))
+    if more <= 0:
+        return f"{count}\n{esc_short(head, SHOWN_CHARS)}"
+    # i18n: under the first lines of a long list answer: how many more are not shown
+    rest = ngettext("… and {n} more", "… and {n} more", more).format(n=number(more))
+    return f"{count}\n{esc_short(head, SHOWN_CHARS)}\n{rest}"
 
 
 def header(service: Service) -> str:
     """The wizard's title line (HTML)."""
-    return f"🛒 <b>New order: #{service.service} {esc(cut(service.name, 80))}</b>"
+    return _("🛒 <b>New order: #{service_id} {name}</b>").format(
+        service_id=service.service, name=esc(cut(service.name, 80)))
 
 
 def question_text(order: Mapping[str, Any], service: Service, field: FormField,
                   error: str | None = None) -> str:
     """A question with what is expected, an example, and the answer kept so far (HTML)."""
     lines = [f"❌ {esc(error)}", ""] if error else []
-    lines += [header(service), f"Step {len(order['history']) + 1}: {esc(field.label)}", "",
-              esc(field.question(service))]
+    # i18n: the title of a question of the order form: its number and the field's name
+    step = _("Step {number}: {label}").format(number=number(len(order["history"]) + 1),
+                                              label=esc(_(field.label)))
+    lines += [header(service), step, "", esc(field.question(service))]
     kept = order["answers"].get(field.name)
     if kept:
-        lines += ["", f"Now: {shown_value(kept)}", "Tap Keep to keep it, or send a new value."]
+        # i18n: the answer given before to the question shown again
+        lines += ["", _("Now: {answer}").format(answer=shown_value(kept)),
+                  _("Tap Keep to keep it, or send a new value.")]
     return "\n".join(lines)
 
 
@@ -227,14 +240,18 @@ def question_markup(order: Mapping[str, Any], field: FormField) -> InlineKeyboar
                                                                   CHOICES_PER_ROW)]
     extra = []
     if order["answers"].get(field.name):
-        extra.append(InlineKeyboardButton("✔ Keep", callback_data="wz:keep"))
+        # i18n: button under an order form's question: keep the answer given before
+        extra.append(InlineKeyboardButton(_("✔ Keep"), callback_data="wz:keep"))
     if field.optional:
-        extra.append(InlineKeyboardButton("⏭ Skip", callback_data="wz:skip"))
+        # i18n: button under an order form's question: leave this optional answer out
+        extra.append(InlineKeyboardButton(_("⏭ Skip"), callback_data="wz:skip"))
     if extra:
         rows.append(extra)
-    last = [InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")]
+    # i18n: button under the order form: leave it, nothing is sent
+    last = [InlineKeyboardButton(_("✖ Cancel"), callback_data="wz:cancel")]
     if order["history"]:
-        last.insert(0, InlineKeyboardButton("◀ Back", callback_data="wz:back"))
+        # i18n: button under the order form: to the previous question
+        last.insert(0, InlineKeyboardButton(_("◀ Back"), callback_data="wz:back"))
     rows.append(last)
     return InlineKeyboardMarkup(rows)
 
@@ -245,18 +262,26 @@ def cost_line(form: OrderForm, service: Service, values: Mapping[str, str],
     cost = esc(format_money(form.cost(service, values), currency))
     quantity = form.quantity(values)
     if form.pricing is Pricing.PER_PACKAGE:
-        return f"<b>Price: {cost}</b> (one package)"
+        return _("<b>Price: {cost}</b> (one package)").format(cost=cost)
     if form.pricing is Pricing.PER_POST:
         old_posts = form.old_posts(values)
         if old_posts:
             upfront = esc(format_money(form.upfront_cost(service, values), currency))
-            now = (f"<b>Charged now: up to {upfront}</b> for {old_posts:,} existing "
-                   f"post{'s' if old_posts != 1 else ''} ({cost} each)")
+            now = ngettext("<b>Charged now: up to {upfront}</b> for {n} existing post "
+                           "({cost} each)",
+                           "<b>Charged now: up to {upfront}</b> for {n} existing posts "
+                           "({cost} each)", old_posts).format(
+                upfront=upfront, n=number(old_posts), cost=cost)
         else:
-            now = "Charged now: nothing (no existing posts)"
-        return (f"{now}\n<b>Cost per new post: up to {cost}</b> ({price(service, currency)} × "
-                f"{quantity:,}); the panel charges it for each new post")
-    return f"<b>Estimated cost: {cost}</b> ({price(service, currency)} × {quantity:,})"
+            now = _("Charged now: nothing (no existing posts)")
+        # i18n: {price} is the service's rate ("0.9 USD per 1000"), {quantity} the most per post
+        per_post = _("<b>Cost per new post: up to {cost}</b> ({price} × {quantity}); the panel "
+                     "charges it for each new post").format(
+            cost=cost, price=price(service, currency), quantity=number(quantity))
+        return f"{now}\n{per_post}"
+    # i18n: {price} is the service's rate ("0.9 USD per 1000")
+    return _("<b>Estimated cost: {cost}</b> ({price} × {quantity})").format(
+        cost=cost, price=price(service, currency), quantity=number(quantity))
 
 
 def price_line(form: OrderForm, quote: Quote, quantity: int) -> str:
@@ -264,18 +289,21 @@ def price_line(form: OrderForm, quote: Quote, quantity: int) -> str:
     total = esc(wallet.show(quote.total, quote.currency))
     unit = esc(format_money(quote.unit_price, quote.currency))
     if form.pricing is Pricing.PER_PACKAGE:
-        return f"<b>Total: {total}</b> (one package)"
-    return f"<b>Total: {total}</b> ({unit} per 1000 × {quantity:,})"
+        return _("<b>Total: {total}</b> (one package)").format(total=total)
+    return _("<b>Total: {total}</b> ({unit} per 1000 × {quantity})").format(
+        total=total, unit=unit, quantity=number(quantity))
 
 
 def wallet_lines(quote: Quote, funds: wallet.Money, user_id: int,
                  stars: bool = False) -> list[str]:
     """The customer's wallet on the summary, and how much is missing (HTML)."""
-    lines = [f"Your wallet: {esc(wallet.show(funds.amount, funds.currency or quote.currency))}"]
+    lines = [_("Your wallet: {amount}").format(
+        amount=esc(wallet.show(funds.amount, funds.currency or quote.currency)))]
     if funds.amount < quote.total:
         missing = esc(wallet.show(quote.total - funds.amount, quote.currency))
-        lines.append(f"⚠️ Your wallet is {missing} short of this order. "
-                     f"{top_up_hint(user_id, stars=stars)}")
+        # i18n: {how} says how to top the wallet up (a sentence)
+        lines.append(_("⚠️ Your wallet is {missing} short of this order. {how}").format(
+            missing=missing, how=top_up_hint(user_id, stars=stars)))
     return lines
 
 
@@ -283,7 +311,9 @@ def top_up_label(settings: Settings, price: Decimal, balance: Decimal,
                  currency: str) -> str | None:
     """"Top up 0.17 USD" for a summary the wallet can't pay (None: no such button)."""
     amount = payments.top_up_for(settings, price, balance, currency)
-    return None if amount is None else f"💳 Top up {wallet.show(amount, currency)}"
+    # i18n: button on an order summary: pay the missing amount with Telegram Stars
+    return None if amount is None else _("💳 Top up {amount}").format(
+        amount=wallet.show(amount, currency))
 
 
 def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
@@ -295,12 +325,15 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
     values = answered(order)
     fields = form.request_fields(service, values)
     currency = str(order.get("currency") or "")
-    lines = [header(service), "Check the order, then tap Confirm.", ""]
+    lines = [header(service), _("Check the order, then tap Confirm."), ""]
     for field in form.fields:
         if field.name in fields:
-            lines.append(f"{esc(field.label)}: {shown_value(fields[field.name])}")
+            # i18n: one answer on the order summary: the field's name and the answer
+            lines.append(_("{label}: {answer}").format(
+                label=esc(_(field.label)), answer=shown_value(fields[field.name])))
     if "quantity" in fields and form.quantity(values) != int(fields["quantity"]):
-        lines.append(f"Total quantity: {form.quantity(values):,}")
+        lines.append(_("Total quantity: {quantity}").format(
+            quantity=number(form.quantity(values))))
     if shop_view is not None:
         quote, funds, user_id = shop_view
         lines += ["", price_line(form, quote, form.quantity(values)),
@@ -308,24 +341,28 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
         return "\n".join(lines)
     lines += ["", cost_line(form, service, values, currency)]
     if balance is None:
-        lines.append("Balance: unavailable right now")
+        lines.append(_("Balance: unavailable right now"))
     else:
         shown = format_money(balance.balance, balance.currency or currency)
-        lines.append(f"Balance: {esc(shown)}")
+        lines.append(_("Balance: {amount}").format(amount=esc(shown)))
         upfront = form.upfront_cost(service, values)
         if form.pricing is not Pricing.PER_POST:
             if balance.balance < upfront:
-                lines.append("⚠️ The balance is not enough for this order: top it up on the "
-                             "panel first, or the panel will refuse it.")
+                lines.append(_("⚠️ The balance is not enough for this order: top it up on the "
+                               "panel first, or the panel will refuse it."))
         elif balance.balance < upfront:  # a subscription: its existing posts are charged now
             old_posts = form.old_posts(values)
-            lines.append(f"⚠️ The balance is not enough for the {old_posts:,} existing "
-                         f"post{'s' if old_posts != 1 else ''} charged now: top it up on the "
-                         "panel first, or the panel will refuse the order.")
+            lines.append(ngettext(
+                "⚠️ The balance is not enough for the {n} existing post charged now: top it up "
+                "on the panel first, or the panel will refuse the order.",
+                "⚠️ The balance is not enough for the {n} existing posts charged now: top it up "
+                "on the panel first, or the panel will refuse the order.",
+                old_posts).format(n=number(old_posts)))
         elif balance.balance < upfront + form.cost(service, values):
             per_post = esc(format_money(form.cost(service, values), currency))
-            lines.append(f"⚠️ After what is charged now, the balance does not cover a new post "
-                         f"(up to {per_post} each): top it up before new posts come.")
+            lines.append(_("⚠️ After what is charged now, the balance does not cover a new post "
+                           "(up to {cost} each): top it up before new posts come.").format(
+                cost=per_post))
     return "\n".join(lines)
 
 
@@ -334,14 +371,18 @@ def summary_markup(draft_id: int, revision: int, *, retry: bool = False,
     """Confirm / Edit / Cancel (and Back to the last question; a shop's "Top up N" when the
     wallet can't pay). Confirm names the draft and the summary's revision: one draft serves the
     whole form, so an older summary of it is stale."""
-    label = "✅ Confirm (retry)" if retry else "✅ Confirm"
+    # i18n: button on an order summary: place the order again, after a refusal
+    label = (_("✅ Confirm (retry)") if retry
+             # i18n: button on an order summary: place the order
+             else _("✅ Confirm"))
     rows = [[InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id,
                                                             revision))]]
     if top_up is not None:
         rows.append([InlineKeyboardButton(top_up, callback_data=pack("tp", "d", draft_id))])
-    rows += [[InlineKeyboardButton("✏️ Edit", callback_data="wz:edit"),
-              InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")],
-             [InlineKeyboardButton("◀ Back", callback_data="wz:back")]]
+    # i18n: buttons on an order summary: go through the questions again, leave, last question
+    rows += [[InlineKeyboardButton(_("✏️ Edit"), callback_data="wz:edit"),
+              InlineKeyboardButton(_("✖ Cancel"), callback_data="wz:cancel")],
+             [InlineKeyboardButton(_("◀ Back"), callback_data="wz:back")]]
     return InlineKeyboardMarkup(rows)
 
 
@@ -397,7 +438,8 @@ async def begin(update: Update, context: BotContext, service: Service, account: 
         return await summarise(update, context, order, service, form, new_message=True)
     reason = prefilled.reason if prefilled else None
     await ask(update, order, service, first,
-              f"The earlier answer no longer fits: {reason}" if reason else None,
+              _("The earlier answer no longer fits: {reason}").format(reason=reason)
+              if reason else None,
               new_message=True)
     return ASKING
 
@@ -425,7 +467,7 @@ async def order_account(update: Update, context: BotContext,
     drop_order(update, context)
     if account is not None:
         await answer(update.callback_query)
-        await reply(update, ACCOUNT_CHANGED)
+        await reply(update, _(ACCOUNT_CHANGED))
     return None
 
 
@@ -459,7 +501,7 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
         quote = (await pricing.current(context.deps)).quote(service, values, currency)
         if quote is None:
             drop_order(update, context)
-            await say(update, NOT_SOLD)
+            await say(update, _(NOT_SOLD))
             return END
         funds = await wallet.balance(context.deps, user.id)
         shop_view = (quote, funds, user.id)
@@ -517,9 +559,9 @@ async def closed(update: Update, context: BotContext) -> int:
     drop_order(update, context)
     query = update.callback_query
     if query is not None:
-        await answer(query, CLOSED)
+        await answer(query, _(CLOSED))
     else:
-        await reply(update, f"{CLOSED} Start again with /order.")
+        await reply(update, _("This order form is closed. Start again with /order."))
     return END
 
 
@@ -533,12 +575,12 @@ async def order_command(update: Update, context: BotContext) -> int | None:
         dropped = drop_order(update, context)
         index = await load_index(update, context, pack("cat", 0))
         if index is not None:
-            note = "The order you were filling in was dropped." if dropped else ""
+            note = _("The order you were filling in was dropped.") if dropped else ""
             await reply(update, *categories_page(index, 0, note))
         return END
     service_id = int_arg(args, 0)
     if service_id is None or len(args) > 1:
-        await reply(update, ORDER_USAGE)
+        await reply(update, _(ORDER_USAGE))
         return None
     return await start_order(update, context, service_id)
 
@@ -562,8 +604,9 @@ async def start_order(update: Update, context: BotContext, service_id: int) -> i
         return None
     service = await offered(context, account, index.by_id.get(service_id))
     if service is None:
-        await reply(update, f"There is no service #{service_id}. Browse with /services, or "
-                            "search with /services &lt;words&gt;.")
+        await reply(update, _("There is no service #{service_id}. Browse with /services, or "
+                              "search with /services &lt;words&gt;.").format(
+            service_id=service_id))
         return None
     return await begin(update, context, service, account, index.currency)
 
@@ -610,7 +653,7 @@ async def order_from_button(update: Update, context: BotContext) -> int | None:
     service = index.by_id.get(service_id) if service_id is not None else None
     service = await offered(context, account, service)
     if service is None:
-        await answer(query, "That service is no longer offered.")
+        await answer(query, _("That service is no longer offered."))
         return None
     await answer(query)
     return await begin(update, context, service, account, index.currency)
@@ -637,7 +680,7 @@ async def take_answer(update: Update, context: BotContext) -> int | None:
     message = update.effective_message
     text = message.text if message is not None else None
     if not text:
-        await ask(update, order, service, field, NOT_TEXT)
+        await ask(update, order, service, field, _(NOT_TEXT))
         return None
     return await take(update, context, order, service, field, text)
 
@@ -659,7 +702,7 @@ async def other_command(update: Update, context: BotContext) -> int | None:
     if state is None:
         return await closed(update, context)
     order, service, field = state
-    await ask(update, order, service, field, COMMAND_REMINDER)
+    await ask(update, order, service, field, _(COMMAND_REMINDER))
     return None
 
 
@@ -668,7 +711,7 @@ async def press(update: Update, context: BotContext) -> tuple[
     """The wizard's state for a tapped question button; None (answered) when it is stale."""
     state = wizard_state(update, context)
     if state is None or not is_fresh(update, state[0]):
-        await answer(update.callback_query, OUT_OF_DATE if state else CLOSED)
+        await answer(update.callback_query, _(OUT_OF_DATE if state else CLOSED))
         return None
     await answer(update.callback_query)
     return state
@@ -682,7 +725,7 @@ async def keep(update: Update, context: BotContext) -> int | None:
     order, service, field = state
     kept = order["answers"].get(field.name)
     if not kept:
-        await ask(update, order, service, field, "There is no answer to keep: send one.")
+        await ask(update, order, service, field, _("There is no answer to keep: send one."))
         return None
     return await take(update, context, order, service, field, kept)
 
@@ -694,7 +737,7 @@ async def skip(update: Update, context: BotContext) -> int | None:
         return None
     order, service, field = state
     if not field.optional:
-        await ask(update, order, service, field, "This question cannot be skipped.")
+        await ask(update, order, service, field, _("This question cannot be skipped."))
         return None
     return await advance(update, context, order, service, field, "")
 
@@ -708,7 +751,7 @@ async def choose(update: Update, context: BotContext) -> int | None:
     query = update.callback_query
     choice = int_arg(unpack(query.data if query else None), 2)
     if field.kind is not Kind.CHOICE or choice is None:
-        await ask(update, order, service, field, "Send the answer to this question.")
+        await ask(update, order, service, field, _("Send the answer to this question."))
         return None
     return await take(update, context, order, service, field, str(choice))
 
@@ -718,10 +761,10 @@ async def back(update: Update, context: BotContext) -> int | None:
     order = current_order(update, context)
     service = service_of(order) if order is not None else None
     if order is None or service is None or not is_fresh(update, order):
-        await answer(update.callback_query, OUT_OF_DATE if order else CLOSED)
+        await answer(update.callback_query, _(OUT_OF_DATE if order else CLOSED))
         return None
     if not order["history"]:
-        await answer(update.callback_query, "This is the first question.")
+        await answer(update.callback_query, _("This is the first question."))
         return None
     await answer(update.callback_query)
     name = order["history"].pop()
@@ -735,11 +778,11 @@ async def edit(update: Update, context: BotContext) -> int | None:
     order = current_order(update, context)
     service = service_of(order) if order is not None else None
     if order is None or service is None or not is_fresh(update, order):
-        await answer(update.callback_query, OUT_OF_DATE if order else CLOSED)
+        await answer(update.callback_query, _(OUT_OF_DATE if order else CLOSED))
         return None
     first = form_for(service.type).next_field(service, {})
     if first is None:
-        await answer(update.callback_query, "This service has nothing to edit.")
+        await answer(update.callback_query, _("This service has nothing to edit."))
         return None
     await answer(update.callback_query)
     order.update(history=[], live=False)
@@ -753,8 +796,8 @@ async def edit(update: Update, context: BotContext) -> int | None:
 async def stale_confirm_text(context: BotContext, draft_id: int | None, user_id: int) -> str:
     """Why a Confirm that is not the current summary's does nothing."""
     if draft_id is not None and await placement.was_sent(context.deps, draft_id, user_id):
-        return ALREADY_SENT
-    return OLD_SUMMARY
+        return _(ALREADY_SENT)
+    return _(OLD_SUMMARY)
 
 
 def refusal_text(exc: PanelClientError) -> str:
@@ -762,10 +805,13 @@ def refusal_text(exc: PanelClientError) -> str:
     if isinstance(exc, PanelError):
         advice = REFUSALS.get(exc.kind)
         if advice is not None:
-            return f"❌ {esc(advice)}"
-        return (f"❌ The panel refused the order: {esc(exc.text)}\n"
-                "Tap Edit to change it, or Confirm to try again.")
-    return f"❌ {esc(exc.user_message)} The order was not placed: tap Confirm to try again."
+            return f"❌ {esc(_(advice))}"
+        # i18n: {reason} is the panel's own error text, as the panel wrote it
+        return _("❌ The panel refused the order: {reason}\n"
+                 "Tap Edit to change it, or Confirm to try again.").format(reason=esc(exc.text))
+    # i18n: {problem} says what went wrong reaching the panel (a sentence)
+    return _("❌ {problem} The order was not placed: tap Confirm to try again.").format(
+        problem=esc(exc.user_message))
 
 
 def is_current_summary(order: Mapping[str, Any], draft_id: int | None,
@@ -795,10 +841,10 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     if account is None:
         return END
     if await placement.was_sent(context.deps, draft_id, user.id):
-        await answer(query, ALREADY_SENT)
+        await answer(query, _(ALREADY_SENT))
         return None
     # Telegram is answered before the claim: nothing may stand between the claim and the add.
-    await answer(query, "Sending the order…")
+    await answer(query, _("Sending the order…"))
     outcome = await placement.place(context.deps, account, user.id, draft_id)
     summary = str(order.get("summary") or "")
     if isinstance(outcome, placement.Short):
@@ -817,7 +863,7 @@ async def confirm(update: Update, context: BotContext) -> int | None:
                   summary_markup(draft_id, int(order["rev"]), retry=True))
         return None
     if isinstance(outcome, placement.NotClaimed):
-        await say(update, f"{ALREADY_SENT if outcome.sent else OLD_SUMMARY}\n\n{summary}")
+        await say(update, f"{_(ALREADY_SENT if outcome.sent else OLD_SUMMARY)}\n\n{summary}")
         drop_order(update, context)
         return END
     drop_order(update, context)
@@ -830,20 +876,21 @@ async def confirm(update: Update, context: BotContext) -> int | None:
             text += "\n" + shop.held_text(outcome.held.amount, outcome.held.currency)
     elif outcome.charged is not None:
         paid = outcome.charged
-        text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> "
-                f"{esc(wallet.show(paid.amount, paid.currency))} was charged to your wallet "
-                f"(balance {esc(wallet.show(paid.balance, paid.currency))}). I'll message you "
-                "when its status changes (see /orders).")
+        text = _("✅ <b>Order {number} placed.</b> {amount} was charged to your wallet "
+                 "(balance {balance}). I'll message you when its status changes (see "
+                 "/orders).").format(
+            number=outcome.panel_order_id, amount=esc(wallet.show(paid.amount, paid.currency)),
+            balance=esc(wallet.show(paid.balance, paid.currency)))
         if not outcome.stored:
-            text += ("\n⚠️ I could not write its id down, so I cannot follow it yet. Keep "
-                     "this id; the bot's operator has been told.")
+            text += "\n" + _("⚠️ I could not write its id down, so I cannot follow it yet. "
+                             "Keep this id; the bot's operator has been told.")
     elif outcome.stored:
-        text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> I'll message you when its "
-                "status changes (tracking is on; see /orders).")
+        text = _("✅ <b>Order {number} placed.</b> I'll message you when its status changes "
+                 "(tracking is on; see /orders).").format(number=outcome.panel_order_id)
     else:
-        text = (f"✅ <b>Order {outcome.panel_order_id} placed</b>, but I could not write it "
-                "down, so I cannot follow it yet. Keep this id; the bot's operator has been "
-                "told. Open the order in /orders and link it to this id.")
+        text = _("✅ <b>Order {number} placed</b>, but I could not write it down, so I cannot "
+                 "follow it yet. Keep this id; the bot's operator has been told. Open the order "
+                 "in /orders and link it to this id.").format(number=outcome.panel_order_id)
     await say(update, f"{text}\n\n{summary}")
     return END
 
@@ -853,67 +900,74 @@ def short_text(outcome: placement.Short, user_id: int, stars: bool = False) -> s
     def money(amount: Decimal) -> str:
         return esc(wallet.show(amount, outcome.currency))
 
-    return (f"❌ <b>Not enough in your wallet</b>: this order costs {money(outcome.price)} and "
-            f"your wallet holds {money(outcome.balance)}, so {money(outcome.missing)} is "
-            f"missing. Nothing was sent. {top_up_hint(user_id, stars=stars)} Then tap Confirm "
-            "again.")
+    # i18n: {how} says how to top the wallet up (a sentence)
+    return _("❌ <b>Not enough in your wallet</b>: this order costs {price} and your wallet "
+             "holds {balance}, so {missing} is missing. Nothing was sent. {how} Then tap "
+             "Confirm again.").format(
+        price=money(outcome.price), balance=money(outcome.balance),
+        missing=money(outcome.missing), how=top_up_hint(user_id, stars=stars))
 
 
 # What a customer is told when the panel refuses, by what its error means (never the panel's
-# funds or key: that is the shop's problem, see `customer_refusal_text`).
+# funds or key: that is the shop's problem, see `customer_refusal_text`); N_ msgids.
 CUSTOMER_REFUSALS: dict[PanelErrorKind, str] = {
-    PanelErrorKind.DUPLICATE_LINK: (
+    PanelErrorKind.DUPLICATE_LINK: N_(
         "There is already an active order for this link, so this one was refused: try again "
         "when it finishes, or Edit the link."
     ),
-    PanelErrorKind.QUANTITY_TOO_LOW: (
+    PanelErrorKind.QUANTITY_TOO_LOW: N_(
         "The quantity is below this service's minimum. Tap Edit to change it."
     ),
-    PanelErrorKind.QUANTITY_TOO_HIGH: (
+    PanelErrorKind.QUANTITY_TOO_HIGH: N_(
         "The quantity is above this service's maximum. Tap Edit to change it."
     ),
-    PanelErrorKind.BAD_LINK: (
+    PanelErrorKind.BAD_LINK: N_(
         "The link was not accepted. Tap Edit and send the full link to a public page "
         "(https://…)."
     ),
-    PanelErrorKind.INCORRECT_SERVICE: (
+    PanelErrorKind.INCORRECT_SERVICE: N_(
         "This service is no longer offered. Cancel, and pick another one with /order."
     ),
 }
-SHOP_CLOSED = "The shop can't take orders right now. Please try again later."
+SHOP_CLOSED = N_("The shop can't take orders right now. Please try again later.")
 
 
 def customer_refusal_text(outcome: placement.Refused) -> str:
     """A customer's order was refused: why, and that the charge came back (HTML)."""
     exc = outcome.error
+    # Plain texts, escaped whole below (the panel's text in them too).
     if outcome.shop_problem:
-        why = SHOP_CLOSED
+        why = _(SHOP_CLOSED)
     elif isinstance(exc, PanelError):
-        why = CUSTOMER_REFUSALS.get(exc.kind) or (
-            f"The order was refused: {exc.text}. Tap Edit to change it, or Confirm to try "
-            "again.")
+        advice = CUSTOMER_REFUSALS.get(exc.kind)
+        # i18n: {reason} is the panel's own error text, as the panel wrote it
+        refused = _("The order was refused: {reason}. Tap Edit to change it, or Confirm to "
+                    "try again.")
+        why = _(advice) if advice else refused.format(reason=exc.text)
     else:
-        why = "The shop's panel could not be reached. Tap Confirm to try again."
+        why = _("The shop's panel could not be reached. Tap Confirm to try again.")
     refund = outcome.refund
     assert refund is not None
-    back = (f"Nothing was placed: the {wallet.show(refund.amount, refund.currency)} was "
-            f"refunded to your wallet (balance {wallet.show(refund.balance, refund.currency)}).")
+    back = _("Nothing was placed: the {amount} was refunded to your wallet (balance "
+             "{balance}).").format(amount=wallet.show(refund.amount, refund.currency),
+                                   balance=wallet.show(refund.balance, refund.currency))
     return f"❌ {esc(why)}\n{esc(back)}"
 
 
 def already_known_text(outcome: placement.AlreadyKnown) -> str:
     """The panel placed the order, but the bot already held an order with that panel id."""
     if outcome.mine:
-        return (f"✅ <b>Order {outcome.panel_order_id} placed.</b> You already follow an order "
-                "with this id, so I keep following it there (see /orders).")
-    return (f"✅ <b>Order {outcome.panel_order_id} placed</b>, but the bot already knows an "
-            "order with this id under another user, so I cannot follow it for you. Check its "
-            "status with the panel, or ask the bot's admin.")
+        return _("✅ <b>Order {number} placed.</b> You already follow an order with this id, so "
+                 "I keep following it there (see /orders).").format(
+            number=outcome.panel_order_id)
+    return _("✅ <b>Order {number} placed</b>, but the bot already knows an order with this id "
+             "under another user, so I cannot follow it for you. Check its status with the "
+             "panel, or ask the bot's admin.").format(number=outcome.panel_order_id)
 
 
 async def use_the_buttons(update: Update, context: BotContext) -> None:
     """A message while the summary is out: points at its buttons."""
-    await reply(update, USE_BUTTONS)
+    await reply(update, _(USE_BUTTONS))
 
 
 # --- handlers: leaving ----------------------------------------------------------------------
@@ -924,24 +978,40 @@ async def cancel(update: Update, context: BotContext) -> int | None:
     order = current_order(update, context)
     query = update.callback_query
     if query is not None and order is not None and not is_fresh(update, order):
-        await answer(query, OUT_OF_DATE)
+        await answer(query, _(OUT_OF_DATE))
         return None
     drop_order(update, context)
     await answer(query)
-    await say(update, CANCELLED)
+    await say(update, _(CANCELLED))
     return END
 
 
+def timeout_message(minutes: float) -> Msg:
+    """What the user reads when their order form timed out, rendered in the reader's language
+    when shown (queued for after a restart, or said at once: `timeout_text`)."""
+    if float(minutes).is_integer():
+        return Ln_("Your order was not placed (it timed out after {n} minute). Start again "
+                   "with /order.",
+                   "Your order was not placed (it timed out after {n} minutes). Start again "
+                   "with /order.", int(minutes))
+    shown = Decimal(f"{minutes:g}").normalize()
+    places = max(-int(shown.as_tuple().exponent), 0)
+    # i18n: {minutes} is a fraction of a minute ("0.5")
+    return L_("Your order was not placed (it timed out after {minutes} minutes). Start again "
+              "with /order.", minutes=Money(shown, "", places))  # a decimal in the reader's way
+
+
 def timeout_text(minutes: float) -> str:
-    """What the user reads when their order form timed out."""
-    return (f"Your order was not placed (it timed out after {minutes:g} minute"
-            f"{'' if minutes == 1 else 's'}). Start again with /order.")
+    """What the user reads when their order form timed out (in the current language)."""
+    return timeout_message(minutes).render()
 
 
 async def timed_out(update: object, context: BotContext) -> None:
-    """An abandoned wizard ends after ORDER_TIMEOUT, with a message."""
+    """An abandoned wizard ends after ORDER_TIMEOUT, with a message (in the user's language:
+    the timeout runs in a job, outside the update)."""
     if not isinstance(update, Update) or update.effective_chat is None:
         return
+    await speak_their_language(update, context)
     drop_order(update, context)
     chat, user = update.effective_chat, update.effective_user
     context.application.mark_data_for_update_persistence(
@@ -955,8 +1025,8 @@ async def form_expired(app: BotApp, chat_id: int, user_id: int) -> None:
     if data is not None and data.pop(form_key(chat_id), None) is not None:
         app.mark_data_for_update_persistence(user_ids=user_id)
         deps: Deps = app.bot_data[DEPS_KEY]
-        await outbox.enqueue_notification(deps.db, chat_id=chat_id,
-                                          text=timeout_text(deps.settings.order_timeout))
+        await outbox.enqueue_notice(
+            deps.db, notice(chat_id, timeout_message(deps.settings.order_timeout)))
 
 
 async def stale_button(update: Update, context: BotContext) -> None:
@@ -969,12 +1039,12 @@ async def stale_button(update: Update, context: BotContext) -> None:
     if parts[1:2] == ["confirm"]:
         await answer(query, await stale_confirm_text(context, int_arg(parts, 2), user.id))
         return
-    await answer(query, OUT_OF_DATE if current_order(update, context) else CLOSED)
+    await answer(query, _(OUT_OF_DATE if current_order(update, context) else CLOSED))
 
 
 async def nothing_to_cancel(update: Update, context: BotContext) -> None:
     """/cancel with no order form open."""
-    await reply(update, "You are not filling in an order. Start one with /order.")
+    await reply(update, _("You are not filling in an order. Start one with /order."))
 
 
 def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotContext, object]]:
