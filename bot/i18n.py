@@ -69,6 +69,12 @@ def languages() -> tuple[str, ...]:
                             if path.stem != SOURCE))
 
 
+def reload() -> None:
+    """Forgets the catalogs read and the languages found (after a catalog file changed)."""
+    for cached in (_translation, languages, best_language):
+        cached.cache_clear()
+
+
 @cache
 def own_name(code: str) -> str:
     """A language's name in that language ("Русский", "Português (Brasil)")."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import gettext
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
+from bot import i18n
 from bot.app import BotApp, build_application, start_services, stop_services
 from bot.config import HINTS, Settings
 from bot.deps import DEPS_KEY, Deps
@@ -151,3 +153,28 @@ async def bot(tmp_path: Path) -> AsyncIterator[BotHarness]:
     await stop_harness(harness)
 
 
+
+
+def speak_stand_ins(monkeypatch: pytest.MonkeyPatch,
+                    catalogs: dict[str, gettext.NullTranslations]) -> None:
+    """For one test, the bot speaks English and these stand-in languages, whose catalogs are
+    the given translation objects (undone with the monkeypatch)."""
+    every = {i18n.SOURCE: gettext.NullTranslations(), **catalogs}
+    monkeypatch.setattr(i18n, "_translation",
+                        lambda code: every.get(code, every[i18n.SOURCE]))
+    monkeypatch.setattr(i18n, "languages", lambda: tuple(every))
+    i18n.best_language.cache_clear()
+
+
+def speak_catalog_files(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """For one test, the bot's catalogs are the .po files in `folder`."""
+    monkeypatch.setattr(i18n, "LOCALES_DIR", folder)
+    i18n.reload()
+
+
+@pytest.fixture(autouse=True)
+def _real_catalogs_after_each_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that swapped the catalogs leaves the real ones behind it."""
+    yield
+    monkeypatch.undo()
+    i18n.reload()

@@ -5,7 +5,6 @@ sentence of these screens is left outside the catalog (panel data stays as the p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from bot.jobs import send_pending
 from bot.panel.errors import OutcomeUnknown, PanelError, PanelHTTPError, PanelTimeout
 from bot.services.tracking import poll_orders
 from storage import outbox
-from tests.conftest import USER, start_harness, stop_harness
+from tests.conftest import USER, speak_catalog_files, start_harness, stop_harness
 from tests.test_orders import CANCEL_ONLY, REFILL_ONLY, place
 
 FAKE = "ru"  # a real locale (three plural forms), with a stand-in catalog
@@ -51,19 +50,10 @@ def _stand_in_catalog(folder: Path) -> Path:
     return folder
 
 
-def _clear() -> None:
-    for cached in (i18n._catalogs, i18n.languages, i18n.best_language):
-        cached.cache_clear()
-
-
 @pytest.fixture
-def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stand-in language is one of the bot's languages for the test."""
-    monkeypatch.setattr(i18n, "LOCALES_DIR", _stand_in_catalog(tmp_path / "locales"))
-    _clear()
-    yield
-    monkeypatch.undo()
-    _clear()
+    speak_catalog_files(monkeypatch, _stand_in_catalog(tmp_path / "locales"))
 
 
 def untranslated(text: str) -> set[str]:

@@ -3,7 +3,6 @@ texts and rendered in their reader's language when they are sent, not in the wri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from bot.handlers import mass_order as mass_order_chat
 from bot.services import mass_order, notices
 from storage import outbox
 from storage.mass_orders import Batch
-from tests.conftest import USER, BotHarness
+from tests.conftest import USER, BotHarness, speak_catalog_files
 
 STOPPED = "⚠️ <b>The bot stopped while sending your mass order #{batch}.</b>"
 HAD_BEEN_SENT = ("{sent} of {n} line had been sent; {rest}",
@@ -29,7 +28,7 @@ WAIT_OVER = ("I stopped waiting for the mass order's lines; nothing was sent. Se
 
 
 @pytest.fixture
-def russian(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def russian(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Russian catalog holding this module's texts (three plural forms)."""
     catalog = Catalog(locale="ru")
     catalog.add(STOPPED, "⚠️ <b>Бот остановился при отправке массового заказа #{batch}.</b>")
@@ -47,14 +46,7 @@ def russian(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     locales.mkdir()
     with (locales / "ru.po").open("wb") as file:
         write_po(file, catalog)
-    caches = (i18n._catalogs, i18n.languages, i18n.best_language)
-    monkeypatch.setattr(i18n, "LOCALES_DIR", locales)
-    for cache in caches:
-        cache.cache_clear()
-    yield
-    monkeypatch.undo()
-    for cache in caches:
-        cache.cache_clear()
+    speak_catalog_files(monkeypatch, locales)
 
 
 def batch(batch_id: int = 7, rev: int = 2) -> Batch:

@@ -7,15 +7,14 @@ translators' work)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import write_po
 
-from bot import i18n
-from tests.conftest import ADMIN, USER, BotHarness, stop_harness
+from tests.conftest import ADMIN, USER, BotHarness, speak_catalog_files, stop_harness
 from tests.test_payments import charge_of, check_out, invoice, pay, stars_shop
 from tests.test_shop import drain
 
@@ -38,7 +37,7 @@ TRANSLATIONS = {
 
 
 @pytest.fixture
-def stand_in_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def stand_in_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bot speaks LANGUAGE too, from a catalog holding TRANSLATIONS."""
     folder = tmp_path / "locales"
     folder.mkdir()
@@ -47,13 +46,7 @@ def stand_in_language(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         catalog.add(source, translation)
     with (folder / f"{LANGUAGE}.po").open("wb") as file:
         write_po(file, catalog)
-    monkeypatch.setattr(i18n, "LOCALES_DIR", folder)
-    caches = (i18n._catalogs, i18n.languages, i18n.best_language)
-    for cache in caches:
-        cache.cache_clear()
-    yield
-    for cache in caches:
-        cache.cache_clear()
+    speak_catalog_files(monkeypatch, folder)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ real translations come with the catalogs themselves.
 from __future__ import annotations
 
 import gettext
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from bot.panel.sandbox import DEMO_KEY
 from bot.services import shop, wallet
 from bot.services.tracking import poll_orders
 from storage import outbox
-from tests.conftest import ADMIN, USER, BotHarness, stop_harness
+from tests.conftest import ADMIN, USER, BotHarness, speak_stand_ins, stop_harness
 from tests.test_shop import buy, drain, shop_harness
 
 
@@ -33,20 +33,10 @@ class Guillemets(gettext.NullTranslations):
         return f"«{msgid1 if n == 1 else msgid2}»"
 
 
-def _clear() -> None:
-    for cached in (i18n.languages, i18n.best_language):
-        cached.cache_clear()
-
-
 @pytest.fixture
-def guillemets(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def guillemets(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bot speaks English and "ru", the stand-in language."""
-    catalogs = {i18n.SOURCE: gettext.NullTranslations(), "ru": Guillemets()}
-    monkeypatch.setattr(i18n, "_catalogs", lambda: catalogs)
-    _clear()
-    yield
-    monkeypatch.undo()
-    _clear()
+    speak_stand_ins(monkeypatch, {"ru": Guillemets()})
 
 
 @pytest.fixture

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import gettext
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bot import i18n
 from bot.handlers.conversations import end_stale_conversations
 from bot.jobs import send_pending
 from storage.db import fetch_all
-from tests.conftest import OTHER, USER, BotHarness, start_harness, stop_harness
+from tests.conftest import (
+    OTHER,
+    USER,
+    BotHarness,
+    speak_stand_ins,
+    start_harness,
+    stop_harness,
+)
 from tests.test_hardening import _age_conversations
 from tests.test_wizard import EXPIRY, LINK
 
@@ -51,15 +56,9 @@ class Swapped(gettext.NullTranslations):
 
 
 @pytest.fixture
-def stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bot speaks English and the stand-in language (its catalogs replaced)."""
-    catalogs = {i18n.SOURCE: gettext.NullTranslations(), FAKE: Swapped()}
-    monkeypatch.setattr(i18n, "_catalogs", lambda: catalogs)
-    i18n.languages.cache_clear()
-    i18n.best_language.cache_clear()
-    yield
-    i18n.languages.cache_clear()
-    i18n.best_language.cache_clear()
+    speak_stand_ins(monkeypatch, {FAKE: Swapped()})
 
 
 async def speaking_fake(tmp_path: Path, **overrides: object) -> BotHarness:
