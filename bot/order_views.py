@@ -20,6 +20,7 @@ from bot.panel.models import SANDBOX_URL, ItemError, OrderStatus
 from bot.service_types import form_for
 from bot.services.accounts import Account
 from bot.services.actions import cancel_refusal, refill_refusal, state_text
+from bot.services.notices import status_word
 from bot.services.wallet import show
 from bot.text import MAX_TEXT, NAME_MAX, NOTE_MAX, WORD_MAX, esc, esc_short, fit, shorten, units
 from storage.orders import Order, StatusChange
@@ -234,7 +235,8 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
             lines.append(ngettext("… {n} earlier change", "… {n} earlier changes",
                                   earlier).format(n=i18n.number(earlier)))
         for change in history[-HISTORY_SHOWN:]:
-            time, status = i18n.when(change.observed_at), esc_short(change.status, WORD_MAX)
+            time = i18n.when(change.observed_at)
+            status = esc_short(status_word(change.status), WORD_MAX)
             if change.remains is None:
                 lines.append(f"{time} · {status}")
             else:
@@ -246,7 +248,8 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
         lines.append("\n" + _("<b>Refills</b>"))
         # i18n: a refill on an order's card; {status} is the panel's status of the refill
         lines.extend(_("Refill {refill} · {status} · requested {time}").format(
-                         refill=refill.panel_refill_id, status=esc_short(refill.status, WORD_MAX),
+                         refill=refill.panel_refill_id,
+                         status=esc_short(status_word(refill.status), WORD_MAX),
                          time=i18n.when(refill.created_at))
                      for refill in refills[-HISTORY_SHOWN:])
     if note:
@@ -320,7 +323,8 @@ def status_line(panel_id: int, result: OrderStatus | ItemError, *, charge: bool 
     """One id's answer to /status (HTML); without the panel's charge for a shop's customer."""
     if isinstance(result, ItemError):
         return f"<code>{panel_id}</code> · ❌ {esc_short(result.error, NOTE_MAX)}"
-    parts = [f"<code>{panel_id}</code>", f"<b>{esc_short(result.status, WORD_MAX)}</b>"]
+    status = esc_short(status_word(result.status), WORD_MAX)
+    parts = [f"<code>{panel_id}</code>", f"<b>{status}</b>"]
     if result.remains is not None:
         # i18n: what an order has not delivered yet ("remains 40"), in /status
         parts.append(_("remains {count}").format(count=i18n.number(result.remains)))

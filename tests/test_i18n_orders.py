@@ -117,7 +117,7 @@ async def test_a_notification_is_written_in_english_and_sent_in_the_owners_langu
         await send_pending(bot.app.bot, bot.deps, now=10.0**10)
         sent = bot.last().plain
         assert sent.startswith(f"««Order {order.panel_order_id}» · Instagram Followers: "
-                               "In progress → Partial» · «")
+                               "«In progress» → «Partial»» · «")  # statuses in their words
         assert untranslated(sent) == set(), sent
     finally:
         await stop_harness(bot)

@@ -24,6 +24,7 @@ from bot.money import format_money, parse_whole
 from bot.panel.errors import PanelClientError
 from bot.services import shop
 from bot.services.accounts import role_of
+from bot.services.notices import status_word
 from bot.text import WORD_MAX, esc_short
 from storage import orders, outbox, users
 
@@ -66,7 +67,7 @@ async def stats(update: Update, context: BotContext) -> None:
     allowed = (deps.settings.allowed_user_ids | await users.allowed_user_ids(db)) - admins
     own_keys = len(await users.stored_panel_keys(db))
     by_status = await orders.orders_by_status(db)
-    counts = " · ".join(f"{esc_short(status, WORD_MAX)} {count}" for status, count in
+    counts = " · ".join(f"{esc_short(status_word(status), WORD_MAX)} {count}" for status, count in
                         sorted(by_status.items(), key=lambda item: (-item[1], item[0])))
     tracked = len(await orders.active_orders(db))
     pending = await outbox.count_pending_notifications(db)

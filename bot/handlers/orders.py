@@ -296,7 +296,7 @@ async def refresh_card(update: Update, context: BotContext, caller: Caller, orde
         await answer(query, exc.user_message, alert=True)
         return
     # i18n: a button's answer after a refresh; {status} is the panel's status
-    await answer(query, _("Status: {status}").format(status=status.status))
+    await answer(query, _("Status: {status}").format(status=notices.status_word(status.status)))
     await show_card(update, context, caller, order.id)
 
 
@@ -510,7 +510,7 @@ async def receive_link(update: Update, context: BotContext) -> int | None:
     # i18n: {number} is the panel's order id, {status} the panel's status
     await reply(update, _("✅ Linked: this is order <b>{number}</b> ({status}). I follow it "
                           "from now on; see /orders.").format(number=outcome.panel_order_id,
-                                                              status=esc(outcome.status)))
+                                                              status=esc(notices.status_word(outcome.status))))
     return ConversationHandler.END
 
 

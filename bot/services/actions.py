@@ -37,6 +37,7 @@ from bot.panel.models import (
     RefillResult,
 )
 from bot.services.accounts import Account, account_for, on_this_panel, owns, role_of
+from bot.services.notices import status_word
 from bot.services.tracking import record_statuses
 from storage import orders as order_store
 from storage import refills as refill_store
@@ -96,7 +97,7 @@ def state_text(order: Order) -> str:
     the current language)."""
     if order.state == "placed":
         # i18n: an order's state, before the panel reported a status
-        return order.status or _("Placed")
+        return status_word(order.status) if order.status else _("Placed")
     text = _STATES.get(order.state)
     return order.state if text is None else _(text)
 
@@ -132,7 +133,7 @@ def refill_refusal(order: Order, refills: Sequence[Refill], account: Account) ->
     if running:
         # i18n: why a refill is not sent (after "No refill:"); {status} is the panel's status
         return _("refill {refill} is still {status}").format(
-            refill=running[-1].panel_refill_id, status=running[-1].status)
+            refill=running[-1].panel_refill_id, status=status_word(running[-1].status))
     return None
 
 

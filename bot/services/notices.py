@@ -16,16 +16,19 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from bot import i18n
-from bot.i18n import L_, Ln_
+from bot.i18n import L_, N_, Ln_
 from bot.panel.models import (
     CANCELED,
     COMPLETED,
     FAILED,
     FINAL_ORDER_STATUSES,
     FINAL_REFILL_STATUSES,
+    IN_PROGRESS,
     PARTIAL,
     PENDING,
+    PROCESSING,
     REFUNDED,
+    REJECTED,
     OrderStatus,
 )
 from bot.text import NAME_MAX, WORD_MAX, esc, esc_short, shorten
@@ -33,6 +36,41 @@ from storage.outbox import Notice
 from storage.users import User
 
 _STOPPED_ENDINGS = frozenset({CANCELED, REFUNDED, FAILED})
+
+#: The statuses the bot knows (`bot.panel.models`' spellings), in the reader's words; a status
+#: the bot does not know is shown as the panel wrote it.
+STATUS_WORDS: dict[str, str] = {
+    # i18n: an order's or a refill's status
+    PENDING: N_("Pending"),
+    # i18n: an order's or a refill's status
+    IN_PROGRESS: N_("In progress"),
+    # i18n: an order's or a refill's status
+    PROCESSING: N_("Processing"),
+    # i18n: an order's or a refill's status
+    COMPLETED: N_("Completed"),
+    # i18n: an order's status: only part of the quantity was delivered
+    PARTIAL: N_("Partial"),
+    # i18n: an order's status
+    CANCELED: N_("Canceled"),
+    # i18n: an order's status
+    REFUNDED: N_("Refunded"),
+    # i18n: an order's status
+    FAILED: N_("Failed"),
+    # i18n: a refill's status
+    REJECTED: N_("Rejected"),
+}
+
+
+def status_word(status: str) -> str:
+    """A status in the current language (plain text: escape it), or the panel's own word."""
+    word = STATUS_WORDS.get(status)
+    return status if word is None else i18n._(word)
+
+
+def status_value(status: str) -> i18n.Value:
+    """A status for a Msg (HTML): rendered in its reader's language, or the panel's word."""
+    word = STATUS_WORDS.get(status)
+    return esc_short(status, WORD_MAX) if word is None else L_(word)
 
 
 def notice(chat_id: int, message: i18n.Value, payload: Mapping[str, Any] | None = None) -> Notice:
@@ -147,8 +185,8 @@ def change_message(order: OrderFacts, previous: str | None, seen: OrderStatus, *
     panel's charge when `charges` is False (a shop's customers: their wallet's refund is a
     message of its own). The statuses are the panel's words."""
     status = seen.status
-    moved = (esc_short(status, WORD_MAX) if previous is None
-             else f"{esc_short(previous, WORD_MAX)} → {esc_short(status, WORD_MAX)}")
+    moved: i18n.Value = (status_value(status) if previous is None else i18n.Joined(
+        [status_value(previous), status_value(status)], " → "))
     title = order_title_msg(order)
     # i18n: {order} is "Order 23501 · <service>", {change} the panel's status ("A → B")
     head = L_("{order}: {change}", order=title, change=moved)
@@ -236,7 +274,7 @@ def refill_notice(refill: RefillFacts, status: str, owner: User | None) -> Notic
         return None
     # i18n: {refill} is "Refill 7 of order 23501 · <service>", {status} the panel's status
     text = L_("{refill}: {status}", refill=refill_title_msg(refill),
-              status=esc_short(status, WORD_MAX))
+              status=status_value(status))
     return notice(refill.owner_id, text, {"order": refill.order_id})
 
 
