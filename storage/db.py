@@ -18,7 +18,9 @@ repository function runs under a per-connection ``asyncio.Lock``:
 - writes go through ``transaction(db)``: lock, ``BEGIN IMMEDIATE``, body, ``COMMIT`` (``ROLLBACK``
   on any exception, cancellation included);
 - reads go through ``reading(db)``: the same lock without ``BEGIN``, so a read never observes
-  another task's uncommitted writes;
+  another task's uncommitted writes; and where the connection has a reader (``add_reader``: a
+  second, read-only connection, which in WAL mode sees only committed data and never waits for
+  the writer), ``fetch_all``/``fetch_one`` outside a transaction use it, without the lock;
 - a write that is a single statement may go through ``execute_write(db, sql, params)``: the
   same lock, no ``BEGIN``/``COMMIT`` (SQLite makes one statement atomic by itself), so it costs
   one round trip to the connection's thread instead of three.
@@ -397,10 +399,35 @@ async def open_database(path: str | Path) -> aiosqlite.Connection:
 
 
 async def close_database(db: aiosqlite.Connection) -> None:
-    """Waits for the running transaction, if any, then closes the connection."""
-    async with _state(db).lock:
+    """Waits for the running transaction, if any, then closes the connection (and its reader)."""
+    state = _state(db)
+    async with state.lock:
+        if state.reader is not None:
+            reader, state.reader = state.reader, None
+            await reader.close()
         await db.close()
     _states.pop(db, None)
+
+
+async def add_reader(db: aiosqlite.Connection, path: str | Path) -> None:
+    """Gives the connection a second, read-only connection to the same file, for the reads made
+    outside a transaction (`fetch_all`, `fetch_one`).
+
+    In WAL mode a reader sees the last committed state and never waits for a writer, nor makes
+    one wait: so reads no longer queue on the connection's lock behind writes (and writes not
+    behind long reads, like the tracker's). A read inside `transaction(db)` still joins the
+    transaction on the writing connection, and sees its own uncommitted writes.
+    """
+    state = _state(db)
+    if state.reader is not None:
+        return
+    reader = await connect(path)
+    try:
+        await reader.execute("PRAGMA query_only = ON")
+    except BaseException:
+        await reader.close()
+        raise
+    state.reader = reader
 
 
 # --- transactions on a shared connection -------------------------------------------------
@@ -413,6 +440,7 @@ class _ConnectionState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     active: object | None = None
     writing: bool = False
+    reader: aiosqlite.Connection | None = None  # read-only twin for reads (add_reader)
 
 
 _states: weakref.WeakKeyDictionary[aiosqlite.Connection, _ConnectionState] = (
@@ -549,7 +577,12 @@ async def reading(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connectio
 async def fetch_all(
     db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
 ) -> list[aiosqlite.Row]:
-    """Runs a query under `reading(db)` and returns every row."""
+    """Runs a query and returns every row: on the connection's reader if it has one (no lock
+    to wait for), inside an enclosing transaction on that transaction's connection, else under
+    `reading(db)`."""
+    state = _state(db)
+    if state.reader is not None and not _joins(state):
+        return list(await state.reader.execute_fetchall(sql, params))
     async with reading(db):
         return list(await db.execute_fetchall(sql, params))
 

@@ -25,7 +25,14 @@ from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
 from bot.services.accounts import Account
 from storage import catalog as catalog_store
 from storage import orders, users
-from storage.db import close_database, fetch_all, open_database, transaction
+from storage.db import (
+    add_reader,
+    close_database,
+    execute_write,
+    fetch_all,
+    open_database,
+    transaction,
+)
 from storage.persistence import SqlitePersistence
 from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import USER, BotHarness
@@ -166,6 +173,49 @@ async def test_the_persistence_waits_its_turn_instead_of_failing_with_database_l
     rows = await fetch_all(bot.deps.db, "SELECT data FROM ptb_user_data WHERE user_id = ?",
                            (USER,))
     assert [r[0] for r in rows] == ['{"step":"link"}']
+
+
+# --- reads on a read-only second connection ----------------------------------------------------
+
+
+async def test_reads_outside_a_transaction_see_every_committed_write_and_never_wait(
+        tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    await add_reader(db, tmp_path / "bot.sqlite3")
+    try:
+        # Read after write by the same task, through every way of writing.
+        await users.upsert_user(db, telegram_id=USER, name="Ann")
+        assert (await users.get_user(db, USER)).name == "Ann"  # type: ignore[union-attr]
+        await execute_write(db, "UPDATE users SET name = 'Bob' WHERE telegram_id = ?", (USER,))
+        assert (await users.get_user(db, USER)).name == "Bob"  # type: ignore[union-attr]
+        async with transaction(db):
+            await db.execute("UPDATE users SET name = 'Cid' WHERE telegram_id = ?", (USER,))
+            # Inside the transaction a read joins it and sees its uncommitted write.
+            assert (await users.get_user(db, USER)).name == "Cid"  # type: ignore[union-attr]
+        assert (await users.get_user(db, USER)).name == "Cid"  # type: ignore[union-attr]
+
+        # Another task's read neither waits for an open transaction nor sees inside it.
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_write() -> None:
+            async with transaction(db):
+                await db.execute("UPDATE users SET name = 'Dan' WHERE telegram_id = ?", (USER,))
+                inside.set()
+                await release.wait()
+
+        writer = asyncio.create_task(slow_write())
+        await inside.wait()
+        seen = await asyncio.wait_for(users.get_user(db, USER), 1)
+        assert seen is not None and seen.name == "Cid"
+        release.set()
+        await writer
+        assert (await users.get_user(db, USER)).name == "Dan"  # type: ignore[union-attr]
+        # The reader only reads: fetch_all cannot write through it.
+        with pytest.raises(sqlite3.OperationalError):
+            await fetch_all(db, "DELETE FROM users RETURNING telegram_id")
+        assert (await users.get_user(db, USER)) is not None
+    finally:
+        await close_database(db)
 
 
 # --- the sandbox panel: its clock and its duplicate check do not walk every order ---------------
