@@ -1,4 +1,4 @@
-"""Starts the bot: `python -m bot` or the `smm-bot` console script."""
+"""Starts the bot: `python -m bot` or the `smm-bot` console script (subcommands: see --help)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import REDACTOR, setup_logging
+from storage.db import SchemaTooNew
 
 
 def port_number(text: str) -> int:
@@ -18,35 +21,64 @@ def port_number(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: no command runs the bot; `try` opens it in a local web chat."""
-    parser = argparse.ArgumentParser(
-        prog="smm-bot", description="The SMM panel bot. Without a command it runs the bot on "
-        "Telegram, with the settings from the environment or .env.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    trying = commands.add_parser(
+def try_it(args: argparse.Namespace) -> int:
+    """`smm-bot try [--port N]`."""
+    from bot.standin.trymode import run_try
+
+    return run_try(args.port)
+
+
+def backup(args: argparse.Namespace) -> int:
+    """`smm-bot backup FILE`."""
+    from bot.backup import backup_command
+
+    return backup_command(args.file)
+
+
+def restore(args: argparse.Namespace) -> int:
+    """`smm-bot restore FILE`."""
+    from bot.backup import restore_command
+
+    return restore_command(args.file)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: no subcommand (or `run`) runs the bot; each other one sets `func`."""
+    top = argparse.ArgumentParser(
+        prog="smm-bot", description="A Telegram bot for ordering from an SMM panel. Settings "
+        "come from the environment or .env (see .env.example).")
+    commands = top.add_subparsers(dest="command", metavar="command")
+    commands.add_parser("run", help="run the bot (the default)")
+    command = commands.add_parser(
         "try", help="chat with the bot in your browser: demo mode, no Telegram, no token",
         description="Starts the bot in demo mode against a local stand-in for Telegram and "
         "serves a web chat at http://127.0.0.1:PORT.")
-    trying.add_argument("--port", type=port_number, default=8080,
-                        help="the web chat's port on 127.0.0.1 (default 8080; 0 = any free)")
-    return parser
+    command.add_argument("--port", type=port_number, default=8080,
+                         help="the web chat's port on 127.0.0.1 (default 8080; 0 = any free)")
+    command.set_defaults(func=try_it)
+    command = commands.add_parser("backup", help="copy the database to FILE, safely while the "
+                                  "bot runs (SQLite's online backup)")
+    command.add_argument("file", type=Path)
+    command.set_defaults(func=backup)
+    command = commands.add_parser("restore", help="replace the database with the backup FILE "
+                                  "(stop the bot first)")
+    command.add_argument("file", type=Path)
+    command.set_defaults(func=restore)
+    return top
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Reads the settings, then polls Telegram until stopped (SIGINT/SIGTERM).
+def main(argv: Sequence[str] | None = None) -> None:
+    """Runs a subcommand, or reads the settings and serves Telegram until SIGINT/SIGTERM.
 
-    A bad setting, or a SECRET_KEY that cannot decrypt the stored panel keys, ends the process
-    with one line on stderr and exit code 2, before Telegram is contacted. `smm-bot try` runs
-    the bot in a local web chat instead (bot/standin/trymode.py).
-    with one line on stderr and exit code 2, before Telegram is contacted. So does a bot token
-    Telegram refuses (exit code 2); Telegram out of reach at start-up is exit code 1.
+    Long polling, or webhook mode with WEBHOOK_URL (bot.server). A bad setting, a SECRET_KEY
+    that cannot decrypt the stored panel keys, or a database from a newer version of the bot
+    ends the process with one line on stderr and exit code 2, before Telegram is contacted.
+    So does a bot token Telegram refuses (exit code 2); Telegram out of reach at start-up is
+    exit code 1. `smm-bot try` runs the bot in a local web chat instead.
     """
-    args = build_parser().parse_args(argv)
-    if args.command == "try":
-        from bot.standin.trymode import run_try
-
-        raise SystemExit(run_try(args.port))
+    args = parser().parse_args(argv)
+    if getattr(args, "func", None) is not None:
+        raise SystemExit(args.func(args))
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -56,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     log = logging.getLogger("bot")
     from telegram.error import InvalidToken, NetworkError
 
-    from bot.app import build_application, updates_of_interest
+    from bot.app import build_application
+    from bot.server import run
     from bot.services.accounts import verify_secret_key
 
     try:
@@ -64,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         app = build_application(settings)
         asyncio.run(check_telegram(settings))
         log.info("Starting; press Ctrl+C to stop.")
-        app.run_polling(allowed_updates=updates_of_interest(), drop_pending_updates=False)
-    except ConfigError as exc:
+        run(app, settings)
+    except (ConfigError, SchemaTooNew) as exc:
         log.critical("%s", exc)
         raise SystemExit(2) from None
     # A newcomer's first two errors: one line saying what to check, not a traceback.

@@ -17,20 +17,36 @@ from telegram.ext import (
 )
 from telegram.request import BaseRequest
 
-from bot import jobs
+from bot import i18n, jobs
 from bot.catalog import Catalog
 from bot.concurrency import PerChatUpdateProcessor
 from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
-from bot.handlers import account, admin, catalog, errors, notify, orders, start, wizard
+from bot.handlers import (
+    account,
+    admin,
+    catalog,
+    errors,
+    language,
+    notify,
+    orders,
+    shop,
+    start,
+    wizard,
+)
+from bot.handlers import inline as inline_mode
+from bot.handlers import links as deep_links
+from bot.handlers import mass_order as mass_order_handlers
+from bot.handlers import payments as payment_handlers
 from bot.logs import REDACTOR
 from bot.panel.client import PanelClient
 from bot.panel.models import SANDBOX_URL
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.ratelimit import UserRateLimiter
-from bot.services import placement
+from bot.services import mass_order, placement
 from bot.services.accounts import verify_secret_key
+from bot.services.languages import Languages
 from storage import orders as order_store
 from storage.db import add_reader, close_database, open_database
 from storage.persistence import PERSIST_GROUP, SqlitePersistence, persist_now
@@ -70,6 +86,9 @@ def build_application(settings: Settings, *, request: BaseRequest | None = None,
         .post_init(start_services)
         .post_shutdown(stop_services)
     )
+    file_url = file_base_url(settings.telegram_base_url)
+    if file_url is not None:  # files (a mass order's .txt) come from the same Bot API server
+        builder = builder.base_file_url(file_url)
     if request is not None:
         builder = builder.request(request).get_updates_request(updates_request or request)
     app: BotApp = builder.build()
@@ -124,13 +143,27 @@ async def start_services(app: BotApp) -> None:
         limiter=UserRateLimiter(settings.rate_limit_per_minute),
         panel_url=panel_url, operator_key=operator_key, demo=settings.demo_mode,
         keybox=keybox, sandbox=sandbox,
+        languages=Languages(default=settings.default_language),
     )
+    await deps.languages.load(db)
     app.bot_data[DEPS_KEY] = deps
     await adopt_unlabelled_orders(deps)
     # Before the tracker's first outbox drain, so the owners hear about it at once.
     await placement.release_interrupted(deps)
-    await app.bot.set_my_commands(start.bot_commands())
+    await mass_order.release_interrupted(deps)
+    await set_commands(app, shop=settings.shop_mode, default=settings.default_language)
     jobs.schedule(app)
+
+
+async def set_commands(app: BotApp, *, shop: bool, default: str) -> None:
+    """The command menu in each language (Telegram shows a user the one of their app's
+    language), and in the default language for every other user."""
+    with i18n.speaking(default):
+        await app.bot.set_my_commands(start.bot_commands(shop=shop))
+    for code in i18n.languages():
+        with i18n.speaking(code):
+            await app.bot.set_my_commands(start.bot_commands(shop=shop),
+                                          language_code=i18n.telegram_code(code))
 
 
 async def adopt_unlabelled_orders(deps: Deps) -> None:
@@ -150,6 +183,7 @@ async def stop_services(app: BotApp) -> None:
     deps: Deps | None = app.bot_data.pop(DEPS_KEY, None)
     if deps is None:
         return
+    await mass_order.wind_down(deps)  # the lines being sent finish; the rest wait for a start
     await deps.panel.aclose()
     await close_database(deps.db)
 
@@ -160,18 +194,28 @@ def register_handlers(app: BotApp) -> None:
     # Before all of them, in a group of its own: whoever writes has not blocked the bot.
     for handler, group in notify.early_handlers():
         app.add_handler(handler, group=group)
+    # Before those: the language every text of this update is rendered in.
+    for handler, group in language.early_handlers():
+        app.add_handler(handler, group=group)
     in_order: list[list[BaseHandler[Update, BotContext, object]]] = [
+        # A Stars payment before anything: a form waiting for an answer must never take it for
+        # one. Then the wait for a typed top-up amount (its answer is not a search either).
+        payment_handlers.early_handlers(settings),
         # /connect's key prompt comes first: the message after "/connect" is a key, and nobody
         # else may see it (the search would echo it). It only matches /connect, or the one
         # message after. The waits time out after ORDER_TIMEOUT, so they take the settings.
         account.handlers(settings),
         # An order card's "It was placed" prompt is such a one-message wait too.
         [orders.link_handler(settings)],
+        # /massorder's lines likewise: while it waits, the chat's messages are lines.
+        mass_order_handlers.handlers(settings),
         # Then the order wizard: while a user is filling in an order, their text answers
         # belong to it, not to the catalogue search that catches text otherwise.
         wizard.handlers(settings),
+        # Deep links (/start o<id>) before /start itself; then inline mode and Share.
+        deep_links.handlers(), inline_mode.handlers(),
         start.handlers(), catalog.handlers(), orders.handlers(), admin.handlers(),
-        notify.handlers(),
+        notify.handlers(), language.handlers(), shop.handlers(), payment_handlers.handlers(),
     ]
     for handlers in in_order:
         for handler in handlers:
@@ -184,4 +228,15 @@ def register_handlers(app: BotApp) -> None:
 
 def updates_of_interest() -> list[str]:
     """The update types the bot asks Telegram for."""
-    return [Update.MESSAGE, Update.CALLBACK_QUERY]
+    # pre_checkout_query: without it Telegram never asks, and every Stars checkout times out.
+    return [Update.MESSAGE, Update.CALLBACK_QUERY, Update.INLINE_QUERY,
+            Update.PRE_CHECKOUT_QUERY]
+
+
+def file_base_url(base_url: str) -> str | None:
+    """The file download URL of a Bot API base URL (`…/bot` → `…/file/bot`), or None when it
+    cannot be told (PTB's default then)."""
+    for suffix in ("/bot{token}", "/bot"):
+        if base_url.endswith(suffix):
+            return base_url[: -len(suffix)] + "/file" + suffix
+    return None

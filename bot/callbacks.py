@@ -10,7 +10,13 @@ Each feature owns its prefixes; the patterns below are what the handlers match:
   new:<service id>          start the order wizard for a service
   wz:<action>[:<arg>]       order wizard: skip, back, delay:<n>, confirm:<draft>, edit, cancel
   ol:<page>                 orders list
-  oc:<order id>[:<act>]     an order's card and its actions (refresh, refill, refills, cancel)
+  oc:<order id>[:<act>]     an order's card and its actions (refresh, refill, refills, cancel,
+                            ag = order again: the wizard's)
+  sh:<service id>           a service's Share link
+  mo:<action>:<batch>       mass order: go (confirm / send the rest), ed (edit), x (cancel),
+                            rs (results)
+  tp:<w|o|a:<amt>|d:<id>>   Stars top-ups: wallet's button, other amount, an amount, a summary's
+  rf:<top-up id>[:y]        an admin's refund of a Stars payment, and its confirmation
 """
 
 from __future__ import annotations

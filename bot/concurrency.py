@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from typing import Any
 
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
+
+from bot import metrics
+
+
+def urgent(update: object) -> bool:
+    """Updates Telegram waits on with a deadline (a pre-checkout must be answered within 10 s):
+    they wait for nobody, neither their user's other updates nor a free slot. Their handlers
+    only read the database, and they belong to no conversation."""
+    return isinstance(update, Update) and update.pre_checkout_query is not None
 
 
 def _chat_key(update: object) -> int | None:
@@ -18,6 +28,24 @@ def _chat_key(update: object) -> int | None:
         if update.effective_user is not None:
             return update.effective_user.id
     return None
+
+
+def update_kind(update: object) -> str:
+    """What an update carries: "message", "callback_query", ... ("other" for anything else)."""
+    if isinstance(update, Update):
+        for kind in Update.ALL_TYPES:
+            if getattr(update, kind, None) is not None:
+                return str(kind)
+    return "other"
+
+
+async def _handle(update: object, coroutine: Awaitable[Any]) -> None:
+    """Runs the handlers of one update and counts it (kind, time taken) in the metrics."""
+    started = time.perf_counter()
+    try:
+        await coroutine
+    finally:
+        metrics.update_handled(update_kind(update), time.perf_counter() - started)
 
 
 class PerChatUpdateProcessor(BaseUpdateProcessor):
@@ -48,16 +76,19 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Waits for this chat's turn, then for a free slot, then processes the update."""
+        if urgent(update):
+            await coroutine
+            return
         key = _chat_key(update)
         if key is None:
             async with self._running:
-                await coroutine
+                await _handle(update, coroutine)
             return
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._waiting[key] = self._waiting.get(key, 0) + 1
         try:
             async with lock, self._running:
-                await coroutine
+                await _handle(update, coroutine)
         finally:
             self._waiting[key] -= 1
             if self._waiting[key] == 0:

@@ -11,6 +11,7 @@ from telegram.ext import Application, CallbackContext, ExtBot
 from bot.config import Settings
 from bot.crypto import KeyBox
 from bot.panel.client import PanelClient
+from bot.services.languages import Languages
 
 if TYPE_CHECKING:
     from bot.catalog import Catalog
@@ -36,6 +37,7 @@ class Deps:
     # Only for the start-up code and the tests: the rest of the bot sees `demo` and the URL.
     sandbox: SandboxPanel | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    languages: Languages = field(default_factory=Languages)  # who reads which language
 
     def __repr__(self) -> str:
         return f"Deps(database={self.settings.database_path}, demo={self.demo})"

@@ -24,11 +24,15 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import JobQueue
 
+from bot import health, i18n, metrics
 from bot.callbacks import pack
 from bot.deps import BotApp, BotContext, Deps
 from bot.handlers import conversations
-from bot.services import tracking
+from bot.i18n import N_, _
+from bot.services import shop, tracking
+from bot.services.notices import rendered
 from bot.services.tracking import HOUR, backoff_delay, tracker_state
+from bot.text import fit
 from storage import orders as order_store
 from storage import outbox, users
 from storage.outbox import Notification
@@ -45,7 +49,7 @@ MAX_SEND_DELAY: Final = HOUR
 KEEP_NOTIFICATIONS: Final = 30 * DAY
 KEEP_DRAFTS: Final = DAY
 
-_CARD_LABEL = "Open order"
+_CARD_LABEL = N_("Open order")
 
 
 @dataclass(slots=True)
@@ -61,11 +65,17 @@ class SendReport:
 
 
 def _card_markup(note: Notification) -> InlineKeyboardMarkup | None:
-    """The button under a notification: the order's card."""
+    """The buttons under a notification: those it names (`payload["buttons"]`: rows of
+    [label, callback data]), else the order's card."""
+    rows = note.payload.get("buttons")
+    if isinstance(rows, list) and rows:
+        return InlineKeyboardMarkup([[InlineKeyboardButton(i18n.render(i18n.from_json(label)),
+                                                           callback_data=str(data))
+                                      for label, data in row] for row in rows])
     order_id = note.payload.get("order", note.order_id)
     if not isinstance(order_id, int):
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(_CARD_LABEL,
+    return InlineKeyboardMarkup([[InlineKeyboardButton(_(_CARD_LABEL),
                                                        callback_data=pack("oc", order_id))]])
 
 
@@ -93,6 +103,7 @@ async def send_pending(bot: Bot, deps: Deps, *, now: float | None = None) -> Sen
     state.draining = True
     try:
         blocked: dict[int, bool] = {}
+        languages: dict[int, str] = {}
         while True:
             state.more_to_send = False
             at = time.time() if now is None else now
@@ -102,26 +113,29 @@ async def send_pending(bot: Bot, deps: Deps, *, now: float | None = None) -> Sen
                     continue
                 return report
             for note in batch:
-                if not await _send_one(bot, deps, note, blocked, at, report):
+                if not await _send_one(bot, deps, note, blocked, languages, at, report):
                     return report
     finally:
         state.draining = False
 
 
 async def _send_one(bot: Bot, deps: Deps, note: Notification, blocked: dict[int, bool],
-                    now: float, report: SendReport) -> bool:
+                    languages: dict[int, str], now: float, report: SendReport) -> bool:
     """Sends one message and records the outcome; False when the drain should stop."""
     db = deps.db
     if note.chat_id not in blocked:
         user = await users.get_user(db, note.chat_id)
         blocked[note.chat_id] = user is not None and user.blocked
+        languages[note.chat_id] = deps.languages.of_user(user)
     if blocked[note.chat_id]:
         await outbox.drop_notification(db, note.id, reason="the user has blocked the bot")
         report.dropped += 1
         return True
+    with i18n.speaking(languages[note.chat_id]):  # the owner's language now, not when written
+        text, markup = rendered(note.text, note.payload), _card_markup(note)
     try:
-        await bot.send_message(note.chat_id, note.text, parse_mode=ParseMode.HTML,
-                               reply_markup=_card_markup(note), disable_web_page_preview=True)
+        await bot.send_message(note.chat_id, fit(text), parse_mode=ParseMode.HTML,
+                               reply_markup=markup, disable_web_page_preview=True)
     except Forbidden as exc:
         log.info("Chat %s has blocked the bot; its messages are dropped until it writes again",
                  note.chat_id)
@@ -178,6 +192,7 @@ async def run_cycle(context: BotContext) -> None:
             started = time.monotonic()
             orders = await tracking.poll_orders(deps, now=now)
             refill_report = await tracking.poll_refills(deps, now=now)
+            await shop.watch_panel_balance(deps, now=now)  # shop mode only
             if now - state.unfollowed_at > tracking.UNFOLLOWED_EVERY:
                 state.unfollowed_at = now
                 await tracking.tell_unfollowed(deps, now=now)
@@ -185,7 +200,6 @@ async def run_cycle(context: BotContext) -> None:
                 state.purged_at = now
                 await outbox.purge_notifications(deps.db, older_than=now - KEEP_NOTIFICATIONS)
                 await order_store.purge_drafts(deps.db, older_than=now - KEEP_DRAFTS)
-            state.last_cycle_at = time.time()
         except Exception:
             state.cycle_failures += 1
             delay = backoff_delay(deps.settings.status_poll_interval, state.cycle_failures)
@@ -193,6 +207,9 @@ async def run_cycle(context: BotContext) -> None:
             log.exception("Tracker cycle failed; next one in %.0f s", delay)
         else:
             state.cycle_failures = 0
+            health.FACTS.tracker_cycled()
+            metrics.tracker_cycle(time.monotonic() - started, orders=orders.checked,
+                                  refills=refill_report.checked)
             if orders.checked or refill_report.checked or orders.failed_accounts:
                 log.debug("Tracker: %d orders (%d requests), %d changed, %d messages, "
                           "%d refills in %.2f s", orders.checked, orders.requests,

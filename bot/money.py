@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
+from bot import i18n
+
 PER_UNITS = Decimal(1000)
 
 
@@ -103,16 +105,13 @@ def order_cost(rate: Decimal, quantity: int) -> Decimal:
 
 
 def format_money(amount: Decimal, currency: str = "", places: int = 4) -> str:
-    """Rounds only for display: at least 2 and at most `places` decimals, trailing zeros trimmed."""
+    """Rounds only for display: at least 2 and at most `places` decimals, trailing zeros trimmed,
+    written the reader's way (`bot.i18n.decimal`: 1,234.50 / 1 234,50 / 1.234,50)."""
     quantum = Decimal(1).scaleb(-places)
     with localcontext() as context:  # enough digits that quantize never fails on big amounts
         context.prec = max(context.prec, amount.adjusted() + places + 2)
         rounded = amount.quantize(quantum, rounding=ROUND_HALF_UP)
     if rounded.is_zero():
         rounded = rounded.copy_abs()  # "-0.00001" shows as 0.00, not -0.00
-    text = f"{rounded:f}"
-    if "." in text:
-        whole, frac = text.split(".")
-        frac = frac.rstrip("0").ljust(2, "0")
-        text = f"{whole}.{frac}"
+    text = i18n.decimal(rounded, places=places, keep=min(2, places))
     return f"{text} {currency}".strip()

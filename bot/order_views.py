@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -17,6 +18,7 @@ from bot.panel.models import SANDBOX_URL, ItemError, OrderStatus
 from bot.service_types import form_for
 from bot.services.accounts import Account
 from bot.services.actions import cancel_refusal, refill_refusal, state_text
+from bot.services.wallet import show
 from bot.text import MAX_TEXT, NAME_MAX, NOTE_MAX, WORD_MAX, esc, esc_short, fit, shorten, units
 from storage.orders import Order, StatusChange
 from storage.refills import Refill
@@ -29,6 +31,8 @@ FIELD_CHARS = 300  # a sent field (comments, keywords…) is shortened on the ca
 REFRESH, REFILL, REFILL_YES, REFILL_STATUS, CANCEL, CANCEL_YES = "r", "rf", "rfy", "rs", "cx", "cxy"
 # An order whose outcome is unknown: link it to the panel's id, or say it was not placed.
 LINK, NOT_PLACED, NOT_PLACED_YES = "ln", "np", "npy"
+# Order again: the order form of the same service with the same answers (the wizard's).
+AGAIN = "ag"
 
 
 def order_number(order: Order) -> str:
@@ -72,10 +76,13 @@ def list_line(order: Order) -> str:
     return line
 
 
-def list_text(orders: Sequence[Order], *, page: int, total: int, everyone: bool) -> str:
-    """A page of the orders list (HTML)."""
+def list_text(orders: Sequence[Order], *, page: int, total: int, everyone: bool,
+              track: bool = True) -> str:
+    """A page of the orders list (HTML); without the /track hint where it is not offered."""
     whose = "All users' orders" if everyone else "Your orders"
     if total == 0:
+        if not track:
+            return f"📦 <b>{whose}</b>\nNo orders yet. Tap <b>New order</b> to place one."
         return (f"📦 <b>{whose}</b>\nNo orders yet. Tap <b>New order</b> to place one, or "
                 "/track orders you placed on the panel's site.")
     header = f"📦 <b>{whose}</b> ({total}, newest first · page {page + 1}/{page_count(total)})"
@@ -130,9 +137,35 @@ def _field_value(value: object) -> str:
     return esc(text)
 
 
+def shop_money_lines(order: Order, paid: tuple[Decimal, Decimal | None] | None, *,
+                     panel: bool) -> list[str]:
+    """Shop mode: what the wallet paid for the order and got back (HTML); with the panel's
+    cost and charge only for an admin (`panel`)."""
+    currency = order.service_currency or order.currency or ""
+    lines: list[str] = []
+    if paid is not None:
+        charged, refunded = paid
+        lines.append(f"Paid from the wallet: {esc(show(charged, currency))}")
+        if refunded is not None:
+            lines.append(f"Refunded to the wallet: {esc(show(refunded, currency))}")
+        elif order.state in ("unknown", "claimed"):
+            lines.append("The payment stays held until the shop has checked this order.")
+    elif order.price is not None and order.state == "draft":
+        lines.append(f"Price: {esc(show(order.price, currency))}")
+    if panel:
+        if order.cost is not None:
+            lines.append(f"Panel cost: {esc(format_money(order.cost, currency))}")
+        if order.charge is not None:
+            lines.append(f"Panel charge: {esc(format_money(order.charge, currency))}")
+    return lines
+
+
 def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[Refill],
-              note: str | None = None) -> str:
-    """An order's card (HTML): what was sent, what the panel says, and what happened when."""
+              note: str | None = None,
+              shop_money: Sequence[str] | None = None, customer: bool = False) -> str:
+    """An order's card (HTML): what was sent, what the panel says, and what happened when; in
+    shop mode `shop_money` stands for the panel's charge and price (a `customer` is not shown
+    the panel's words on why it refused an order: the shop's problems are not theirs)."""
     currency = order.currency or order.service_currency or ""
     lines = [f"🧾 <b>Order {esc(order_number(order))}</b>"]
     if order.service_id is not None:
@@ -141,10 +174,12 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
     else:
         lines.append("Service: unknown (tracked: placed on the panel's site)")
     lines.append(f"Status: <b>{esc_short(status_text(order), WORD_MAX)}</b>")
-    if order.error:
+    if order.error and not (customer and order.state == "failed"):  # the panel's own words
         lines.append(f"Note: {esc_short(order.error, NOTE_MAX)}")
     currency = shorten(currency, WORD_MAX)
-    if order.charge is not None:
+    if shop_money is not None:
+        lines.extend(shop_money)
+    elif order.charge is not None:
         lines.append(f"Charge: {esc(format_money(order.charge, currency))}")
     elif order.cost is not None:
         lines.append(f"Price: {esc(format_money(order.cost, currency))} (the panel's charge "
@@ -189,7 +224,7 @@ def card_markup(order: Order, account: Account,
     if order.state == "placed" and order.panel_order_id is not None and here:
         rows.append([InlineKeyboardButton("🔄 Refresh", callback_data=pack("oc", order.id,
                                                                            REFRESH))])
-    if order.state == "unknown" and here:
+    if order.state == "unknown" and here and not account.customer:  # the shop settles it
         rows.append([
             InlineKeyboardButton("🔗 It was placed", callback_data=pack("oc", order.id, LINK)),
             InlineKeyboardButton("✖ It was not placed",
@@ -207,6 +242,9 @@ def card_markup(order: Order, account: Account,
                                             callback_data=pack("oc", order.id, CANCEL)))
     if actions:
         rows.append(actions)
+    if order.service_id is not None and here:
+        rows.append([InlineKeyboardButton("🔁 Order again",
+                                          callback_data=pack("oc", order.id, AGAIN))])
     rows.append([InlineKeyboardButton("◀ My orders", callback_data=pack("ol", 0))])
     return InlineKeyboardMarkup(rows)
 
@@ -223,8 +261,8 @@ def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
 
 # --- typed ids and long replies -----------------------------------------------------------------
 
-def status_line(panel_id: int, result: OrderStatus | ItemError) -> str:
-    """One id's answer to /status (HTML)."""
+def status_line(panel_id: int, result: OrderStatus | ItemError, *, charge: bool = True) -> str:
+    """One id's answer to /status (HTML); without the panel's charge for a shop's customer."""
     if isinstance(result, ItemError):
         return f"<code>{panel_id}</code> · ❌ {esc_short(result.error, NOTE_MAX)}"
     line = f"<code>{panel_id}</code> · <b>{esc_short(result.status, WORD_MAX)}</b>"
@@ -232,7 +270,7 @@ def status_line(panel_id: int, result: OrderStatus | ItemError) -> str:
         line += f" · remains {result.remains}"
     if result.start_count is not None:
         line += f" · start {result.start_count}"
-    if result.charge is not None:
+    if result.charge is not None and charge:
         currency = shorten(result.currency, WORD_MAX)
         line += f" · charge {esc(format_money(result.charge, currency))}"
     return line

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import time
 import weakref
@@ -60,11 +61,28 @@ from typing import Any
 
 import aiosqlite
 
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 5000
 #: First line of a migration that rebuilds a table: it runs with foreign keys off (dropping a
 #: referenced table with them on would delete the rows that refer to it), and is checked with
 #: PRAGMA foreign_key_check before it commits.
 NO_FOREIGN_KEYS = "-- migration: foreign keys off"
+#: Files up to this size get the full `PRAGMA integrity_check` at start-up; bigger ones the
+#: cheaper `quick_check` (see `integrity_pragma`).
+FULL_CHECK_LIMIT = 256 * 1024 * 1024
+
+
+
+def _canonical(minor: str) -> str:
+    """SQL for the decimal text of a whole number of minor units at the row's `exponent`
+    ('-0.05' for -5 at 2): a money column must read exactly as this, so its text and its
+    integer can never disagree."""
+    scale = "CAST(substr('1000000000', 1, exponent + 1) AS INTEGER)"
+    return (f"((CASE WHEN {minor} < 0 THEN '-' ELSE '' END) || (abs({minor}) / {scale})"
+            f" || (CASE WHEN exponent > 0 THEN '.' || printf('%0*d', exponent,"
+            f" abs({minor}) % {scale}) ELSE '' END))")
+
 
 # Migration N (1-based) brings the schema from user_version N-1 to N. Append only: never edit a
 # migration that has shipped, add a new one.
@@ -289,6 +307,151 @@ MIGRATIONS: list[str] = [
 
     ALTER TABLE ptb_conversations ADD COLUMN updated_at REAL;
     """,
+    # v6: mass orders (storage/mass_orders.py); only its own tables (IF NOT EXISTS). A batch is
+    # the lines of one /massorder summary; each line is its own order draft, placed through the
+    # placement service like any order. `lines`: the valid lines shown.
+    """
+    CREATE TABLE IF NOT EXISTS mass_orders (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_id   INTEGER NOT NULL REFERENCES users (telegram_id),
+        chat_id    INTEGER NOT NULL,
+        account    TEXT    NOT NULL,
+        panel      TEXT    NOT NULL,
+        catalog    TEXT    NOT NULL DEFAULT '',  -- which catalogue the lines were checked with
+        lines      INTEGER NOT NULL,
+        rev        INTEGER NOT NULL DEFAULT 1,  -- bumped when lines are added: older summaries
+                                                -- of the batch are out of date
+        state      TEXT    NOT NULL DEFAULT 'ready'
+                           CHECK (state IN ('ready', 'sending', 'interrupted', 'done',
+                                            'cancelled')),
+        created_at REAL    NOT NULL,
+        updated_at REAL    NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS mass_orders_state ON mass_orders (state);
+    CREATE TABLE IF NOT EXISTS mass_order_lines (
+        batch_id INTEGER NOT NULL REFERENCES mass_orders (id) ON DELETE CASCADE,
+        line_no  INTEGER NOT NULL,   -- the line's number in what the user sent
+        order_id INTEGER NOT NULL UNIQUE REFERENCES orders (id) ON DELETE CASCADE,
+        PRIMARY KEY (batch_id, line_no)
+    );
+    """,
+    # v7: shop mode. Each customer's wallet is an append-only ledger (storage/wallet.py) whose
+    # rules the database itself enforces, so no code path can write a wrong row: amounts are
+    # decimal TEXT written with exactly the currency's minor-unit digits (`exponent`), read back
+    # as whole minor units by generated columns (exact integer arithmetic, never REAL); every
+    # entry follows the wallet's previous one (`seq`), its balance_after is the previous
+    # balance plus its amount and never below zero; one currency per wallet; a charge or refund
+    # names its order (one charge and at most one refund per order, a refund never above the
+    # charge, both the order owner's); entries are never changed or deleted. Orders remember
+    # the price a customer was quoted; users can be banned from the shop; per-service prices.
+    f"""
+    CREATE TABLE wallet_entries (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id       INTEGER NOT NULL,
+        seq           INTEGER NOT NULL CHECK (seq >= 1),   -- 1, 2, 3… per wallet
+        kind          TEXT    NOT NULL
+                              CHECK (kind IN ('topup', 'charge', 'refund', 'adjustment')),
+        amount        TEXT    NOT NULL,   -- signed decimal, e.g. '-1.17'
+        balance_after TEXT    NOT NULL,   -- decimal, e.g. '8.83'
+        currency      TEXT    NOT NULL,
+        exponent      INTEGER NOT NULL CHECK (exponent BETWEEN 0 AND 8),  -- minor-unit digits
+        note          TEXT    NOT NULL DEFAULT '',
+        reference     TEXT    NOT NULL UNIQUE CHECK (length(reference) BETWEEN 1 AND 200),
+        order_id      INTEGER REFERENCES orders (id),
+        created_at    REAL    NOT NULL,
+        amount_minor  INTEGER GENERATED ALWAYS AS
+                              (CAST(replace(amount, '.', '') AS INTEGER)) STORED,
+        balance_minor INTEGER GENERATED ALWAYS AS
+                              (CAST(replace(balance_after, '.', '') AS INTEGER)) STORED,
+        UNIQUE (user_id, seq),
+        CHECK (amount = {_canonical("amount_minor")}),
+        CHECK (balance_after = {_canonical("balance_minor")}),
+        CHECK (amount_minor != 0),
+        CHECK (balance_minor >= 0),
+        CHECK (kind = 'adjustment' OR (kind IN ('topup', 'refund') AND amount_minor > 0)
+               OR (kind = 'charge' AND amount_minor < 0)),
+        CHECK ((kind IN ('charge', 'refund')) = (order_id IS NOT NULL))
+    );
+    CREATE UNIQUE INDEX wallet_entries_one_per_order ON wallet_entries (order_id, kind)
+        WHERE order_id IS NOT NULL;
+    CREATE TRIGGER wallet_entries_chain AFTER INSERT ON wallet_entries
+    BEGIN
+        SELECT RAISE(ABORT, 'wallet: an entry must follow the last entry of its wallet')
+        WHERE NEW.seq != 1 + COALESCE((SELECT MAX(seq) FROM wallet_entries
+                                       WHERE user_id = NEW.user_id AND id != NEW.id), 0);
+        SELECT RAISE(ABORT, 'wallet: balance_after must be the previous balance plus amount')
+        WHERE NEW.balance_minor != NEW.amount_minor
+              + COALESCE((SELECT balance_minor FROM wallet_entries
+                          WHERE user_id = NEW.user_id AND seq = NEW.seq - 1), 0);
+        SELECT RAISE(ABORT, 'wallet: one currency per wallet')
+        WHERE EXISTS (SELECT 1 FROM wallet_entries WHERE user_id = NEW.user_id
+                      AND seq = NEW.seq - 1
+                      AND (currency != NEW.currency OR exponent != NEW.exponent));
+        SELECT RAISE(ABORT, 'wallet: an order is charged to its owner')
+        WHERE NEW.order_id IS NOT NULL AND NEW.user_id IS NOT
+              (SELECT owner_id FROM orders WHERE id = NEW.order_id);
+        SELECT RAISE(ABORT, 'wallet: a refund needs a charge at least as large')
+        WHERE NEW.kind = 'refund' AND NEW.amount_minor > -COALESCE(
+              (SELECT amount_minor FROM wallet_entries
+               WHERE order_id = NEW.order_id AND kind = 'charge'), 0);
+    END;
+    CREATE TRIGGER wallet_entries_never_change BEFORE UPDATE ON wallet_entries
+    BEGIN
+        SELECT RAISE(ABORT, 'wallet: entries are never changed');
+    END;
+    CREATE TRIGGER wallet_entries_never_deleted BEFORE DELETE ON wallet_entries
+    BEGIN
+        SELECT RAISE(ABORT, 'wallet: entries are never deleted');
+    END;
+
+    ALTER TABLE orders ADD COLUMN price TEXT;   -- shop: the total a customer was quoted
+    ALTER TABLE users ADD COLUMN banned INTEGER NOT NULL DEFAULT 0;   -- shop: /deny
+
+    CREATE TABLE shop_prices (
+        service_id INTEGER PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('price', 'percent', 'off')),
+        value      TEXT,            -- decimal: the price per 1000, or the percent
+        updated_at REAL NOT NULL,
+        CHECK ((kind = 'off') = (value IS NULL))
+    );
+    """,
+    # v8: wallet top-ups paid with Telegram Stars (storage/payments.py). One row per invoice;
+    # the payload names it (id and a random nonce). A payment is recorded once per Telegram
+    # charge id (UNIQUE), in the transaction that books its credit (reference stars:<charge>).
+    # A payment that matched no payable top-up is kept as 'stray' with no amount: nothing was
+    # credited, an admin refunds it. 'refunding': the refund debit is booked and Telegram has
+    # not yet confirmed the refund.
+    """
+    CREATE TABLE topups (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id      INTEGER NOT NULL,
+        chat_id      INTEGER NOT NULL,     -- where the invoice was sent
+        nonce        TEXT    NOT NULL,
+        amount       TEXT,                 -- decimal, in `currency`; NULL: a stray payment
+        currency     TEXT    NOT NULL,
+        stars        INTEGER NOT NULL CHECK (stars >= 1),
+        state        TEXT    NOT NULL DEFAULT 'pending'
+                             CHECK (state IN ('pending', 'expired', 'paid', 'refunding',
+                                              'refunded', 'stray')),
+        draft_id     INTEGER,              -- the order summary it was asked from, if any
+        created_at   REAL    NOT NULL,
+        expires_at   REAL    NOT NULL,
+        paid_at      REAL,
+        telegram_payment_charge_id TEXT UNIQUE,
+        provider_payment_charge_id TEXT,
+        refund_attempts INTEGER NOT NULL DEFAULT 0,
+        refunded_at  REAL,
+        note         TEXT    NOT NULL DEFAULT '',
+        CHECK ((state IN ('pending', 'expired')) = (telegram_payment_charge_id IS NULL)),
+        CHECK (amount IS NOT NULL OR state IN ('stray', 'refunding', 'refunded'))
+    );
+    CREATE INDEX topups_user ON topups (user_id, id);
+    """,
+    # v9: the language a user chose with /language (NULL: not chosen; Telegram's language_code,
+    # kept in `language`, or the default applies).
+    """
+    ALTER TABLE users ADD COLUMN locale TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -387,15 +550,96 @@ async def _enable_wal(db: aiosqlite.Connection) -> None:
         return
 
 
-async def open_database(path: str | Path) -> aiosqlite.Connection:
-    """Opens (creating if needed) the database file and brings its schema up to date."""
+class SchemaTooNew(Exception):
+    """The file was written by a newer version of the bot: refused, never misread or migrated."""
+
+    def __init__(self, path: str | Path, found: int) -> None:
+        super().__init__(
+            f"The database {path} is from a newer version of the bot (schema version {found}; "
+            f"this version knows up to {SCHEMA_VERSION}). Run the newer version, or restore a "
+            "backup this version made (smm-bot restore <file>)."
+        )
+        self.found = found
+
+
+async def open_database(path: str | Path, *, integrity: bool = True) -> aiosqlite.Connection:
+    """Opens (creating if needed) the database file and brings its schema up to date.
+
+    A file whose schema is newer than this code's (SCHEMA_VERSION) raises SchemaTooNew before
+    anything is written. The first open of a file in a process with `integrity` logs the
+    result of an integrity check (`check_integrity`); the bot opens the file several times at
+    start-up, once is enough. (The SECRET_KEY check before start-up passes False: when it
+    fails, its one line must be all the operator reads.)
+    """
     db = await connect(path)
     try:
+        found = await schema_version(db)
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(path, found)
+        key = _file_key(path)
+        if integrity and key not in _checked_files:
+            _checked_files.add(key)
+            await check_integrity(db, path)
         await migrate(db)
     except BaseException:
         await db.close()
         raise
     return db
+
+
+_checked_files: set[str] = set()
+
+
+def size_text(size: int) -> str:
+    """A file size for people: '840 KB', '12.3 MB'."""
+    if size < 1_000_000:
+        return f"{max(size, 0) / 1000:.0f} KB"
+    return f"{size / 1e6:.1f} MB"
+
+
+def _file_key(path: str | Path) -> str:
+    """The file's absolute path, to check each file once per process."""
+    return str(Path(path).resolve())
+
+
+def _file_size(path: str | Path) -> int:
+    """The size of the file in bytes (0 when it does not exist yet)."""
+    try:
+        return Path(path).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def integrity_pragma(size: int) -> str:
+    """`integrity_check` for files up to FULL_CHECK_LIMIT, `quick_check` above.
+
+    integrity_check also verifies that every index matches its table; it took 0.7 s on a 73 MB
+    file (100,000 orders, 300,000 history rows, 200,000 notifications) and 3.9 s on 367 MB on the
+    2-core development machine, against 0.4 s and 1.9 s for quick_check, which checks the pages
+    and the records but not the index contents. Start-up should stay quick on a big file.
+    """
+    return "integrity_check" if size <= FULL_CHECK_LIMIT else "quick_check"
+
+
+async def check_integrity(db: aiosqlite.Connection, path: str | Path) -> list[str]:
+    """Runs the integrity check (see `integrity_pragma`) and logs its result; returns its lines.
+
+    A damaged file is logged as an error and still opened: the damage may be in an index
+    (`REINDEX` repairs it) or in old rows, and refusing to start would not make it better.
+    """
+    size = _file_size(path)
+    pragma = integrity_pragma(size)
+    started = time.monotonic()
+    async with reading(db):
+        rows = list(await db.execute_fetchall(f"PRAGMA {pragma}(20)"))
+    lines = [str(row[0]) for row in rows]
+    elapsed = time.monotonic() - started
+    if lines == ["ok"]:
+        log.info("Database %s (%s): %s ok in %.2f s", path, size_text(size), pragma, elapsed)
+    else:
+        log.error("Database %s is damaged (%s: %s). Restore a backup (smm-bot restore <file>), "
+                  "or try sqlite3's .recover.", path, pragma, "; ".join(lines[:5]))
+    return lines
 
 
 async def close_database(db: aiosqlite.Connection) -> None:

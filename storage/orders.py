@@ -104,6 +104,7 @@ class Order:
     last_checked_at: float | None
     next_check_at: float | None
     lost_strikes: int
+    price: Decimal | None = None  # shop: the total the customer was quoted (None: not sold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +130,7 @@ _COLUMNS = (
     "id, owner_id, account, panel, panel_order_id, service_id, service_name, service_type,"
     " service_rate, service_currency, service_refill, service_cancel, fields, quantity, cost,"
     " state, error, status, charge, start_count, remains, currency, final, created_at,"
-    " updated_at, last_checked_at, next_check_at, lost_strikes"
+    " updated_at, last_checked_at, next_check_at, lost_strikes, price"
 )
 
 
@@ -164,6 +165,7 @@ def _order(row: Any) -> Order:
         last_checked_at=opt_float(row["last_checked_at"]),
         next_check_at=opt_float(row["next_check_at"]),
         lost_strikes=int(row["lost_strikes"]),
+        price=text_decimal(row["price"]),
     )
 
 
@@ -191,6 +193,7 @@ async def save_draft(
     cost: Decimal,
     draft_id: int | None = None,
     now: float | None = None,
+    price: Decimal | None = None,
 ) -> int:
     """Stores an order as it will be sent, with its service snapshot; the draft's id.
 
@@ -203,7 +206,7 @@ async def save_draft(
     values = (
         owner_id, account, panel, service_id, service_name, service_type, decimal_text(rate),
         currency, int(can_refill), int(can_cancel), json.dumps(dict(fields), ensure_ascii=False),
-        quantity, decimal_text(cost),
+        quantity, decimal_text(cost), decimal_text(price),
     )
     # One statement each: the rewrite either hits the unsent draft or nothing, and then the
     # new draft stands alone, so neither needs BEGIN/COMMIT round trips around it.
@@ -213,7 +216,7 @@ async def save_draft(
             "UPDATE orders SET owner_id = ?, account = ?, panel = ?, service_id = ?,"
             " service_name = ?, service_type = ?, service_rate = ?, service_currency = ?,"
             " service_refill = ?, service_cancel = ?, fields = ?, quantity = ?, cost = ?,"
-            " updated_at = ? WHERE id = ? AND owner_id = ? AND state = 'draft'",
+            " price = ?, updated_at = ? WHERE id = ? AND owner_id = ? AND state = 'draft'",
             (*values, at, draft_id, owner_id),
         )
         if cursor.rowcount == 1:
@@ -222,11 +225,31 @@ async def save_draft(
         db,
         "INSERT INTO orders (owner_id, account, panel, service_id, service_name,"
         " service_type, service_rate, service_currency, service_refill, service_cancel,"
-        " fields, quantity, cost, state, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
+        " fields, quantity, cost, price, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
         (*values, at, at),
     )
     assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+async def copy_as_draft(db: aiosqlite.Connection, order_id: int, *,
+                        now: float | None = None) -> int:
+    """A new draft with the same service, fields, quantity, cost and price as `order_id` (a
+    refused shop order, whose charge was refunded, is retried as a new order); its id."""
+    at = timestamp(now)
+    async with transaction(db):
+        cursor = await db.execute(
+            "INSERT INTO orders (owner_id, account, panel, service_id, service_name,"
+            " service_type, service_rate, service_currency, service_refill, service_cancel,"
+            " fields, quantity, cost, price, state, created_at, updated_at)"
+            " SELECT owner_id, account, panel, service_id, service_name, service_type,"
+            " service_rate, service_currency, service_refill, service_cancel, fields, quantity,"
+            " cost, price, 'draft', ?, ? FROM orders WHERE id = ?",
+            (at, at, order_id),
+        )
+    if cursor.rowcount != 1 or cursor.lastrowid is None:
+        raise LookupError(f"no order {order_id}")
     return cursor.lastrowid
 
 
@@ -557,7 +580,10 @@ async def record_status(
     next_check_at: float | None = None,
     notify: Notice | None = None,
 ) -> bool:
-    """Stores a poll result; True (plus a history row and `notify` queued) if status changed."""
+    """Stores a poll result; True (plus a history row and `notify` queued) if status changed.
+
+    An order once final stays final: a later status (panels reporting out of order) is stored
+    and told, but the order is neither followed nor offered a cancel again."""
     at = timestamp(now)
     status = observed.status
     values = (
@@ -579,7 +605,7 @@ async def record_status(
         touched = changed or tuple(row) != values
         await db.execute(
             "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
-            " final = ?, last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+            " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             (
                 *values,
@@ -655,7 +681,7 @@ async def apply_status_changes(
             current[seen.order_id] = values
         await db.executemany(
             "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
-            " final = ?, last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+            " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             updates,
         )

@@ -8,7 +8,14 @@ from typing import Any, Literal, get_args
 
 import aiosqlite
 
-from storage.db import fetch_all, fetch_one, timestamp, transaction, write_returning
+from storage.db import (
+    execute_write,
+    fetch_all,
+    fetch_one,
+    timestamp,
+    transaction,
+    write_returning,
+)
 
 Role = Literal["admin", "allowed", "other"]
 NotifyMode = Literal["all", "final", "off"]
@@ -30,6 +37,8 @@ class User:
     updated_at: float
     # Encrypted by the caller; kept out of repr so it never reaches a log line.
     panel_key: bytes | None = field(default=None, repr=False)
+    banned: bool = False  # shop mode: may not order (an admin's /deny)
+    locale: str | None = None  # the language chosen with /language, if any
 
     @property
     def is_admin(self) -> bool:
@@ -56,7 +65,8 @@ def user_account(telegram_id: int) -> str:
 
 
 _COLUMNS = (
-    "telegram_id, name, language, role, blocked, notify, created_at, updated_at, panel_key"
+    "telegram_id, name, language, role, blocked, notify, created_at, updated_at, panel_key,"
+    " banned, locale"
 )
 
 
@@ -73,6 +83,8 @@ def _user(row: Any) -> User:
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
         panel_key=None if key is None else bytes(key),
+        banned=bool(row["banned"]),
+        locale=row["locale"],
     )
 
 
@@ -165,6 +177,37 @@ async def set_notify(db: aiosqlite.Connection, telegram_id: int, mode: NotifyMod
     if mode not in NOTIFY_MODES:
         raise ValueError(f"unknown notification mode {mode!r}")
     return await _update(db, telegram_id, "notify", mode)
+
+
+async def set_locale(db: aiosqlite.Connection, telegram_id: int, locale: str | None) -> None:
+    """Records the language a user chose (None: back to Telegram's language or the default),
+    creating the user if the bot has not met them."""
+    at = timestamp()
+    await execute_write(
+        db,
+        "INSERT INTO users (telegram_id, locale, created_at, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (telegram_id) DO UPDATE SET locale = excluded.locale,"
+        " updated_at = excluded.updated_at",
+        (telegram_id, locale, at, at),
+    )
+
+
+async def chosen_locales(db: aiosqlite.Connection) -> dict[int, str]:
+    """Every language chosen with /language, by user id."""
+    rows = await fetch_all(db, "SELECT telegram_id, locale FROM users WHERE locale IS NOT NULL")
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
+async def set_banned(db: aiosqlite.Connection, telegram_id: int, banned: bool) -> None:
+    """Bans a user from the shop (or lifts it), creating the user if the bot has not met them."""
+    at = timestamp()
+    async with transaction(db):
+        await db.execute(
+            "INSERT INTO users (telegram_id, banned, created_at, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (telegram_id) DO UPDATE SET banned = excluded.banned,"
+            " updated_at = excluded.updated_at",
+            (telegram_id, int(banned), at, at),
+        )
 
 
 def _role_filter(role: Role | None) -> tuple[str, tuple[Any, ...]]:

@@ -28,6 +28,8 @@ STRANGER = 99
 # Plausible arguments for each command: without any, and with what a user would type.
 ARGUMENTS: dict[str, list[str]] = {
     "order": ["", " 1"],
+    "massorder": ["", " 1 | https://x.com/a | 100"],
+    "start": ["", " s1", " o23501"],
     "services": ["", " followers"],
     "status": ["", " 23501", " 1 2 3"],
     "refill": ["", " 23501"],
@@ -43,6 +45,7 @@ BUTTONS = [
     "wz:skip", "wz:back", "wz:keep", "wz:choice:0", "wz:confirm:1", "wz:edit", "wz:cancel",
     "ol:0", "ol:1", "oc:1", "oc:1:r", "oc:1:rf", "oc:1:rfy", "oc:1:rs", "oc:1:cx", "oc:1:cxy",
     "nt:all", "nt:final", "nt:off",
+    "oc:1:ag", "sh:1", "mo:go:1:1", "mo:ed:1:1", "mo:x:1:1", "mo:rs:1",
 ]
 
 

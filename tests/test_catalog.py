@@ -61,7 +61,7 @@ async def test_service_card_shows_everything_the_panel_says(bot: BotHarness) -> 
                  "Price: 0.90 USD per 1000", "Order between 50 and 10,000",
                  "Refill: yes · Cancel: yes", "Real-looking profiles."):
         assert part in card
-    assert callback_data(bot) == ["new:1", "cs:0:0"]
+    assert callback_data(bot) == ["new:1", "sh:1", "cs:0:0"]
     await bot.send("/services 14")
     await bot.press("#14 Instagram Starter Package")
     assert "Price: 4.99 USD per package" in bot.last().plain

@@ -6,8 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from telegram import Update
-from telegram.ext import Application, ApplicationBuilder, MessageHandler, filters
+from telegram import LabeledPrice, Update
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    MessageHandler,
+    PreCheckoutQueryHandler,
+    filters,
+)
 
 from bot.concurrency import PerChatUpdateProcessor
 from bot.standin.botapi import FakeRequest, FakeTelegram
@@ -78,3 +84,30 @@ async def test_a_chat_waits_for_its_own_slow_update() -> None:
         await wait_until(lambda: len(log) == 2)
         await app.stop()
     assert [text for _, text, _ in log] == ["slow", "after"]
+
+
+async def test_a_pre_checkout_never_waits_behind_its_users_slow_update() -> None:
+    world = FakeTelegram(strict_chats=False)
+    log: list[tuple[int, str, float]] = []
+    app = build(world, log)
+
+    async def on_checkout(update: Update, _context: object) -> None:
+        assert update.pre_checkout_query is not None
+        log.append((update.pre_checkout_query.from_user.id, "checkout", time.monotonic()))
+        await update.pre_checkout_query.answer(ok=True)
+
+    app.add_handler(PreCheckoutQueryHandler(on_checkout))
+    async with app:
+        await app.start()
+        invoice = await app.bot.send_invoice(1, "Top-up", "1.00 USD", "topup:1:n", "XTR",
+                                             [LabeledPrice("Top-up", 50)])
+        started = time.monotonic()
+        await app.update_queue.put(Update.de_json(world.user_sends(1, "slow"), app.bot))
+        checkout = world.user_checks_out(1, invoice.message_id)  # the same user, no chat
+        await app.update_queue.put(Update.de_json(checkout, app.bot))
+        await wait_until(lambda: len(log) == 2)
+        await app.stop()
+    (who, what, at), (_, later, _) = log
+    assert (who, what, later) == (1, "checkout", "slow") and at - started < 0.5
+    answer = world.checkout_answer(checkout)
+    assert answer is not None and answer["ok"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,37 @@ def test_env_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     settings = load_settings()
     assert settings.bot_token.get_secret_value() == "5:fromfile"
     assert not settings.demo_mode
+
+
+@pytest.mark.parametrize(("values", "name", "why"), [
+    ({"STARS_PER_UNIT": "0"}, "STARS_PER_UNIT", "greater than 0"),
+    ({"STARS_PER_UNIT": "lots"}, "STARS_PER_UNIT", "invalid"),
+    ({"STARS_PER_UNIT": "77", "TOPUP_MAX": "200"}, "TOPUP_MAX", "10,000 Stars"),
+    ({"TOPUP_MIN": "5", "TOPUP_MAX": "2"}, "TOPUP_MAX", "less than TOPUP_MIN"),
+    ({"TOPUP_AMOUNTS": "1,x"}, "TOPUP_AMOUNTS", "not a list of amounts"),
+    ({"TOPUP_MIN": "5", "TOPUP_AMOUNTS": "1,10"}, "TOPUP_AMOUNTS", "less than TOPUP_MIN"),
+    ({"STARS_PER_UNIT": "1000", "TOPUP_AMOUNTS": "5,50"}, "TOPUP_AMOUNTS", "10,000 Stars"),
+    ({"TERMS_TEXT": "@/no/such/file.txt"}, "TERMS_TEXT", "cannot read"),
+])
+def test_stars_settings_are_checked_and_named(values: dict[str, str], name: str,
+                                              why: str) -> None:
+    with pytest.raises(ConfigError, match=name) as caught:
+        load_settings(_env_file=None, BOT_TOKEN="1:x", **values)
+    assert why in str(caught.value)
+
+
+def test_stars_settings_defaults_and_exact_values(tmp_path: Path) -> None:
+    settings = load_settings(_env_file=None, BOT_TOKEN="1:x", MODE="shop")
+    assert settings.stars_per_unit is None and not settings.stars_enabled
+    assert settings.topup_amounts == tuple(Decimal(a) for a in (1, 5, 10, 25, 50))
+    text = tmp_path / "support.txt"
+    text.write_text("Mail help@example.com\n", encoding="utf-8")
+    settings = load_settings(_env_file=None, BOT_TOKEN="1:x", MODE="shop",
+                             STARS_PER_UNIT="76.9", TOPUP_MIN="", TOPUP_AMOUNTS="25, 5",
+                             PAYSUPPORT_TEXT=f"@{text}")
+    assert settings.stars_per_unit == Decimal("76.9") and settings.stars_enabled
+    assert settings.topup_min == 1 and settings.topup_amounts == (Decimal(5), Decimal(25))
+    assert settings.paysupport_text == "Mail help@example.com"
+    # The default amounts are cut to what fits, not refused.
+    settings = load_settings(_env_file=None, BOT_TOKEN="1:x", STARS_PER_UNIT="1000")
+    assert settings.topup_amounts == (Decimal(1), Decimal(5), Decimal(10))

@@ -11,14 +11,22 @@ from typing import Any
 
 import httpx
 import pytest
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LabeledPrice,
+    Message,
+    PreCheckoutQuery,
+    Update,
+)
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, RetryAfter
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    PreCheckoutQueryHandler,
 )
 
 from bot.standin.botapi import (
@@ -499,3 +507,125 @@ async def test_fake_request_helpers_share_one_world(world: FakeTelegram) -> None
         world.user_sends(USER, "hello")
         assert server.chat(USER)[0].plain == "hello"
         await asyncio.sleep(0)
+
+
+# ------------------------------------------------------------------ payments in Telegram Stars
+
+
+def stars(amount: int = 50, label: str = "Top-up") -> list[LabeledPrice]:
+    return [LabeledPrice(label, amount)]
+
+
+async def send_stars_invoice(app: AnyApp, **overrides: Any) -> Message:
+    """sendInvoice in Stars with valid values, except for `overrides`."""
+    values: dict[str, Any] = {"chat_id": USER, "title": "Wallet top-up",
+                              "description": "1.00 USD for your wallet", "payload": "topup:1:n",
+                              "currency": "XTR", "prices": stars()}
+    values.update(overrides)
+    return await app.bot.send_invoice(**values)
+
+
+async def test_a_stars_invoice_is_sent_and_shown_as_an_invoice(
+        app: AnyApp, world: FakeTelegram) -> None:
+    message = await send_stars_invoice(app, provider_token="")
+    assert message.invoice is not None and message.text is None
+    assert (message.invoice.currency, message.invoice.total_amount) == ("XTR", 50)
+    [shown] = world.invoices(USER)
+    assert world.invoice_payload(USER, shown.message_id) == "topup:1:n"
+    with pytest.raises(BadRequest, match="no text in the message to edit"):
+        await app.bot.edit_message_text("paid", chat_id=USER, message_id=shown.message_id)
+
+
+@pytest.mark.parametrize(("overrides", "error"), [
+    ({"title": ""}, "Invoice_title_invalid"),
+    ({"title": "x" * 33}, "Invoice_title_invalid"),
+    ({"description": "x" * 256}, "Invoice_description_invalid"),
+    ({"payload": "é" * 65}, "Invoice_payload_invalid"),  # 130 bytes
+    ({"provider_token": "284685063:TEST:abc"}, "Stars_invoice_invalid"),
+    ({"prices": stars() + stars(10, "Tip")}, "Stars_invoice_invalid"),
+    ({"max_tip_amount": 10}, "Stars_invoice_invalid"),
+    ({"prices": stars(0)}, "Currency_total_amount_invalid"),
+    ({"prices": stars(10_001)}, "Currency_total_amount_invalid"),
+    ({"currency": "USD"}, "Payment_provider_invalid"),
+])
+async def test_stars_invoices_follow_telegrams_rules(
+        app: AnyApp, world: FakeTelegram, overrides: dict[str, Any], error: str) -> None:
+    with pytest.raises(BadRequest, match=error):
+        await send_stars_invoice(app, **overrides)
+    assert world.invoices(USER) == []
+
+
+async def test_an_invoice_amount_must_be_a_whole_number(world: FakeTelegram) -> None:
+    status, body = world.handle("sendInvoice", {
+        "chat_id": USER, "title": "T", "description": "D", "payload": "p", "currency": "XTR",
+        "prices": json.dumps([{"label": "x", "amount": 1.5}])})
+    assert (status, body["description"]) == (400, "Bad Request: can't parse prices JSON object")
+
+
+async def test_a_checkout_is_paid_only_after_an_ok_answer_within_ten_seconds(
+        app: AnyApp, world: FakeTelegram) -> None:
+    answered: list[PreCheckoutQuery] = []
+
+    async def on_checkout(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert update.pre_checkout_query is not None and update.effective_chat is None
+        answered.append(update.pre_checkout_query)
+        await update.pre_checkout_query.answer(ok=True)
+
+    app.add_handler(PreCheckoutQueryHandler(on_checkout))
+    message = await send_stars_invoice(app)
+    checkout = world.user_checks_out(USER, message.message_id)
+    with pytest.raises(ValueError, match="not accepted"):
+        world.user_pays(checkout)  # not answered yet: Telegram charges nothing
+    await feed(app, checkout)
+    assert answered[0].invoice_payload == "topup:1:n" and answered[0].total_amount == 50
+    with pytest.raises(BadRequest, match="Query is too old"):  # answered once only
+        await answered[0].answer(ok=True)
+    paid = world.user_pays(checkout)
+    payment = Update.de_json(paid, app.bot).effective_message.successful_payment  # type: ignore[union-attr]
+    assert payment is not None and payment.total_amount == 50
+    assert world.bot_stars == 50
+    with pytest.raises(ValueError, match="was paid"):
+        world.user_checks_out(USER, message.message_id)
+
+    late = world.user_checks_out(USER, (await send_stars_invoice(app)).message_id)
+    world.age_checkout(late, 11)
+    with pytest.raises(BadRequest, match="Query is too old"):
+        await app.bot.answer_pre_checkout_query(late["pre_checkout_query"]["id"], ok=True)
+
+
+async def test_a_refused_checkout_needs_a_reason_and_charges_nothing(
+        app: AnyApp, world: FakeTelegram) -> None:
+    checkout = world.user_checks_out(USER, (await send_stars_invoice(app)).message_id)
+    query_id = checkout["pre_checkout_query"]["id"]
+    with pytest.raises(BadRequest, match="Error_message_empty"):
+        await app.bot.answer_pre_checkout_query(query_id, ok=False)
+    await app.bot.answer_pre_checkout_query(query_id, ok=False, error_message="Sold out")
+    assert world.checkout_answer(checkout) == {**(world.checkout_answer(checkout) or {}),
+                                               "ok": False, "error_message": "Sold out"}
+    with pytest.raises(ValueError, match="not accepted"):
+        world.user_pays(checkout)
+    assert world.bot_stars == 0
+
+
+async def test_refund_star_payment_follows_telegrams_rules(
+        app: AnyApp, world: FakeTelegram) -> None:
+    paid = world.successful_payment_update(USER, payload="p", total_amount=70)
+    charge = paid["message"]["successful_payment"]["telegram_payment_charge_id"]
+    with pytest.raises(BadRequest, match="Charge_id_invalid"):
+        await app.bot.refund_star_payment(USER, "stxNOPE")
+    with pytest.raises(BadRequest, match="Charge_id_invalid"):  # another user's payment
+        await app.bot.refund_star_payment(USER + 1, charge)
+    assert await app.bot.refund_star_payment(USER, charge) is True
+    assert world.bot_stars == 0
+    with pytest.raises(BadRequest, match="Charge_already_refunded"):
+        await app.bot.refund_star_payment(USER, charge)
+
+
+async def test_fail_next_can_lose_the_answer_of_a_call_that_took_effect(
+        app: AnyApp, world: FakeTelegram) -> None:
+    paid = world.successful_payment_update(USER, payload="p", total_amount=70)
+    charge = paid["message"]["successful_payment"]["telegram_payment_charge_id"]
+    world.fail_next("refundStarPayment", 502, "Bad Gateway", after_doing_it=True)
+    with pytest.raises(NetworkError):
+        await app.bot.refund_star_payment(USER, charge)
+    assert world.star_payments[charge]["refunded"] is True

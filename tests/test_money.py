@@ -107,17 +107,17 @@ async def test_a_panel_printing_thousands_separators_is_listed_and_its_balance_s
     bot = await start_harness(tmp_path, sandbox=panel)
     try:
         await bot.send("/balance")
-        assert "Balance: 12345.67 USD" in bot.last().plain
+        assert "Balance: 12,345.67 USD" in bot.last().plain
         await bot.send("/services premium")
         listed = bot.last().plain
         assert "#900 Premium Followers" in listed
-        assert "1234.56 USD per 1000 · 100–10,000" in listed
+        assert "1,234.56 USD per 1000 · 100–10,000" in listed
         await bot.send("/order 900")
         await bot.send("instagram.com/me")
         await bot.send("5,000")
         await bot.press("Skip")
         summary = bot.last().plain
-        assert "Estimated cost: 6172.80 USD" in summary
-        assert "Balance: 12345.67 USD" in summary and "not enough" not in summary
+        assert "Estimated cost: 6,172.80 USD" in summary
+        assert "Balance: 12,345.67 USD" in summary and "not enough" not in summary
     finally:
         await stop_harness(bot)

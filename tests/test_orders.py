@@ -199,7 +199,7 @@ async def test_buttons_follow_the_services_flags_and_the_status(bot: BotHarness)
     no_refill = await place(bot, service=CANCEL_ONLY, status="Completed")
     assert "♻️ Refill" not in await buttons_of(no_refill)
     neither = await place(bot, service=NEITHER, status="In progress")
-    assert await buttons_of(neither) == ["🔄 Refresh", "◀ My orders"]
+    assert await buttons_of(neither) == ["🔄 Refresh", "🔁 Order again", "◀ My orders"]
     assert "📋 Refill status" not in await buttons_of(done)
 
 

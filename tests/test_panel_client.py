@@ -716,9 +716,13 @@ def test_to_decimal_of_a_float_has_no_binary_artefacts(value: float) -> None:
     st.decimals(min_value=-(10**40), max_value=10**40, allow_nan=False, allow_infinity=False),
     st.integers(min_value=2, max_value=8),
 )
-def test_format_money_is_plain_fixed_point(amount: Decimal, places: int) -> None:
+def test_format_money_is_fixed_point_with_thousands_separators(amount: Decimal,
+                                                               places: int) -> None:
     text = format_money(amount, "USD", places)
-    number, currency = text.split(" ")
+    grouped, currency = text.split(" ")
+    whole = grouped.split(".")[0].lstrip("-")
+    assert all(len(group) == 3 for group in whole.split(",")[1:]) and len(whole.split(",")[0]) <= 3
+    number = grouped.replace(",", "")
     assert currency == "USD"
     assert "E" not in number and "e" not in number
     _, frac = number.split(".")
@@ -731,5 +735,5 @@ def test_format_money_examples() -> None:
     assert format_money(Decimal("0.27819"), "USD") == "0.2782 USD"
     assert format_money(Decimal("100.84292")) == "100.8429"
     assert format_money(Decimal("-0.00001"), "USD") == "0.00 USD"
-    assert format_money(Decimal("1E+3")) == "1000.00"
-    assert format_money(Decimal("1e30")) == "1" + "0" * 30 + ".00"
+    assert format_money(Decimal("1E+3")) == "1,000.00"
+    assert format_money(Decimal("1e30")) == "1" + ",000" * 10 + ".00"

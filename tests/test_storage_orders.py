@@ -378,3 +378,15 @@ async def test_orders_by_status_and_total_charged(db: aiosqlite.Connection) -> N
     assert await orders.total_charged(db) == {"USD": Decimal("1.305")}
     assert await orders.total_charged(db, owner_id=OWNER) == {"USD": Decimal("0.30")}
     assert await orders.total_charged(db, owner_id=999) == {}
+
+
+async def test_an_order_once_final_stays_final(db: aiosqlite.Connection) -> None:
+    order_id = await placed(db, 777)
+    await orders.record_status(db, order_id, status("Canceled"), now=10.0)
+    assert await orders.record_status(db, order_id, status("In progress"), now=20.0)
+    order = await orders.get_order(db, order_id)
+    assert order is not None and order.status == "In progress" and order.final
+    seen = OrderStatus("Pending", None, None, None, "USD")
+    await orders.apply_status_changes(db, [orders.Observation(order_id, seen)], now=30.0)
+    again = await orders.get_order(db, order_id)
+    assert again is not None and again.final

@@ -23,7 +23,6 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import TelegramError
 from telegram.ext import (
     BaseHandler,
-    CallbackQueryHandler,
     CommandHandler,
     ConversationHandler,
     MessageHandler,
@@ -33,12 +32,13 @@ from telegram.ext import (
 from bot.config import Settings
 from bot.crypto import KeyBox, WrongSecretKey
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
-from bot.handlers.common import answer, esc, remember_user, reply, within_rate_limit
-from bot.handlers.conversations import ExpiringConversation
+from bot.handlers.common import esc, remember_user, reply, within_rate_limit
+from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
+from bot.i18n import N_
 from bot.logs import REDACTOR
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
-from bot.services.accounts import account_for, forget_own_catalogue
+from bot.services.accounts import account_for, forget_own_catalogue, role_of
 from bot.text import NOTE_MAX, esc_short, fit
 from storage import outbox, users
 
@@ -49,6 +49,7 @@ END = ConversationHandler.END
 KEY_WAIT_SECONDS = 300
 
 TURNED_OFF = "Connecting your own key is turned off on this bot."
+NOT_IN_SHOP = "This shop does not offer /connect: your orders are paid from your /wallet."
 PRIVATE_ONLY = ("Connect your key in a private chat with me, never in a group: everyone here "
                 "could read it.")
 ASK_KEY = ("Send me your panel API key (on your panel's account or API page). I delete the "
@@ -81,6 +82,9 @@ async def connect(update: Update, context: BotContext) -> int:
     if context.deps.keybox is None:
         await _say(update, TURNED_OFF + warning)
         return END
+    if context.deps.settings.shop_mode and await role_of(context.deps, user.id) != "admin":
+        await _say(update, NOT_IN_SHOP + warning)
+        return END
     await remember_user(update, context)
     if not key:
         await _say(update, ASK_KEY)
@@ -98,28 +102,6 @@ async def receive_key(update: Update, context: BotContext) -> int | None:
     connected = await _connect_key(update, context, message.text.strip(),
                                    "" if deleted else "\n" + DELETE_IT, retry=SEND_AGAIN)
     return END if connected else None
-
-
-async def cancel(update: Update, context: BotContext) -> int:
-    """Stops waiting for a key."""
-    await reply(update, "OK, no key was connected.")
-    return END
-
-
-async def leave_for_command(update: Update, context: BotContext) -> int:
-    """Another command while a key is awaited: stop waiting, and say to send it again."""
-    message = update.effective_message
-    command = (message.text or "").split()[0] if message is not None and message.text else ""
-    await reply(update, f"I stopped waiting for your key (nothing was connected). Send "
-                        f"{esc(command[:40])} again.")
-    return END
-
-
-async def leave_for_button(update: Update, context: BotContext) -> int:
-    """A button while a key is awaited: stop waiting, and say to tap again."""
-    await answer(update.callback_query,
-                 "I stopped waiting for your key (nothing was connected). Tap again.", alert=True)
-    return END
 
 
 async def disconnect(update: Update, context: BotContext) -> None:
@@ -232,11 +214,8 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
             states={
                 WAITING_KEY: [MessageHandler(filters.TEXT & ~filters.COMMAND, receive_key)],
             },
-            fallbacks=[
-                CommandHandler("cancel", cancel),
-                MessageHandler(filters.COMMAND, leave_for_command),
-                CallbackQueryHandler(leave_for_button),
-            ],
+            fallbacks=wait_fallbacks(N_("I stopped waiting for your key (nothing was connected)."),
+                                     N_("OK, no key was connected.")),
             allow_reentry=True,
             conversation_timeout=wait,
             name="connect",

@@ -4,6 +4,9 @@ Who is allowed: ALLOWED_USER_IDS (configuration) plus whoever an admin /allow-s 
 /deny only takes back what /allow gave: a user allowed by the configuration or an admin
 (ADMIN_IDS) is not changed from the chat, and the answer says to edit the configuration.
 A denied user who connected their own key keeps using it: that is their own money.
+
+Shop mode: everyone is a customer, so /deny bans a user from the shop and /allow lifts the ban;
+/stats adds the shop's figures (`bot.services.shop`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from bot.deps import BotContext, Deps
 from bot.handlers.common import esc, remember_user, reply, within_rate_limit
 from bot.money import format_money, parse_whole
 from bot.panel.errors import PanelClientError
+from bot.services import shop
 from bot.services.accounts import role_of
 from bot.text import WORD_MAX, esc_short
 from storage import orders, outbox, users
@@ -72,6 +76,8 @@ async def stats(update: Update, context: BotContext) -> None:
         f"Being followed: {tracked} · notifications waiting: {pending}",
         await _operator_balance(deps),
     ]
+    if deps.settings.shop_mode:
+        lines += ["", *shop.figures_lines(await shop.figures(deps))]
     await reply(update, "\n".join(lines))
 
 
@@ -102,6 +108,10 @@ async def allow(update: Update, context: BotContext) -> None:
     if role == "admin":
         await reply(update, f"<code>{target}</code> is an admin already.")
         return
+    if deps.settings.shop_mode:
+        await users.set_banned(deps.db, target, False)
+        await reply(update, f"✅ <code>{target}</code> may order from the shop.")
+        return
     if role == "allowed":
         await reply(update, f"<code>{target}</code> is allowed already.")
         return
@@ -131,6 +141,13 @@ async def deny(update: Update, context: BotContext) -> None:
     if target in settings.admin_ids or (user is not None and user.role == "admin"):
         await reply(update, f"<code>{target}</code> is an admin; admins come from ADMIN_IDS in "
                             "the bot's configuration.")
+        return
+    if settings.shop_mode:
+        await users.set_banned(deps.db, target, True)
+        admin = update.effective_user
+        log.info("Admin %s banned user %d from the shop", admin.id if admin else "?", target)
+        await reply(update, f"⛔ <code>{target}</code> is banned from the shop: they can no "
+                            "longer order (/allow lifts it). Their wallet is kept.")
         return
     if target in settings.allowed_user_ids:
         await reply(update, f"<code>{target}</code> is allowed by ALLOWED_USER_IDS in the bot's "

@@ -1,7 +1,9 @@
 """The services catalogue: categories, a category's services, search, and a service's card.
 
 Every page is built from the cached ServiceIndex (never a panel call per tap) and edits the
-message whose button was tapped. Callback data: `cat:<page>`, `cs:<category index>:<page>`,
+message whose button was tapped. A shop's customers browse the storefront: the same index with
+only what is sold, at the customer's price (`bot.services.pricing.storefront`).
+Callback data: `cat:<page>`, `cs:<category index>:<page>`,
 `sr:<page>` (the query lives in user_data), `svc:<id>[:<where Back goes>]`.
 """
 
@@ -21,6 +23,7 @@ from bot.money import format_money
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
 from bot.service_types import Pricing, form_for
+from bot.services import pricing
 from bot.services.accounts import Account
 from bot.text import NAME_MAX, WORD_MAX, esc_short, shorten
 
@@ -144,7 +147,8 @@ def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page
         position = index.by_category[service.category].index(service)
         back_data = pack("cs", category, position // SERVICES_PER_PAGE)
     rows = [
-        [button("🛒 Order this", "new", service.service)],
+        [button("🛒 Order this", "new", service.service),
+         button("🔗 Share", "sh", service.service)],
         [InlineKeyboardButton("◀ Back", callback_data=back_data)],
     ]
     return service_card_text(service, index.currency), InlineKeyboardMarkup(rows)
@@ -154,16 +158,22 @@ def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page
 
 
 async def load_index(update: Update, context: BotContext, retry: str) -> ServiceIndex | None:
-    """The caller's catalogue (cached); on a failure with nothing cached, says so with Retry."""
+    """The catalogue as the caller browses it (cached; a customer's at shop prices); on a
+    failure with nothing cached, says so with Retry."""
     account = await require_account(update, context)
     if account is None:
         return None
-    return await index_for(update, context, account, retry)
+    index = await index_for(update, context, account, retry)
+    if index is None or not account.customer:
+        return index
+    return pricing.storefront(context.deps, index, await pricing.current(context.deps))
 
 
 async def index_for(update: Update, context: BotContext, account: Account,
-                    retry: str) -> ServiceIndex | None:
-    """The account's catalogue; only a first fetch reaches the panel (and counts as one)."""
+                    retry: str | None, unreachable: str = UNREACHABLE) -> ServiceIndex | None:
+    """The account's catalogue; only a first fetch reaches the panel (and counts as one). On a
+    failure with nothing cached it says so: with a Retry button sending `retry`, or (None) as
+    a new message."""
     catalog = context.deps.catalog
     if catalog.cached(account.catalog_key) is None and not await within_rate_limit(update,
                                                                                    context):
@@ -173,9 +183,30 @@ async def index_for(update: Update, context: BotContext, account: Account,
     except PanelClientError as exc:
         log.warning("Catalogue of %s unavailable: %s", account.id, exc)
         await answer(update.callback_query)
-        markup = InlineKeyboardMarkup([[InlineKeyboardButton("🔄 Retry", callback_data=retry)]])
-        await show(update, UNREACHABLE, markup)
+        if retry is None:
+            await reply(update, unreachable)
+        else:
+            markup = InlineKeyboardMarkup([[InlineKeyboardButton("🔄 Retry",
+                                                                 callback_data=retry)]])
+            await show(update, unreachable, markup)
         return None
+
+
+async def tapped_service(update: Update, context: BotContext,
+                         position: int = 1) -> tuple[ServiceIndex, Service] | None:
+    """The catalogue and the service a tapped button names (callback data `x:<id>…`); None
+    after answering when it is no longer offered (the categories are shown instead)."""
+    query = update.callback_query
+    service_id = int_arg(unpack(query.data if query else None), position)
+    index = await load_index(update, context, pack("cat", 0))
+    if index is None:
+        return None
+    service = index.by_id.get(service_id) if service_id is not None else None
+    if service is None:
+        await answer(query, "That service is no longer offered.")
+        await show(update, *categories_page(index, 0))
+        return None
+    return index, service
 
 
 async def show_categories(update: Update, context: BotContext) -> None:
@@ -222,18 +253,12 @@ async def show_search_page(update: Update, context: BotContext) -> None:
 async def show_service(update: Update, context: BotContext) -> None:
     """Shows a service's card."""
     query = update.callback_query
-    parts = unpack(query.data if query else None)
-    service_id = int_arg(parts, 1)
-    index = await load_index(update, context, pack("cat", 0))
-    if index is None:
+    tapped = await tapped_service(update, context)
+    if tapped is None:
         return
-    service = index.by_id.get(service_id) if service_id is not None else None
-    if service is None:
-        await answer(query, "That service is no longer offered.")
-        await show(update, *categories_page(index, 0))
-        return
+    index, service = tapped
     await answer(query)
-    await show(update, *service_page(index, service, parts[2:]))
+    await show(update, *service_page(index, service, unpack(query.data if query else None)[2:]))
 
 
 async def search(update: Update, context: BotContext, words: str) -> None:

@@ -16,6 +16,8 @@ from storage import users
 
 log = logging.getLogger(__name__)
 
+BANNED = "You cannot order from this shop."
+
 
 async def reply(update: Update, text: str,
                 markup: InlineKeyboardMarkup | None = None) -> Message | None:
@@ -86,7 +88,11 @@ async def require_account(update: Update, context: BotContext) -> Account | None
     account = await account_for(context.deps, user.id)
     if account is None:
         await answer(update.callback_query)
-        await reply(update, no_access_text(user.id, can_connect=context.deps.keybox is not None))
+        if context.deps.settings.shop_mode:  # only a ban shuts a customer out
+            await reply(update, BANNED)
+        else:
+            await reply(update, no_access_text(user.id,
+                                               can_connect=context.deps.keybox is not None))
     return account
 
 

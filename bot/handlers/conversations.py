@@ -17,10 +17,23 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from telegram.ext import ConversationHandler
+from telegram import Update
+from telegram.ext import (
+    BaseHandler,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
 from telegram.warnings import PTBUserWarning
 
-from bot.deps import BotApp, BotContext
+from bot import i18n
+from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
+from bot.handlers.common import answer, reply
+from bot.i18n import _
+from bot.text import esc
+from storage import users
 from storage.persistence import SqlitePersistence
 
 log = logging.getLogger(__name__)
@@ -55,6 +68,33 @@ class ExpiringConversation(ConversationHandler[BotContext]):
         self._update_state(self.END, key)
 
 
+def wait_fallbacks(stopped: str, cancelled: str) -> list[BaseHandler[Update, BotContext, object]]:
+    """The ways out of a one-message wait (for a key, an amount): /cancel says `cancelled`;
+    another command or button ends the wait and says `stopped` ("I stopped waiting for …") and
+    to send or tap it again (it is not run: the user should not wonder which of the two their
+    next message answers). Both are catalog texts (`N_`), translated when said."""
+
+    async def cancel(update: Update, context: BotContext) -> int:
+        await reply(update, _(cancelled))
+        return ConversationHandler.END
+
+    async def command(update: Update, context: BotContext) -> int:
+        message = update.effective_message
+        text = message.text if message is not None and message.text else ""
+        word = text.split()[0] if text else ""
+        again = _("Send {command} again.").format(command=esc(word[:40]))
+        await reply(update, f"{_(stopped)} {again}")
+        return ConversationHandler.END
+
+    async def button(update: Update, context: BotContext) -> int:
+        again = _("Tap again.")
+        await answer(update.callback_query, f"{_(stopped)} {again}", alert=True)
+        return ConversationHandler.END
+
+    return [CommandHandler("cancel", cancel), MessageHandler(filters.COMMAND, command),
+            CallbackQueryHandler(button)]
+
+
 def timeout_seconds(handler: ConversationHandler[BotContext]) -> float | None:
     """The handler's conversation timeout in seconds, if it has one."""
     timeout = handler.conversation_timeout
@@ -86,7 +126,10 @@ async def end_stale_conversations(app: BotApp, *, now: float | None = None) -> i
                 chat_id, user_id = (int(part) for part in key[:2])
                 log.info("Conversation %s of chat %d ended: untouched for %.0f s (restart)",
                          handler.name, chat_id, now - touched)
-                await handler.on_expiry(app, chat_id, user_id)
+                deps: Deps = app.bot_data[DEPS_KEY]
+                owner = await users.get_user(deps.db, user_id)
+                with i18n.speaking(deps.languages.of_user(owner)):
+                    await handler.on_expiry(app, chat_id, user_id)
     if ended:
         await app.update_persistence()
     return ended

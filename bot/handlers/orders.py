@@ -8,6 +8,9 @@ call it and render the answer.
 
 Writes (refill, cancel) from a card ask for confirmation first, so a stray tap spends nothing;
 a write whose answer never came (OutcomeUnknown) is reported as such and never retried.
+
+A shop's customer sees what their wallet paid and got back instead of the panel's charges,
+never gets /track, and leaves an order whose outcome is unknown to the shop's admins.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bot.handlers.common import (
     within_rate_limit,
 )
 from bot.handlers.conversations import ExpiringConversation
+from bot.handlers.shop import wallet_balance_text
 from bot.money import format_money, parse_whole
 from bot.order_views import (
     CANCEL,
@@ -61,11 +65,13 @@ from bot.order_views import (
     order_number,
     pack_lines,
     page_count,
+    shop_money_lines,
     status_line,
 )
 from bot.panel.errors import OutcomeUnknown, PanelClientError
 from bot.panel.models import CANCELED
-from bot.services import actions, placement
+from bot.services import actions, placement, wallet
+from bot.services.accounts import role_of
 from bot.services.actions import Caller, WriteLine, WriteReport
 from bot.text import WORD_MAX, esc_short
 from storage import orders as order_store
@@ -88,6 +94,10 @@ USAGE = {
     "refill": "Send the ids of the orders to refill: <code>/refill 23501 23502</code>.",
     "cancelorder": "Send the ids of the orders to cancel: <code>/cancelorder 23501</code>.",
 }
+
+NO_TRACK = "This shop does not offer /track: follow the orders you placed here in /orders."
+CUSTOMER_CANCEL = ("What was not delivered is refunded to your wallet once the shop's panel has "
+                   "cancelled it.")
 
 _SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -132,9 +142,10 @@ async def caller_of(update: Update, context: BotContext) -> Caller | None:
     user = update.effective_user
     if user is None:
         return None
-    if await require_account(update, context) is None:
+    account = await require_account(update, context)
+    if account is None:
         return None
-    return await actions.caller_for(context.deps, user.id)
+    return Caller(user.id, account, await role_of(context.deps, user.id))
 
 
 async def send_lines(update: Update, lines: Sequence[str]) -> None:
@@ -160,7 +171,8 @@ async def orders_page(context: BotContext, caller: Caller,
     page = min(max(page, 0), page_count(total) - 1)  # a stale page number shows the nearest
     orders = await order_store.list_orders(db, owner_id=owner, account=caller.account.id,
                                            limit=PAGE_SIZE, offset=page * PAGE_SIZE)
-    return (list_text(orders, page=page, total=total, everyone=everyone),
+    return (list_text(orders, page=page, total=total, everyone=everyone,
+                      track=not caller.account.customer),
             list_markup(orders, page=page, total=total))
 
 
@@ -197,7 +209,13 @@ async def show_card(update: Update, context: BotContext, caller: Caller, order_i
         return
     history = await order_store.order_history(db, order.id)
     refills = await refill_store.refills_for_order(db, order.id)
-    await show(update, card_text(order, history, refills, note),
+    money = None
+    if context.deps.settings.shop_mode:
+        paid = (await wallet.order_money(context.deps, [order.id])).get(order.id)
+        if paid is not None or order.price is not None:
+            money = shop_money_lines(order, paid, panel=not caller.account.customer)
+    await show(update, card_text(order, history, refills, note, money,
+                                 customer=caller.account.customer),
                card_markup(order, caller.account, refills))
 
 
@@ -374,8 +392,9 @@ async def ask_cancel(update: Update, context: BotContext, caller: Caller, order:
     """Asks "Cancel order N?" before anything is sent."""
     await ask_write(update, context, caller, order, refused="Cannot cancel",
                     reason=actions.cancel_refusal(order, caller.account), yes=CANCEL_YES,
-                    question=f"✖️ Cancel order <b>{esc(order_number(order))}</b>?\nWhat was "
-                             "not delivered is refunded by the panel.")
+                    question=f"✖️ Cancel order <b>{esc(order_number(order))}</b>?\n"
+                             + (CUSTOMER_CANCEL if caller.account.customer else
+                                "What was not delivered is refunded by the panel."))
 
 
 async def cancel_card(update: Update, context: BotContext, caller: Caller, order: Order) -> None:
@@ -407,7 +426,8 @@ async def ask_not_placed(update: Update, context: BotContext, caller: Caller,
 async def not_placed_card(update: Update, context: BotContext, caller: Caller,
                           order: Order) -> None:
     """Marks an outcome-unknown order as not placed (confirmed)."""
-    done = await placement.not_placed(context.deps, caller.account, caller.user_id, order.id)
+    done = await placement.not_placed(context.deps, caller.account, caller.user_id, order.id,
+                                      admin=caller.role == "admin")
     await answer(update.callback_query, "Marked as not placed." if done else NOT_WAITING)
     await show_card(update, context, caller, order.id,
                     "Marked as not placed. Order again with /order." if done else None)
@@ -419,7 +439,8 @@ async def ask_link(update: Update, context: BotContext) -> int | None:
     if named is None:
         return ConversationHandler.END
     caller, order, _ = named
-    if order.state != "unknown" or not caller.may_act(order):
+    if (order.state != "unknown" or not caller.may_act(order)
+            or not placement.may_settle(order, caller.account)):
         await answer(update.callback_query, NOT_WAITING)
         return ConversationHandler.END
     await answer(update.callback_query)
@@ -445,7 +466,7 @@ async def receive_link(update: Update, context: BotContext) -> int | None:
     if not await within_rate_limit(update, context):
         return None
     outcome = await placement.link_unknown(context.deps, caller.account, caller.user_id,
-                                           order_id, ids[0])
+                                           order_id, ids[0], admin=caller.role == "admin")
     if isinstance(outcome, placement.LinkRefused):
         if outcome.reason == placement.NOT_WAITING:
             await reply(update, esc(outcome.reason))
@@ -501,24 +522,40 @@ def link_handler(settings: Settings | None = None) -> ExpiringConversation:
 
 # --- /status and /track -------------------------------------------------------------------------
 
-async def status_command(update: Update, context: BotContext) -> None:
-    """Shows the panel's status of each typed order id (batched by 100)."""
+async def ids_command(update: Update, context: BotContext, name: str, *,
+                      track: bool = False) -> tuple[Caller, list[int]] | None:
+    """What every command taking order ids does first: the caller (with access), the ids, the
+    rate limit; None after telling the user (in one line) what stands in the way."""
     await remember_user(update, context)
     caller = await caller_of(update, context)
     if caller is None:
+        return None
+    refusal = None
+    if track:
+        refusal = NO_TRACK if caller.account.customer else actions.track_refusal(caller)
+    if refusal is not None:
+        await reply(update, esc(refusal))
+        return None
+    ids = await typed_ids(update, context, name)
+    if ids is None or not await within_rate_limit(update, context):
+        return None
+    return caller, ids
+
+
+async def status_command(update: Update, context: BotContext) -> None:
+    """Shows the panel's status of each typed order id (batched by 100)."""
+    asked = await ids_command(update, context, "status")
+    if asked is None:
         return
-    ids = await typed_ids(update, context, "status")
-    if ids is None:
-        return
-    if not await within_rate_limit(update, context):
-        return
+    caller, ids = asked
     try:
         report = await actions.check_statuses(context.deps, caller, ids)
     except PanelClientError as exc:
         await reply(update, f"❌ {esc(exc.user_message)}")
         return
     lines = [f"📊 <b>Status of {len(ids)} order{'s' if len(ids) != 1 else ''}</b>"]
-    lines += [status_line(panel_id, report.results[panel_id]) for panel_id in ids
+    charge = not caller.account.customer
+    lines += [status_line(panel_id, report.results[panel_id], charge=charge) for panel_id in ids
               if panel_id in report.results]
     lines += not_found_lines(report.refused)
     await send_lines(update, lines)
@@ -526,19 +563,10 @@ async def status_command(update: Update, context: BotContext) -> None:
 
 async def track_command(update: Update, context: BotContext) -> None:
     """Starts following orders placed elsewhere under the caller's panel account."""
-    await remember_user(update, context)
-    caller = await caller_of(update, context)
-    if caller is None:
+    asked = await ids_command(update, context, "track", track=True)
+    if asked is None:
         return
-    refusal = actions.track_refusal(caller)
-    if refusal is not None:
-        await reply(update, esc(refusal))
-        return
-    ids = await typed_ids(update, context, "track")
-    if ids is None:
-        return
-    if not await within_rate_limit(update, context):
-        return
+    caller, ids = asked
     try:
         report = await actions.track(context.deps, caller, ids)
     except PanelClientError as exc:
@@ -579,15 +607,10 @@ def write_line(panel_id: int, line: WriteLine) -> str:
 async def write_command(update: Update, context: BotContext, *, name: str, title: str,
                         perform: Callable[[Caller, list[int]], Awaitable[WriteReport]]) -> None:
     """What /refill and /cancelorder share: typed ids → the service → a line per id."""
-    await remember_user(update, context)
-    caller = await caller_of(update, context)
-    if caller is None:
+    asked = await ids_command(update, context, name)
+    if asked is None:
         return
-    ids = await typed_ids(update, context, name)
-    if ids is None:
-        return
-    if not await within_rate_limit(update, context):
-        return
+    caller, ids = asked
     try:
         report = await perform(caller, ids)
     except PanelClientError as exc:
@@ -623,6 +646,10 @@ async def balance(update: Update, context: BotContext) -> None:
     query = update.callback_query
     caller = await caller_of(update, context)
     if caller is None:
+        return
+    if caller.account.customer:  # a shop's customer: their wallet, never the panel's balance
+        await answer(query)
+        await reply(update, await wallet_balance_text(context.deps, caller.user_id))
         return
     if not await within_rate_limit(update, context):
         return

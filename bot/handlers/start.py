@@ -6,13 +6,15 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot.deps import BotContext
-from bot.handlers.common import answer, esc, no_access_text, remember_user, reply, show
+from bot.handlers.common import BANNED, answer, esc, no_access_text, remember_user, reply, show
+from bot.services import wallet
 from bot.services.accounts import account_for, role_of
 
 # The command menu Telegram shows (set at start-up), one line each.
 COMMANDS: list[tuple[str, str]] = [
     ("start", "Main menu"),
     ("order", "Place an order (/order <service id>)"),
+    ("massorder", "Many orders at once: lines of id | link | quantity"),
     ("services", "Browse or search services (/services <words>)"),
     ("orders", "Your orders"),
     ("status", "Status of orders: /status <ids>"),
@@ -24,13 +26,54 @@ COMMANDS: list[tuple[str, str]] = [
     ("connect", "Use your own panel API key"),
     ("disconnect", "Forget your panel API key"),
     ("cancel", "Leave the order you are filling in"),
+    ("language", "Choose the bot's language"),
     ("help", "What this bot can do"),
 ]
 
 ADMIN_HELP = "\n\nAdmin: /stats, /allow &lt;id&gt;, /deny &lt;id&gt;."
+SHOP_ADMIN_HELP = ("\n\nAdmin: /stats, /deny &lt;id&gt; (ban), /allow &lt;id&gt; (unban), "
+                   "/wallet &lt;id&gt;, /credit &lt;id&gt; &lt;amount&gt; [note], /debit "
+                   "&lt;id&gt; &lt;amount&gt; [note], /markup &lt;percent&gt;, /price "
+                   "&lt;service id&gt; […], /audit, /refund &lt;id&gt; &lt;charge id&gt; (a "
+                   "Stars payment).")
+
+# Shop mode: what a customer can do (no /track, no /connect; /balance is the wallet).
+SHOP_COMMANDS: list[tuple[str, str]] = [
+    ("start", "Main menu"),
+    ("order", "Place an order (/order <service id>)"),
+    ("services", "Browse or search services (/services <words>)"),
+    ("orders", "Your orders"),
+    ("wallet", "Your wallet: balance and entries"),
+    ("topup", "Top up your wallet"),
+    ("balance", "Your wallet balance"),
+    ("status", "Status of orders: /status <ids>"),
+    ("refill", "Request a refill: /refill <ids>"),
+    ("cancelorder", "Cancel orders: /cancelorder <ids>"),
+    ("notify", "Notifications: all changes, final only, or off"),
+    ("cancel", "Leave the order you are filling in"),
+    ("paysupport", "Help with a payment"),
+    ("terms", "Terms of top-ups and orders"),
+    ("language", "Choose the bot's language"),
+    ("help", "What this bot can do"),
+]
+
+SHOP_HELP = """<b>What I can do</b>
+/order – place an order: pick a service, answer a few questions, confirm.
+/services &lt;words&gt; – search the services; /services alone to browse.
+/orders – your orders; tap one for its card (refresh, refill, cancel).
+/wallet – your wallet: its balance and entries; orders are paid from it.
+/topup – top up your wallet.
+/balance – your wallet balance.
+/status &lt;ids&gt; – the status of any of your orders.
+/refill &lt;ids&gt;, /cancelorder &lt;ids&gt; – refill or cancel orders.
+/notify – which status changes I message you about.
+/cancel – leave the order you are filling in.
+/paysupport, /terms – help with a payment; the terms.
+/language – the language I speak to you."""
 
 HELP = """<b>What I can do</b>
 /order – place an order: pick a service, answer a few questions, confirm.
+/massorder – many orders at once: lines of <code>service id | link | quantity</code>.
 /services &lt;words&gt; – search the services; /services alone to browse.
 /orders – your orders; tap one for its card (refresh, refill, cancel).
 /status &lt;ids&gt; – the status of any of your orders.
@@ -39,12 +82,14 @@ HELP = """<b>What I can do</b>
 /balance – your panel balance.
 /notify – which status changes I message you about.
 /connect, /disconnect – use your own panel API key, or stop using it.
-/cancel – leave the order you are filling in."""
+/cancel – leave the order you are filling in.
+/language – the language I speak to you."""
 
 
-def bot_commands() -> list[BotCommand]:
-    """The command menu registered with Telegram."""
-    return [BotCommand(name, description) for name, description in COMMANDS]
+def bot_commands(*, shop: bool = False) -> list[BotCommand]:
+    """The command menu registered with Telegram (a shop's customers' in shop mode)."""
+    return [BotCommand(name, description)
+            for name, description in (SHOP_COMMANDS if shop else COMMANDS)]
 
 
 def menu_markup() -> InlineKeyboardMarkup:
@@ -63,8 +108,18 @@ async def welcome_text(update: Update, context: BotContext) -> str:
     deps = context.deps
     account = await account_for(deps, user.id)
     name = esc(user.first_name)
+    if account is None and deps.settings.shop_mode:
+        return f"Hi {name}! {BANNED}"
     if account is None:
         return f"Hi {name}! " + no_access_text(user.id, can_connect=deps.keybox is not None)
+    if account.customer:
+        funds = await wallet.balance(deps, user.id)
+        demo = ("\n⚠️ <b>Demo mode</b>: orders go to a built-in sandbox panel; nothing real is "
+                "bought." if account.demo else "")
+        return (f"Hi {name}! Welcome to the shop: order followers, likes, views and more, "
+                "paid from your wallet here, and I will tell you when each order changes."
+                f"\nYour wallet: <b>{esc(wallet.show(funds.amount, funds.currency))}</b> "
+                f"(/wallet).{demo}\n\nTap <b>New order</b>, or see /help.")
     if account.demo:
         access = ("⚠️ <b>Demo mode</b>: orders go to a built-in sandbox panel. Nothing real is "
                   "bought and no money is spent; demo orders finish within a couple of minutes.")
@@ -77,7 +132,7 @@ async def welcome_text(update: Update, context: BotContext) -> str:
     text = (f"Hi {name}! Order followers, likes, views and more from the panel, and I will "
             f"tell you when each order changes.\n{access}\n\nTap <b>New order</b>, or see /help.")
     if await role_of(deps, user.id) == "admin":
-        text += ADMIN_HELP
+        text += SHOP_ADMIN_HELP if deps.settings.shop_mode else ADMIN_HELP
     return text
 
 
@@ -96,9 +151,11 @@ async def open_menu(update: Update, context: BotContext) -> None:
 async def help_command(update: Update, context: BotContext) -> None:
     """Lists the commands."""
     user = update.effective_user
-    text = HELP
-    if user is not None and await role_of(context.deps, user.id) == "admin":
-        text += ADMIN_HELP
+    shop = context.deps.settings.shop_mode
+    admin = user is not None and await role_of(context.deps, user.id) == "admin"
+    text = SHOP_HELP if shop and not admin else HELP
+    if admin:
+        text += SHOP_ADMIN_HELP if shop else ADMIN_HELP
     await reply(update, text)
 
 

@@ -18,6 +18,15 @@ States: ASKING (a question is out; `field` says which) and SUMMARY. Placing is m
 database, not by the conversation: Confirm claims the draft atomically (`claim_order`) before the
 one `add` request, so a second tap, an old summary or two racing taps never send a second order.
 
+Other ways in: "🔁 Order again" on an order card (the form filled from that order's answers,
+`bot.services.reorder`, opening at the summary) and the deep link `?start=s<service id>`.
+
+A shop's customer (`Account.customer`) sees the shop's price (`bot.services.pricing`) and their
+wallet, never the panel's rates or balance; Confirm charges the wallet as it claims the draft.
+With Telegram Stars on, a summary the wallet can't pay has "Top up N" (the missing amount, at
+least TOPUP_MIN; bot/handlers/payments.py); once paid, the summary is shown again
+(`resume_summary`) and placing stays an explicit tap on its Confirm.
+
 Commands other than /cancel and /order while a question is out get a one-line reminder and the
 same question: the wizard takes every message of the chat while it runs, so a command that
 slipped through would leave the user unsure what their next message answers.
@@ -25,8 +34,10 @@ slipped through would leave the user unsure what their next message answers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -54,14 +65,16 @@ from bot.handlers.common import (
     within_rate_limit,
 )
 from bot.handlers.conversations import ExpiringConversation
+from bot.handlers.shop import top_up_hint
 from bot.keyboards import cut
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import Balance, Service
 from bot.service_types import FieldError, FormField, Kind, OrderForm, Pricing, form_for
-from bot.services import placement
+from bot.services import actions, payments, placement, pricing, reorder, sharing, shop, wallet
 from bot.services.accounts import Account
 from bot.services.notices import unknown_outcome_text
+from bot.services.pricing import Quote
 from bot.text import esc_short
 from storage import outbox
 
@@ -76,6 +89,7 @@ SHOWN_CHARS = 1200
 
 CLOSED = "This order form is closed."
 OUT_OF_DATE = "This button is out of date."
+NOT_SOLD = "This service is not offered any more. Pick another one with /order."
 ALREADY_SENT = "This order was already sent."
 OLD_SUMMARY = "This summary is out of date."
 ACCOUNT_CHANGED = "Your panel account changed; start again with /order."
@@ -245,9 +259,39 @@ def cost_line(form: OrderForm, service: Service, values: Mapping[str, str],
     return f"<b>Estimated cost: {cost}</b> ({price(service, currency)} × {quantity:,})"
 
 
+def price_line(form: OrderForm, quote: Quote, quantity: int) -> str:
+    """A customer's total and how it is made (HTML)."""
+    total = esc(wallet.show(quote.total, quote.currency))
+    unit = esc(format_money(quote.unit_price, quote.currency))
+    if form.pricing is Pricing.PER_PACKAGE:
+        return f"<b>Total: {total}</b> (one package)"
+    return f"<b>Total: {total}</b> ({unit} per 1000 × {quantity:,})"
+
+
+def wallet_lines(quote: Quote, funds: wallet.Money, user_id: int,
+                 stars: bool = False) -> list[str]:
+    """The customer's wallet on the summary, and how much is missing (HTML)."""
+    lines = [f"Your wallet: {esc(wallet.show(funds.amount, funds.currency or quote.currency))}"]
+    if funds.amount < quote.total:
+        missing = esc(wallet.show(quote.total - funds.amount, quote.currency))
+        lines.append(f"⚠️ Your wallet is {missing} short of this order. "
+                     f"{top_up_hint(user_id, stars=stars)}")
+    return lines
+
+
+def top_up_label(settings: Settings, price: Decimal, balance: Decimal,
+                 currency: str) -> str | None:
+    """"Top up 0.17 USD" for a summary the wallet can't pay (None: no such button)."""
+    amount = payments.top_up_for(settings, price, balance, currency)
+    return None if amount is None else f"💳 Top up {wallet.show(amount, currency)}"
+
+
 def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
-                 balance: Balance | None) -> str:
-    """Every field as it will be sent, the cost, the balance and a warning if short (HTML)."""
+                 balance: Balance | None,
+                 shop_view: tuple[Quote, wallet.Money, int] | None = None,
+                 stars: bool = False) -> str:
+    """Every field as it will be sent, the cost, the balance and a warning if short (HTML); for
+    a customer (`shop_view`: quote, wallet, user id) the shop's total and their wallet."""
     values = answered(order)
     fields = form.request_fields(service, values)
     currency = str(order.get("currency") or "")
@@ -257,6 +301,11 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
             lines.append(f"{esc(field.label)}: {shown_value(fields[field.name])}")
     if "quantity" in fields and form.quantity(values) != int(fields["quantity"]):
         lines.append(f"Total quantity: {form.quantity(values):,}")
+    if shop_view is not None:
+        quote, funds, user_id = shop_view
+        lines += ["", price_line(form, quote, form.quantity(values)),
+                  *wallet_lines(quote, funds, user_id, stars)]
+        return "\n".join(lines)
     lines += ["", cost_line(form, service, values, currency)]
     if balance is None:
         lines.append("Balance: unavailable right now")
@@ -280,17 +329,20 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
     return "\n".join(lines)
 
 
-def summary_markup(draft_id: int, revision: int, *,
-                   retry: bool = False) -> InlineKeyboardMarkup:
-    """Confirm / Edit / Cancel (and Back to the last question). Confirm names the draft and the
-    summary's revision: one draft serves the whole form, so an older summary of it is stale."""
+def summary_markup(draft_id: int, revision: int, *, retry: bool = False,
+                   top_up: str | None = None) -> InlineKeyboardMarkup:
+    """Confirm / Edit / Cancel (and Back to the last question; a shop's "Top up N" when the
+    wallet can't pay). Confirm names the draft and the summary's revision: one draft serves the
+    whole form, so an older summary of it is stale."""
     label = "✅ Confirm (retry)" if retry else "✅ Confirm"
-    return InlineKeyboardMarkup([
-        [InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id, revision))],
-        [InlineKeyboardButton("✏️ Edit", callback_data="wz:edit"),
-         InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")],
-        [InlineKeyboardButton("◀ Back", callback_data="wz:back")],
-    ])
+    rows = [[InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id,
+                                                            revision))]]
+    if top_up is not None:
+        rows.append([InlineKeyboardButton(top_up, callback_data=pack("tp", "d", draft_id))])
+    rows += [[InlineKeyboardButton("✏️ Edit", callback_data="wz:edit"),
+              InlineKeyboardButton("✖ Cancel", callback_data="wz:cancel")],
+             [InlineKeyboardButton("◀ Back", callback_data="wz:back")]]
+    return InlineKeyboardMarkup(rows)
 
 
 async def say(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> int | None:
@@ -327,21 +379,26 @@ async def ask(update: Update, order: dict[str, Any], service: Service, field: Fo
 
 
 async def begin(update: Update, context: BotContext, service: Service, account: Account,
-                currency: str) -> int:
-    """Starts a fresh order of `service` at its first question."""
+                currency: str, prefilled: reorder.Prefilled | None = None) -> int:
+    """Starts a fresh order of `service` at its first question; with `prefilled` (Order
+    again) at the summary, or at the first question whose earlier answer no longer passes."""
     await remember_user(update, context)
     order: dict[str, Any] = {
         "service": snapshot(service), "account": account.id, "currency": currency,
-        "answers": {}, "field": None, "history": [], "draft": None, "rev": 0, "live": False,
-        "msg": None, "panel": account.catalog_key,
+        "answers": dict(prefilled.answers) if prefilled else {}, "field": None,
+        "history": list(prefilled.history) if prefilled else [], "draft": None, "rev": 0,
+        "live": False, "msg": None, "panel": account.catalog_key,
     }
     assert context.user_data is not None
     context.user_data[_key(update)] = order
     form = form_for(service.type)
-    first = form.next_field(service, {})
+    first = prefilled.pending if prefilled else form.next_field(service, {})
     if first is None:
-        return await summarise(update, context, order, service, form)
-    await ask(update, order, service, first, new_message=True)
+        return await summarise(update, context, order, service, form, new_message=True)
+    reason = prefilled.reason if prefilled else None
+    await ask(update, order, service, first,
+              f"The earlier answer no longer fits: {reason}" if reason else None,
+              new_message=True)
     return ASKING
 
 
@@ -386,7 +443,7 @@ async def panel_balance(update: Update, context: BotContext, account: Account) -
 
 
 async def summarise(update: Update, context: BotContext, order: dict[str, Any],
-                    service: Service, form: OrderForm) -> int:
+                    service: Service, form: OrderForm, *, new_message: bool = False) -> int:
     """Stores a draft of the order as it will be sent and shows the summary with Confirm."""
     user = update.effective_user
     account = await order_account(update, context, order)
@@ -394,16 +451,51 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
         return END
     values = answered(order)
     await remember_user(update, context)
+    currency = str(order.get("currency") or "")
+    shop_view = None
+    top_up = None
+    stars = payments.enabled(context.deps.settings)
+    if account.customer:
+        quote = (await pricing.current(context.deps)).quote(service, values, currency)
+        if quote is None:
+            drop_order(update, context)
+            await say(update, NOT_SOLD)
+            return END
+        funds = await wallet.balance(context.deps, user.id)
+        shop_view = (quote, funds, user.id)
+        top_up = top_up_label(context.deps.settings, quote.total, funds.amount, quote.currency)
     draft_id = await placement.save_draft(
-        context.deps, account, user.id, service, form, values, str(order.get("currency") or ""),
+        context.deps, account, user.id, service, form, values, currency,
         draft_id=order.get("draft") if isinstance(order.get("draft"), int) else None,
     )
-    balance = await panel_balance(update, context, account)
-    text = summary_text(order, service, form, balance)
+    if shop_view is not None:  # show exactly what Confirm will charge: the draft's price
+        stored = await placement.draft_price(context.deps, draft_id)
+        if stored is not None and stored != shop_view[0].total:
+            shop_view = (dataclasses.replace(shop_view[0], total=stored), *shop_view[1:])
+    balance = None if account.customer else await panel_balance(update, context, account)
+    text = summary_text(order, service, form, balance, shop_view, stars)
     revision = int(order.get("rev") or 0) + 1
     order.update(field=None, draft=draft_id, rev=revision, live=True, summary=text)
-    order["msg"] = await say(update, text, summary_markup(draft_id, revision))
+    markup = summary_markup(draft_id, revision, top_up=top_up)
+    if new_message:
+        sent = await reply(update, text, markup)
+        order["msg"] = sent.message_id if sent is not None else None
+    else:
+        order["msg"] = await say(update, text, markup)
     return SUMMARY
+
+
+async def resume_summary(update: Update, context: BotContext, draft_id: int) -> bool:
+    """After a top-up asked from a summary: the summary again, with the new wallet and Confirm
+    (a new revision: the older one's Confirm is stale). False when that form is not at that
+    summary any more (edited, cancelled, placed)."""
+    order = current_order(update, context)
+    service = service_of(order) if order is not None else None
+    if (order is None or service is None or order.get("draft") != draft_id
+            or not order.get("live") or order.get("field") is not None):
+        return False
+    await summarise(update, context, order, service, form_for(service.type))
+    return True
 
 
 def wizard_state(update: Update,
@@ -448,6 +540,19 @@ async def order_command(update: Update, context: BotContext) -> int | None:
     if service_id is None or len(args) > 1:
         await reply(update, ORDER_USAGE)
         return None
+    return await start_order(update, context, service_id)
+
+
+async def order_from_link(update: Update, context: BotContext) -> int | None:
+    """A deep link `t.me/<bot>?start=s<service id>` opens that service's order form."""
+    link = sharing.parse_payload((context.args or [""])[0])
+    if link is None or link.kind != "service":  # the handler's filter lets only these in
+        return None
+    return await start_order(update, context, link.id)
+
+
+async def start_order(update: Update, context: BotContext, service_id: int) -> int | None:
+    """The order form of a service named by its id (typed, or in a link)."""
     account = await require_account(update, context)
     if account is None:
         drop_order(update, context)
@@ -455,12 +560,39 @@ async def order_command(update: Update, context: BotContext) -> int | None:
     index = await index_for(update, context, account, pack("new", service_id))
     if index is None:
         return None
-    service = index.by_id.get(service_id)
+    service = await offered(context, account, index.by_id.get(service_id))
     if service is None:
         await reply(update, f"There is no service #{service_id}. Browse with /services, or "
                             "search with /services &lt;words&gt;.")
         return None
     return await begin(update, context, service, account, index.currency)
+
+
+async def order_again(update: Update, context: BotContext) -> int | None:
+    """"🔁 Order again" on an order card: the same service and answers, at the summary (or at
+    the first answer the service no longer accepts)."""
+    query = update.callback_query
+    user = update.effective_user
+    order_id = int_arg(unpack(query.data if query else None), 1)
+    account = await require_account(update, context)
+    caller = await actions.caller_for(context.deps, user.id) if user and account else None
+    if caller is None or account is None:
+        return None
+    found = (await reorder.repeatable(context.deps, caller, order_id) if order_id is not None
+             else reorder.NOT_FOUND)
+    if isinstance(found, str):
+        await answer(query, found, alert=found != reorder.NOT_FOUND)
+        return None
+    index = await index_for(update, context, account, pack("oc", found.id, "ag"))
+    if index is None:
+        return None
+    again = reorder.again(found, index)
+    await answer(query)
+    if isinstance(again, str):
+        await reply(update, esc(again))
+        return None
+    return await begin(update, context, again.service, account, index.currency,
+                       again.prefilled)
 
 
 async def order_from_button(update: Update, context: BotContext) -> int | None:
@@ -476,11 +608,21 @@ async def order_from_button(update: Update, context: BotContext) -> int | None:
     if index is None:
         return None
     service = index.by_id.get(service_id) if service_id is not None else None
+    service = await offered(context, account, service)
     if service is None:
         await answer(query, "That service is no longer offered.")
         return None
     await answer(query)
     return await begin(update, context, service, account, index.currency)
+
+
+async def offered(context: BotContext, account: Account,
+                  service: Service | None) -> Service | None:
+    """The service, if this account may order it (a shop sells only what it prices)."""
+    if service is None or not account.customer:
+        return service
+    prices = await pricing.current(context.deps)
+    return service if prices.unit_price(service) is not None else None
 
 
 # --- handlers: answering --------------------------------------------------------------------
@@ -659,8 +801,19 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     await answer(query, "Sending the order…")
     outcome = await placement.place(context.deps, account, user.id, draft_id)
     summary = str(order.get("summary") or "")
+    if isinstance(outcome, placement.Short):
+        settings = context.deps.settings
+        await say(update, f"{short_text(outcome, user.id, payments.enabled(settings))}\n\n"
+                          f"{summary}",
+                  summary_markup(draft_id, int(order["rev"]), retry=True, top_up=top_up_label(
+                      settings, outcome.price, outcome.balance, outcome.currency)))
+        return None
     if isinstance(outcome, placement.Refused):
-        await say(update, f"{refusal_text(outcome.error)}\n\n{summary}",
+        if outcome.retry_draft is not None:  # the refunded draft is closed: retry a new one
+            order["draft"] = draft_id = outcome.retry_draft
+        text = (customer_refusal_text(outcome) if outcome.refund is not None
+                else refusal_text(outcome.error))
+        await say(update, f"{text}\n\n{summary}",
                   summary_markup(draft_id, int(order["rev"]), retry=True))
         return None
     if isinstance(outcome, placement.NotClaimed):
@@ -669,9 +822,21 @@ async def confirm(update: Update, context: BotContext) -> int | None:
         return END
     drop_order(update, context)
     if isinstance(outcome, placement.Unknown):
-        text = unknown_outcome_text()
+        text = (unknown_outcome_text() if outcome.held is None
+                else shop.unknown_for_customer(outcome.held.amount, outcome.held.currency))
     elif isinstance(outcome, placement.AlreadyKnown):
         text = already_known_text(outcome)
+        if outcome.held is not None:
+            text += "\n" + shop.held_text(outcome.held.amount, outcome.held.currency)
+    elif outcome.charged is not None:
+        paid = outcome.charged
+        text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> "
+                f"{esc(wallet.show(paid.amount, paid.currency))} was charged to your wallet "
+                f"(balance {esc(wallet.show(paid.balance, paid.currency))}). I'll message you "
+                "when its status changes (see /orders).")
+        if not outcome.stored:
+            text += ("\n⚠️ I could not write its id down, so I cannot follow it yet. Keep "
+                     "this id; the bot's operator has been told.")
     elif outcome.stored:
         text = (f"✅ <b>Order {outcome.panel_order_id} placed.</b> I'll message you when its "
                 "status changes (tracking is on; see /orders).")
@@ -681,6 +846,59 @@ async def confirm(update: Update, context: BotContext) -> int | None:
                 "told. Open the order in /orders and link it to this id.")
     await say(update, f"{text}\n\n{summary}")
     return END
+
+
+def short_text(outcome: placement.Short, user_id: int, stars: bool = False) -> str:
+    """A customer's wallet cannot pay for the order: nothing was sent (HTML)."""
+    def money(amount: Decimal) -> str:
+        return esc(wallet.show(amount, outcome.currency))
+
+    return (f"❌ <b>Not enough in your wallet</b>: this order costs {money(outcome.price)} and "
+            f"your wallet holds {money(outcome.balance)}, so {money(outcome.missing)} is "
+            f"missing. Nothing was sent. {top_up_hint(user_id, stars=stars)} Then tap Confirm "
+            "again.")
+
+
+# What a customer is told when the panel refuses, by what its error means (never the panel's
+# funds or key: that is the shop's problem, see `customer_refusal_text`).
+CUSTOMER_REFUSALS: dict[PanelErrorKind, str] = {
+    PanelErrorKind.DUPLICATE_LINK: (
+        "There is already an active order for this link, so this one was refused: try again "
+        "when it finishes, or Edit the link."
+    ),
+    PanelErrorKind.QUANTITY_TOO_LOW: (
+        "The quantity is below this service's minimum. Tap Edit to change it."
+    ),
+    PanelErrorKind.QUANTITY_TOO_HIGH: (
+        "The quantity is above this service's maximum. Tap Edit to change it."
+    ),
+    PanelErrorKind.BAD_LINK: (
+        "The link was not accepted. Tap Edit and send the full link to a public page "
+        "(https://…)."
+    ),
+    PanelErrorKind.INCORRECT_SERVICE: (
+        "This service is no longer offered. Cancel, and pick another one with /order."
+    ),
+}
+SHOP_CLOSED = "The shop can't take orders right now. Please try again later."
+
+
+def customer_refusal_text(outcome: placement.Refused) -> str:
+    """A customer's order was refused: why, and that the charge came back (HTML)."""
+    exc = outcome.error
+    if outcome.shop_problem:
+        why = SHOP_CLOSED
+    elif isinstance(exc, PanelError):
+        why = CUSTOMER_REFUSALS.get(exc.kind) or (
+            f"The order was refused: {exc.text}. Tap Edit to change it, or Confirm to try "
+            "again.")
+    else:
+        why = "The shop's panel could not be reached. Tap Confirm to try again."
+    refund = outcome.refund
+    assert refund is not None
+    back = (f"Nothing was placed: the {wallet.show(refund.amount, refund.currency)} was "
+            f"refunded to your wallet (balance {wallet.show(refund.balance, refund.currency)}).")
+    return f"❌ {esc(why)}\n{esc(back)}"
 
 
 def already_known_text(outcome: placement.AlreadyKnown) -> str:
@@ -772,6 +990,10 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
         entry_points=[
             CallbackQueryHandler(order_from_button, pattern=r"^new:"),
             CommandHandler("order", order_command),
+            # "🔁 Order again" on an order card, and a deep link to a service's form.
+            CallbackQueryHandler(order_again, pattern=r"^oc:\d+:ag$"),
+            CommandHandler("start", order_from_link,
+                           filters=filters.Regex(r"^/start(@\w+)?\s+s\d{1,18}\s*$")),
         ],
         states={
             ASKING: [

@@ -13,6 +13,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from bot import health, metrics
 from bot.money import to_decimal, to_int
 from bot.panel.errors import (
     OutcomeUnknown,
@@ -473,11 +474,40 @@ class PanelClient:
                 response.status_code,
                 time.monotonic() - started,
             )
-            return _parse_response(response, key)
+            try:
+                data = _parse_response(response, key)
+            except PanelClientError as exc:
+                _observe(action, exc, time.monotonic() - started)
+                raise
+            _observe(action, None, time.monotonic() - started)
+            return data
         log.debug(
             "panel %s: %s after %.2fs", action, type(failure).__name__, time.monotonic() - started
         )
+        _observe(action, failure, time.monotonic() - started)
         raise failure
+
+
+def _observe(action: str, failure: PanelClientError | None, seconds: float) -> None:
+    """Counts one request in the metrics and tells the health facts whether the panel answered.
+
+    A refusal (`{"error": ...}`) is an answer: the panel is there. HTTP errors, timeouts,
+    transport errors and unreadable pages (a Cloudflare 502) mean it was not reachable.
+    """
+    if failure is None:
+        outcome = "ok"
+    elif isinstance(failure, PanelError):
+        outcome = "refused"
+    elif isinstance(failure, PanelHTTPError):
+        outcome = "http_error"
+    elif isinstance(failure, PanelTimeout):
+        outcome = "timeout"
+    elif isinstance(failure, PanelTransportError):
+        outcome = "transport_error"
+    else:
+        outcome = "bad_response"
+    metrics.panel_request(action, outcome, seconds)
+    health.FACTS.panel_answered(outcome in ("ok", "refused"))
 
 
 def _form_value(value: str | int) -> str:

@@ -6,4 +6,8 @@
               the one write path for every status the bot sees (change + history + outbox)
 - `notices`   what a change says to the order's owner
 - `actions`   status, track, refill and cancel of typed ids, with the ownership checks
+- `mass_order` many `service | link | quantity` lines: checked like the wizard, each placed
+              through `placement`, bounded concurrency, progress, restart-safe
+- `reorder`   order again: an order's answers put back into its service's form
+- `sharing`   deep-link payloads and what an inline query may show
 """

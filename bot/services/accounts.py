@@ -5,6 +5,11 @@ Roles: admins come from ADMIN_IDS; allowed users from ALLOWED_USER_IDS or an adm
 allowed users; anyone may /connect their own key when SECRET_KEY is set, and it then serves them
 (it comes first). In demo mode the sandbox serves everybody: nothing real is bought.
 
+Shop mode (MODE=shop): everyone who starts the bot is a customer, served by the operator's
+account (the sandbox in demo mode) and paying from their wallet in the bot (`Account.customer`);
+an admin's /deny bans a customer. Admins order as in team mode. Customers never use keys of
+their own.
+
 A panel is its API URL (`Deps.panel_url`); demo mode is just another panel (the sandbox's URL
 and key come from the start-up code, so nothing here knows the sandbox). Every order records
 the panel it was placed on, and only orders of the panel the bot uses now can be acted on.
@@ -49,6 +54,7 @@ class Account:
     panel: str = ""  # the panel's API URL
     own: bool = False  # the user's own key: every order on it is theirs
     demo: bool = False  # the built-in sandbox panel: nothing real is bought
+    customer: bool = False  # shop mode: a customer, paying from their wallet at shop prices
 
     def __str__(self) -> str:
         return self.id
@@ -79,6 +85,8 @@ async def account_for(deps: Deps, user_id: int) -> Account | None:
     The user's own connected key comes first; then the sandbox in demo mode (open to everyone:
     nothing is bought); then the operator's PANEL_KEY for admins and allowed users.
     """
+    if deps.settings.shop_mode and await role_of(deps, user_id) != "admin":
+        return await _customer_account(deps, user_id)
     own = await own_key(deps, user_id)
     if own is not None:
         return Account(users.user_account(user_id), own, deps.panel_url, own=True,
@@ -91,6 +99,27 @@ async def account_for(deps: Deps, user_id: int) -> Account | None:
     if await role_of(deps, user_id) in ("admin", "allowed"):
         return Account(OPERATOR_ACCOUNT, operator, deps.panel_url)
     return None
+
+
+async def _customer_account(deps: Deps, user_id: int) -> Account | None:
+    """Shop mode: the shop's account for a customer, or None when they are banned."""
+    if deps.operator_key is None or await is_banned(deps, user_id):
+        return None
+    return Account(OPERATOR_ACCOUNT, deps.operator_key, deps.panel_url, demo=deps.demo,
+                   customer=True)
+
+
+async def is_banned(deps: Deps, user_id: int) -> bool:
+    """Shop mode: whether an admin banned this user (/deny)."""
+    user = await users.get_user(deps.db, user_id)
+    return user is not None and user.banned
+
+
+def shop_account(deps: Deps) -> Account | None:
+    """The operator's account the shop sells from (its catalogue and key), or None."""
+    if deps.operator_key is None:
+        return None
+    return Account(OPERATOR_ACCOUNT, deps.operator_key, deps.panel_url, demo=deps.demo)
 
 
 def user_of_account(account: str) -> int | None:
@@ -200,7 +229,7 @@ async def verify_secret_key(settings: Settings) -> None:
     """The start-up check on its own connection: before anything talks to Telegram."""
     secret = settings.secret_key
     keybox = None if secret is None else KeyBox(secret.get_secret_value())
-    db = await open_database(settings.database_path)
+    db = await open_database(settings.database_path, integrity=False)
     try:
         await check_secret_key(db, keybox, database=settings.database_path)
     finally:

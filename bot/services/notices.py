@@ -11,9 +11,11 @@ until they write to it again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
+from bot import i18n
 from bot.money import format_money
 from bot.panel.models import (
     CANCELED,
@@ -31,6 +33,28 @@ from storage.outbox import Notice
 from storage.users import User
 
 _STOPPED_ENDINGS = frozenset({CANCELED, REFUNDED, FAILED})
+
+
+def notice(chat_id: int, message: i18n.Value, payload: Mapping[str, Any] | None = None) -> Notice:
+    """A notification written now and rendered when it is sent, in its reader's language then
+    (`message` is a `bot.i18n.Msg`; its English text is kept as the record's text). Buttons in
+    ``payload["buttons"]`` may have Msgs as labels (`button`)."""
+    data = dict(payload or {})
+    data["msg"] = i18n.to_json(message)
+    return Notice(chat_id=chat_id, text=i18n.in_language(message, i18n.SOURCE), payload=data)
+
+
+def button(label: i18n.Value, data: str) -> list[Any]:
+    """A notification's button: [label, callback data] (the label rendered when sent)."""
+    return [i18n.to_json(label), data]
+
+
+def rendered(text: str, payload: Mapping[str, Any]) -> str:
+    """A queued notification's text in the current language (as written, for one queued before
+    notifications were rendered when sent)."""
+    if "msg" not in payload:
+        return text
+    return i18n.render(i18n.from_json(payload["msg"]))
 
 
 class OrderFacts(Protocol):
@@ -94,8 +118,10 @@ def order_title(order: OrderFacts) -> str:
     return f"Order {order.panel_order_id}{service_title(order.service_name)}"
 
 
-def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus) -> str:
-    """The message for a status change, in plain words (HTML)."""
+def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
+                    charges: bool = True) -> str:
+    """The message for a status change, in plain words (HTML); without the panel's charge when
+    `charges` is False (a shop's customers: their wallet's refund is a message of its own)."""
     status = seen.status
     moved = (esc_short(status, WORD_MAX) if previous is None
              else f"{esc_short(previous, WORD_MAX)} → {esc_short(status, WORD_MAX)}")
@@ -108,17 +134,17 @@ def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus) 
     if status == PARTIAL:
         if seen.remains is not None:
             parts.append(f"{seen.remains} not delivered")
-        if seen.charge is not None:
+        if seen.charge is not None and charges:
             parts.append(charged(seen.charge))
     elif status in _STOPPED_ENDINGS:
         if seen.charge is None or seen.charge == 0:
             parts[0] += " (refunded)"
-        else:
+        elif charges:
             parts.append(charged(seen.charge))
     else:
         if seen.start_count is not None and status != PENDING:
             parts.append(f"start {seen.start_count}")
-        if status == COMPLETED and seen.charge is not None:
+        if status == COMPLETED and seen.charge is not None and charges:
             parts.append(charged(seen.charge))
     return " · ".join(parts)
 
@@ -132,7 +158,8 @@ def listening(user: User | None, *, final: bool) -> bool:
     return final or user.notify == "all"
 
 
-def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None) -> Notice | None:
+def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None, *,
+                 charges: bool = True) -> Notice | None:
     """The notification for an order's new status, or None when nobody should hear of it."""
     final = seen.status in FINAL_ORDER_STATUSES
     if not listening(owner, final=final):
@@ -145,7 +172,8 @@ def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None) -> No
             previous = PENDING  # placed by the bot, so placed Pending
         if seen.status == previous:
             return None
-    return Notice(chat_id=order.owner_id, text=describe_change(order, previous, seen),
+    return Notice(chat_id=order.owner_id,
+                  text=describe_change(order, previous, seen, charges=charges),
                   payload={"order": order.id})
 
 

@@ -15,6 +15,17 @@ the panel's id is stored — with nothing in between that could fail or wait on 
   ERROR for an operator to reconcile, and the user is shown the id (`Placed(stored=False)`);
 - the bot died between the claim and the answer: at the next start the order becomes
   "outcome unknown" and its owner is told (`release_interrupted`).
+
+Shop mode (`Account.customer`): the draft carries the price the customer was quoted
+(`bot.services.pricing`), and the claim and the wallet charge are ONE transaction, before the
+`add`: not enough in the wallet undoes the claim (`Short`, nothing sent), and of racing
+Confirms on the same money exactly one is charged and sent. The panel refused: the charge is
+refunded in the transaction that marks the order failed, and a fresh draft of the same order is
+made for a retry (`Refused.retry_draft`; the refunded one can never be charged again). "Not
+enough funds" or a refused key on the panel is the shop's problem: its admins are alerted in
+that same transaction (`Refused.shop_problem`). Outcome unknown: the charge stays held and the
+admins are alerted; only an admin settles it (`link_unknown` keeps the charge, `not_placed`
+refunds it, in the transaction that marks the order failed). Team mode is unchanged.
 """
 
 from __future__ import annotations
@@ -23,18 +34,38 @@ import logging
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
+from bot import metrics
 from bot.deps import Deps
-from bot.panel.errors import OutcomeUnknown, PanelClientError
-from bot.panel.models import ItemError, OrderStatus, Service
+from bot.panel.errors import OutcomeUnknown, PanelClientError, PanelError, PanelErrorKind
+from bot.panel.models import FINAL_ORDER_STATUSES, ItemError, OrderStatus, Service
 from bot.service_types import OrderForm
+from bot.services import pricing, shop, wallet
 from bot.services.accounts import Account
 from bot.services.notices import interrupted_notice
 from bot.services.tracking import record_statuses
-from storage import orders
+from bot.text import esc
+from storage import orders, outbox
+from storage import wallet as ledger
+from storage.db import transaction
 from storage.orders import Order
+from storage.outbox import Notice
 
 log = logging.getLogger(__name__)
+
+
+#: Refusals that are the shop's problem, not the customer's: its admins are alerted.
+SHOP_PROBLEMS = frozenset({PanelErrorKind.NOT_ENOUGH_FUNDS, PanelErrorKind.INVALID_KEY})
+
+
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """Money moved in a customer's wallet for an order: the amount and the balance after."""
+
+    amount: Decimal
+    balance: Decimal
+    currency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,20 +75,26 @@ class Placed:
     order_id: int
     panel_order_id: int
     stored: bool = True
+    charged: Paid | None = None  # shop: what the wallet paid
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The panel said no, or could not be reached: nothing was placed; Confirm may be retried."""
+    """The panel said no, or could not be reached: nothing was placed; Confirm may be retried
+    (shop: with `retry_draft`, after the charge was refunded)."""
 
     error: PanelClientError
+    refund: Paid | None = None
+    retry_draft: int | None = None
+    shop_problem: bool = False  # shop: the panel's funds or key, not the order: admins told
 
 
 @dataclass(frozen=True, slots=True)
 class Unknown:
-    """The request went out but no clear answer came: never retried."""
+    """The request went out but no clear answer came: never retried (shop: charge held)."""
 
     error: PanelClientError | None = None
+    held: Paid | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +104,7 @@ class AlreadyKnown:
 
     panel_order_id: int
     mine: bool
+    held: Paid | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,21 +114,47 @@ class NotClaimed:
     sent: bool
 
 
-Outcome = Placed | Refused | Unknown | AlreadyKnown | NotClaimed
+@dataclass(frozen=True, slots=True)
+class Short:
+    """Shop: the wallet holds less than the order's price; nothing was claimed or sent."""
+
+    price: Decimal
+    balance: Decimal
+    currency: str
+
+    @property
+    def missing(self) -> Decimal:
+        """How much more the wallet needs."""
+        return self.price - self.balance
+
+
+Outcome = Placed | Refused | Unknown | AlreadyKnown | NotClaimed | Short
 
 
 async def save_draft(deps: Deps, account: Account, owner_id: int, service: Service,
                      form: OrderForm, values: Mapping[str, str], currency: str, *,
                      draft_id: int | None = None) -> int:
-    """Stores the order exactly as it will be sent (one draft per form: `draft_id` is reused
-    while it is still an unsent draft); the draft's id."""
+    """Stores the order exactly as it will be sent, with what placing it costs (for
+    Subscriptions: the existing posts, charged at once) and a customer's price, one draft per
+    form (`draft_id` is reused while it is still an unsent draft); the draft's id."""
+    price = None
+    if account.customer:
+        quote = (await pricing.current(deps)).quote(service, values, currency)
+        price = quote.total if quote is not None else None  # not sold: place() refuses it
     return await orders.save_draft(
         deps.db, owner_id=owner_id, account=account.id, panel=account.panel,
         service_id=service.service, service_name=service.name, service_type=service.type,
         rate=service.rate, currency=currency, can_refill=service.refill,
         can_cancel=service.cancel, fields=form.request_fields(service, values),
-        quantity=form.quantity(values), cost=form.cost(service, values), draft_id=draft_id,
+        quantity=form.quantity(values), cost=form.upfront_cost(service, values),
+        draft_id=draft_id, price=price,
     )
+
+
+async def draft_price(deps: Deps, draft_id: int) -> Decimal | None:
+    """The price a draft will charge its customer on Confirm (None: not a customer's)."""
+    draft = await orders.get_order(deps.db, draft_id)
+    return draft.price if draft is not None else None
 
 
 def _sendable(draft: Order | None, account: Account, owner_id: int) -> bool:
@@ -108,49 +172,113 @@ async def place(deps: Deps, account: Account, owner_id: int, draft_id: int) -> O
         return NotClaimed(sent=await was_sent(deps, draft_id, owner_id))
     assert draft.service_id is not None
     fields = {name: str(value) for name, value in draft.fields.items()}
-    if not await orders.claim_order(db, draft_id, owner_id=owner_id):
+    held: Paid | None = None
+    if account.customer:
+        claimed = await _claim_and_charge(deps, draft)
+        if not isinstance(claimed, Paid):
+            return claimed
+        held = claimed
+    elif not await orders.claim_order(db, draft_id, owner_id=owner_id):
         return NotClaimed(sent=True)
     # From the claim to the stored id: only the panel request and the database.
     try:
         panel_id = await deps.panel.add(account.key, draft.service_id, fields)
     except OutcomeUnknown as exc:
-        await orders.mark_outcome_unknown(db, draft_id, error=exc.user_message)
+        metrics.order_outcome("unknown")
+        await _mark_unknown(deps, draft, exc.user_message, held)
         log.warning("Order draft %d: outcome unknown (%s); not retried", draft_id, exc)
-        return Unknown(exc)
+        return Unknown(exc, held)
     except PanelClientError as exc:
         # The panel refused, or no connection was made: certainly not placed.
-        await orders.mark_failed(db, draft_id, error=str(exc))
-        return Refused(exc)
+        metrics.order_outcome("failed")
+        return await _refused(deps, draft, exc, held)
     except BaseException:
         # A bug or a cancellation, not the panel: the request may have gone out, so it must
         # never be resent.
-        await orders.mark_outcome_unknown(db, draft_id, error="internal error while sending")
+        metrics.order_outcome("unknown")
+        await _mark_unknown(deps, draft, "internal error while sending", held)
         raise
+    metrics.order_outcome("placed")
     try:
         await orders.mark_placed(db, draft_id, panel_order_id=panel_id)
     except sqlite3.IntegrityError:
-        return await _already_known(deps, account, owner_id, draft_id, panel_id)
+        return await _already_known(deps, account, owner_id, draft, panel_id, held)
     except Exception:
         log.error("RECONCILE: order draft %d (owner %d, account %s) was placed on the panel as "
                   "order %d, but storing that id failed; it will show as 'outcome unknown' "
                   "until linked to %d", draft_id, owner_id, account.id, panel_id, panel_id,
                   exc_info=True)
-        return Placed(draft_id, panel_id, stored=False)
-    return Placed(draft_id, panel_id)
+        return Placed(draft_id, panel_id, stored=False, charged=held)
+    return Placed(draft_id, panel_id, charged=held)
 
 
-async def _already_known(deps: Deps, account: Account, owner_id: int, draft_id: int,
-                         panel_id: int) -> AlreadyKnown:
+async def _claim_and_charge(deps: Deps, draft: Order) -> Paid | Short | NotClaimed:
+    """Shop: claims the draft and charges its price to the owner's wallet, in one transaction
+    (both or neither)."""
+    assert draft.service_id is not None
+    if draft.price is None or (await pricing.current(deps)).hidden(draft.service_id):
+        return NotClaimed(sent=False)  # made before shop mode, or no longer sold
+    try:
+        async with transaction(deps.db):
+            if not await orders.claim_order(deps.db, draft.id, owner_id=draft.owner_id):
+                return NotClaimed(sent=True)
+            entry = await wallet.charge_order(deps, draft)
+    except wallet.NotEnough as exc:
+        return Short(exc.amount, exc.balance, exc.currency)
+    except wallet.ShopCurrencyChanged:
+        log.error("Order draft %d is in %s, but the wallet of %d holds another currency: not "
+                  "sent", draft.id, draft.service_currency, draft.owner_id)
+        return NotClaimed(sent=False)
+    except wallet.WalletError:  # refunded before: it is retried as a new draft, never again
+        return NotClaimed(sent=False)
+    return Paid(-entry.amount, entry.balance_after, entry.currency)
+
+
+async def _mark_unknown(deps: Deps, draft: Order, why: str, held: Paid | None) -> None:
+    """Marks a sent order "outcome unknown"; shop: the charge stays held, admins alerted."""
+    async with transaction(deps.db):
+        await orders.mark_outcome_unknown(deps.db, draft.id, error=why)
+        if held is not None:
+            await shop.alert_admins(deps, shop.unknown_for_admins(
+                draft.id, draft.owner_id, draft.service_name, held.amount, held.currency, why))
+
+
+async def _refused(deps: Deps, draft: Order, exc: PanelClientError,
+                   held: Paid | None) -> Refused:
+    """Marks a refused order failed; shop: refunds it, drafts it again for a retry, and alerts
+    the admins when the refusal is the shop's problem — all in one transaction."""
+    if held is None:
+        await orders.mark_failed(deps.db, draft.id, error=str(exc))
+        return Refused(exc)
+    problem = isinstance(exc, PanelError) and exc.kind in SHOP_PROBLEMS
+    async with transaction(deps.db):
+        await orders.mark_failed(deps.db, draft.id, error=str(exc))
+        booked = await wallet.refund_order(deps, draft.id, why="not placed: refused",
+                                           notify=False)
+        retry = await orders.copy_as_draft(deps.db, draft.id)
+        if problem:
+            await shop.alert_admins(
+                deps, f"🛑 <b>The panel refused a customer's order</b> (bot #{draft.id}, "
+                      f"{esc(draft.service_name or 'a service')}): {esc(exc)}. The customer "
+                      "was refunded and told the shop cannot take orders right now. Top up "
+                      "the panel balance (or check PANEL_KEY).")
+    assert booked is not None
+    refund = Paid(booked.entry.amount, booked.entry.balance_after, booked.entry.currency)
+    return Refused(exc, refund, retry, problem)
+
+
+async def _already_known(deps: Deps, account: Account, owner_id: int, draft: Order,
+                         panel_id: int, held: Paid | None = None) -> AlreadyKnown:
     """The draft cannot carry an id the bot already holds: it is closed as "outcome unknown"
     (never claimable, never resent) and the user is told the truth."""
-    await orders.mark_outcome_unknown(
-        deps.db, draft_id, error=f"placed as panel order {panel_id}, which the bot already had"
-    )
+    await _mark_unknown(deps, draft, f"placed as panel order {panel_id}, which the bot "
+                                     "already had", held)
     log.warning("Order draft %d placed as panel order %d, already known to the bot",
-                draft_id, panel_id)
+                draft.id, panel_id)
     existing = await orders.get_order_by_panel_id(deps.db, account=account.id,
                                                   panel=account.panel, panel_order_id=panel_id)
-    return AlreadyKnown(panel_id, mine=existing is not None and existing.owner_id == owner_id)
+    return AlreadyKnown(panel_id, mine=existing is not None and existing.owner_id == owner_id,
+                        held=held)
 
 
 async def was_sent(deps: Deps, draft_id: int, owner_id: int) -> bool:
@@ -163,10 +291,28 @@ async def was_sent(deps: Deps, draft_id: int, owner_id: int) -> bool:
 async def release_interrupted(deps: Deps) -> list[Order]:
     """At start-up: orders cut off while being sent (the bot died between the claim and the
     panel's answer) become "outcome unknown", and each owner is told how to settle them."""
-    released = await orders.release_interrupted_claims(
-        deps.db, error="the bot stopped while sending it",
-        notices=lambda o: interrupted_notice(o.id, o.owner_id, o.service_name),
-    )
+    why = "the bot stopped while sending it"
+    async with transaction(deps.db):
+        charged = {o.order_id: o for o in await ledger.charged_orders(
+            deps.db, final_statuses=sorted(FINAL_ORDER_STATUSES), states=("claimed",))}
+
+        def notice(order: Order) -> Notice:
+            held = charged.get(order.id)
+            if held is None:
+                return interrupted_notice(order.id, order.owner_id, order.service_name)
+            service = esc(order.service_name or "a service")
+            return Notice(order.owner_id, shop.unknown_for_customer(
+                held.charge, held.currency,
+                f"The bot stopped while sending your order of <b>{service}</b>"),
+                {"order": order.id})
+
+        released = await orders.release_interrupted_claims(deps.db, error=why, notices=notice)
+        for order in released:
+            held = charged.get(order.id)
+            if held is not None:
+                await shop.alert_admins(deps, shop.unknown_for_admins(
+                    order.id, order.owner_id, order.service_name, held.charge, held.currency,
+                    why))
     for order in released:
         log.warning("Order draft %d was being sent when the bot stopped: outcome unknown", order.id)
     return released
@@ -193,19 +339,31 @@ class LinkRefused:
     reason: str
 
 
-def _unsettled(order: Order | None, account: Account, owner_id: int) -> bool:
-    """Whether this is the user's outcome-unknown order on this account and panel."""
-    return (order is not None and order.state == "unknown" and order.owner_id == owner_id
-            and order.account == account.id and order.panel == account.panel)
+async def _unsettled(deps: Deps, order: Order | None, account: Account, owner_id: int,
+                     admin: bool) -> bool:
+    """Whether this user may settle this outcome-unknown order on this account and panel: its
+    owner; in shop mode an admin, and never a customer (their money hangs on it)."""
+    if (order is None or order.state != "unknown" or order.account != account.id
+            or order.panel != account.panel or account.customer):
+        return False
+    if order.owner_id == owner_id:
+        return True
+    return admin and deps.settings.shop_mode and not account.own
+
+
+def may_settle(order: Order, account: Account) -> bool:
+    """Whether the order's card should offer the settling buttons to this account."""
+    return order.state == "unknown" and order.panel == account.panel and not account.customer
 
 
 async def link_unknown(deps: Deps, account: Account, owner_id: int, order_id: int,
-                       panel_order_id: int) -> Linked | LinkRefused:
+                       panel_order_id: int, *, admin: bool = False) -> Linked | LinkRefused:
     """The user found the order on the panel: the row becomes that order (not a second row),
-    after the panel confirmed the id exists on this account, and is followed from now on."""
+    after the panel confirmed the id exists on this account, and is followed from now on.
+    A customer's charge is kept, and they are told."""
     db = deps.db
     order = await orders.get_order(db, order_id)
-    if not _unsettled(order, account, owner_id):
+    if not await _unsettled(deps, order, account, owner_id, admin):
         return LinkRefused(NOT_WAITING)
     assert order is not None
     known = await orders.get_order_by_panel_id(db, account=account.id, panel=account.panel,
@@ -222,8 +380,15 @@ async def link_unknown(deps: Deps, account: Account, owner_id: int, order_id: in
         why = seen.error if isinstance(seen, ItemError) else "no answer"
         return LinkRefused(f"The panel does not know order {panel_order_id} ({why}).")
     try:
-        if not await orders.mark_placed(db, order_id, panel_order_id=panel_order_id):
-            return LinkRefused(NOT_WAITING)
+        async with transaction(db):
+            if not await orders.mark_placed(db, order_id, panel_order_id=panel_order_id):
+                return LinkRefused(NOT_WAITING)
+            if order.owner_id != owner_id:
+                await outbox.enqueue_notification(
+                    db, chat_id=order.owner_id, order_id=order_id,
+                    text=f"✅ Your order of <b>{esc(order.service_name or 'a service')}</b> "
+                         f"was placed after all: it is order <b>{panel_order_id}</b>. I "
+                         "follow it from now on (see /orders).")
     except sqlite3.IntegrityError:
         return LinkRefused(f"The bot already follows order {panel_order_id}: it is not this "
                            "one's id.")
@@ -234,10 +399,19 @@ async def link_unknown(deps: Deps, account: Account, owner_id: int, order_id: in
     return Linked(panel_order_id, seen.status)
 
 
-async def not_placed(deps: Deps, account: Account, owner_id: int, order_id: int) -> bool:
-    """The user says the order is not on the panel: it is marked failed (not placed)."""
+async def not_placed(deps: Deps, account: Account, owner_id: int, order_id: int, *,
+                     admin: bool = False) -> bool:
+    """The user says the order is not on the panel: it is marked failed (not placed), and a
+    customer's charge is refunded (they are told) in the same transaction."""
     order = await orders.get_order(deps.db, order_id)
-    if not _unsettled(order, account, owner_id):
+    if not await _unsettled(deps, order, account, owner_id, admin):
         return False
-    return await orders.mark_failed(deps.db, order_id, error="not placed (checked by its owner)")
+    assert order is not None
+    who = "its owner" if order.owner_id == owner_id else "an admin"
+    async with transaction(deps.db):
+        if not await orders.mark_failed(deps.db, order_id, error=f"not placed (checked by {who})"):
+            return False
+        service = order.service_name or "a service"
+        await wallet.refund_order(deps, order_id, why=f"your order of {service} was not placed")
+    return True
 

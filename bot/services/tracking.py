@@ -10,7 +10,8 @@ longer knows ("Incorrect order ID" LOST_AFTER checks in a row: lost, owner told 
 
 `record_statuses` is the write path for a status seen anywhere — the tracker, a card's Refresh,
 /status, /track, a cancel's read-back — so whoever looks first, the owner hears of each change
-exactly once.
+exactly once, and a shop order's refund is booked with the status that calls for it
+(`bot.services.wallet.refund_from_statuses`, same transaction).
 
 How often an item is asked about, by its age (so a backlog of old, slow orders does not make
 every cycle dearer):
@@ -47,8 +48,10 @@ from bot.deps import Deps
 from bot.panel.client import BATCH_SIZE, PanelClient
 from bot.panel.errors import PanelClientError, PanelErrorKind, classify_error
 from bot.panel.models import FINAL_REFILL_STATUSES, ItemError, OrderStatus
+from bot.services import wallet
 from bot.services.accounts import key_of_account, keyed_accounts, user_of_account
 from bot.services.notices import (
+    OrderFacts,
     lost_notice,
     lost_refill_notice,
     order_notice,
@@ -136,7 +139,6 @@ class TrackerState:
     more_to_send: bool = False
     purged_at: float = 0.0
     unfollowed_at: float = 0.0
-    last_cycle_at: float | None = None
 
 
 def tracker_state(deps: Deps) -> TrackerState:
@@ -213,29 +215,8 @@ def _is_missing(answer: object) -> bool:
 # --- the one write path for statuses ----------------------------------------------------------
 
 
-class Placed(Protocol):
+class Placed(OrderFacts, Protocol):
     """A placed order whose status is being stored (`Order` and `DueOrder` fit)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def owner_id(self) -> int: ...
-
-    @property
-    def panel_order_id(self) -> int | None: ...
-
-    @property
-    def service_id(self) -> int | None: ...
-
-    @property
-    def service_name(self) -> str | None: ...
-
-    @property
-    def service_currency(self) -> str | None: ...
-
-    @property
-    def status(self) -> str | None: ...
 
     @property
     def created_at(self) -> float: ...
@@ -254,17 +235,19 @@ async def record_statuses(deps: Deps, seen: Sequence[tuple[Placed, OrderStatus]]
         people = await users.get_users(deps.db, {order.owner_id for order, _ in seen})
     changes: list[Observation] = []
     unchanged: list[Observation] = []
+    charges = not deps.settings.shop_mode  # a shop's customers never see the panel's charges
     for order, status in seen:
         when = next_check_at(order.created_at, now)
         if status.status == order.status:
             unchanged.append(Observation(order.id, status, when))
         else:
-            notice = order_notice(order, status, people.get(order.owner_id))
+            notice = order_notice(order, status, people.get(order.owner_id), charges=charges)
             changes.append(Observation(order.id, status, when, notice))
     noticed = {change.order_id for change in changes if change.notify is not None}
     async with transaction(deps.db):
         changed = await order_store.apply_status_changes(deps.db, changes, now=now)
         await order_store.record_checks(deps.db, unchanged, now=now)
+        await wallet.refund_from_statuses(deps, seen, now=now)
     return len(changed), sum(1 for order_id in changed if order_id in noticed)
 
 

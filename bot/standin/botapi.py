@@ -15,6 +15,16 @@ Two ways in, one world:
   (``server.base_url`` is ``http://127.0.0.1:PORT/bot``), with real ``getUpdates`` long polling,
   for a bot started as a subprocess or a PTB ``Application`` built with ``.base_url(...)``.
 
+Payments in Telegram Stars: ``sendInvoice`` (Telegram's rules: title 1–32 characters,
+description 1–255, payload 1–128 bytes, XTR with no provider token, no tips and exactly one
+price of whole Stars), ``answerPreCheckoutQuery`` (within 10 seconds, once) and
+``refundStarPayment`` (``CHARGE_ID_INVALID``, ``CHARGE_ALREADY_REFUNDED``); the user side plays
+the checkout with ``user_checks_out`` (a ``pre_checkout_query``) and ``user_pays`` (the
+``successful_payment`` message, only after an ok answer), and ``successful_payment_update``
+forges one (all three queue their update too). ``fail_next`` makes the next call of a method
+fail (optionally after doing it: a lost answer). The error texts for invoices are modelled on
+Telegram's upper-case codes.
+
 Every update built by ``user_sends``/``user_presses``/``block`` is returned *and* queued for
 ``getUpdates``. ``feed`` removes the update from that queue before processing it, so feeding and
 polling never deliver the same update twice; in-process tests that only ``feed`` never look at the
@@ -24,14 +34,18 @@ queue. Do not mix ``feed`` with a polling Updater on the same update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import json
 import re
 import string
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
-from collections.abc import Callable, Mapping
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -75,6 +89,12 @@ MAX_TEXT_LENGTH = 4096
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_INLINE_BUTTONS = 100
 MAX_ANSWER_TEXT = 200
+MAX_INLINE_RESULTS = 50
+MAX_CAPTION_LENGTH = 1024
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # a bot may send files up to 50 MB
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # and download files up to 20 MB
+MAX_INVOICE_STARS = 10_000
+PRE_CHECKOUT_TIMEOUT = 10.0  # seconds Telegram waits for answerPreCheckoutQuery
 
 ERR_NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
@@ -84,12 +104,25 @@ ERR_QUERY_INVALID = (
     "Bad Request: query is too old and response timeout expired or query ID is invalid"
 )
 ERR_METHOD_NOT_FOUND = "Bad Request: method not found"
+ERR_WEBHOOK_ACTIVE = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+    "the webhook first"
+)
+ERR_WEBHOOK_HTTPS = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+ERR_WEBHOOK_PORT = (
+    "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+)
+ERR_WEBHOOK_SECRET = "Bad Request: secret token contains unallowed characters"
+WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+SECRET_TOKEN_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_SECRET_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 _TOKEN_RE = re.compile(r"\d+:[A-Za-z0-9_-]+")
 _URL_RE = re.compile(r"/bot([^/]+)/([A-Za-z_]+)/?")
 _COMMAND_RE = re.compile(r"/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,64})?")
 _BOT_COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _INT_RE = re.compile(r"-?\d+")
+_START_PARAM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _INT_PARAMS = frozenset(
     {
@@ -103,6 +136,7 @@ _INT_PARAMS = frozenset(
         "from_chat_id",
         "user_id",
         "reply_to_message_id",
+        "max_tip_amount",
     }
 )
 _JSON_PARAMS = frozenset(
@@ -116,6 +150,10 @@ _JSON_PARAMS = frozenset(
         "reply_parameters",
         "caption_entities",
         "message_ids",
+        "results",
+        "button",
+        "prices",
+        "suggested_tip_amounts",
     }
 )
 _BOOL_PARAMS = frozenset(
@@ -127,6 +165,13 @@ _BOOL_PARAMS = frozenset(
         "disable_web_page_preview",
         "allow_sending_without_reply",
         "allow_paid_broadcast",
+        "is_personal",
+        "ok",
+        "need_name",
+        "need_phone_number",
+        "need_email",
+        "need_shipping_address",
+        "is_flexible",
     }
 )
 _BUTTON_ACTIONS = frozenset(
@@ -532,6 +577,10 @@ class FakeMessage:
     deleted: bool = False
     reply_to: int | None = None
     seq: int = 0
+    document: JSON | None = None  # a document message: file_id, file_name, file_size, mime_type
+    edit_times: list[float] = field(default_factory=list)  # time.monotonic() of each edit
+    kind: str = "text"  # "invoice", "successful_payment": no text field, `extra` instead
+    extra: JSON = field(default_factory=dict)
 
     @property
     def text(self) -> str:
@@ -620,10 +669,20 @@ class FakeTelegram:
         self._flood: dict[int | None, list[int]] = {}
         self._seq = 0
         self._closed = False
+        self._init_webhook()
+        # Stars: invoices by (chat, message id), pre-checkout queries waiting for an answer,
+        # their answers, and every payment by its charge id.
+        self._invoices: dict[tuple[int, int], JSON] = {}
+        self._checkouts: dict[str, JSON] = {}
+        self.checkout_answers: dict[str, JSON] = {}
+        self.star_payments: dict[str, JSON] = {}
+        self._next_charge = 1
+        self._failures: dict[str, list[tuple[ApiError, bool]]] = {}
         self._methods: dict[str, tuple[str, Callable[[JSON], Any]]] = {
             name.lower(): (name, fn)
             for name, fn in {
                 "getMe": self._get_me,
+                "setWebhook": self._set_webhook,
                 "deleteWebhook": self._delete_webhook,
                 "getWebhookInfo": self._get_webhook_info,
                 "getUpdates": self._get_updates,
@@ -636,10 +695,17 @@ class FakeTelegram:
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
                 "sendChatAction": self._send_chat_action,
+                "sendInvoice": self._send_invoice,
+                "answerPreCheckoutQuery": self._answer_pre_checkout_query,
+                "refundStarPayment": self._refund_star_payment,
                 "close": self._true,
                 "logOut": self._true,
+                **self._file_and_inline_methods(),
             }.items()
         }
+        self._files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
+        self.inline_answers: dict[str, JSON] = {}
+        self._pending_inline: dict[str, int] = {}  # inline query id -> user id
 
     # ---------------------------------------------------------------- request entry points
 
@@ -656,7 +722,7 @@ class FakeTelegram:
             name, decoded = self._begin(method, params, token)
         except ApiError as exc:
             return exc.status, exc.body()
-        if name == "getUpdates":
+        if name == "getUpdates" and not self._webhook_url:
             self._confirm(decoded)
             if block:
                 self._wait_for_updates(decoded)
@@ -670,7 +736,7 @@ class FakeTelegram:
             name, decoded = self._begin(method, params, token)
         except ApiError as exc:
             return exc.status, exc.body()
-        if name == "getUpdates":
+        if name == "getUpdates" and not self._webhook_url:
             self._confirm(decoded)
             deadline = time.monotonic() + self._poll_timeout(decoded)
             offset = self._offset(decoded)
@@ -705,12 +771,26 @@ class FakeTelegram:
         """Run the handler of ``name`` under the lock and wrap its result."""
         with self._cond:
             try:
+                failures = self._failures.get(name.lower())
+                if failures:
+                    error, do_it = failures.pop(0)
+                    if do_it:
+                        self._methods[name.lower()][1](params)
+                    raise error
                 result = self._methods[name.lower()][1](params)
             except ApiError as exc:
                 return exc.status, exc.body()
             finally:
                 self._cond.notify_all()
         return 200, {"ok": True, "result": result}
+
+    def fail_next(self, method: str, status: int, description: str, *,
+                  after_doing_it: bool = False) -> None:
+        """Make the next call of ``method`` answer this error; ``after_doing_it``: the call
+        takes effect first (an answer lost on the way back, e.g. a 502 after a refund)."""
+        with self.lock:
+            self._failures.setdefault(method.lower(), []).append(
+                (ApiError(status, description), after_doing_it))
 
     # ---------------------------------------------------------------- bot-side methods
 
@@ -729,15 +809,17 @@ class FakeTelegram:
 
     def _delete_webhook(self, params: JSON) -> bool:
         self.webhook_deleted += 1
+        self._webhook_url = ""
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
     def _get_webhook_info(self, params: JSON) -> JSON:
         return {
-            "url": "",
+            "url": self._webhook_url,
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
+            **self._webhook_info_extra(),
         }
 
     @staticmethod
@@ -771,6 +853,8 @@ class FakeTelegram:
             )
 
     def _get_updates(self, params: JSON) -> list[JSON]:
+        if self._webhook_url:
+            raise ApiError(409, ERR_WEBHOOK_ACTIVE)
         offset = self._offset(params)
         limit = params.get("limit", 100)
         limit = min(max(limit, 1), 100) if isinstance(limit, int) else 100
@@ -905,9 +989,18 @@ class FakeTelegram:
             replied = self._find(chat, msg.reply_to)
             if replied is not None:
                 out["reply_to_message"] = self._message_dict(replied, with_reply=False)
-        out["text"] = msg.plain
-        if msg.entities:
-            out["entities"] = _clone(msg.entities)
+        if msg.document is not None:
+            out["document"] = _clone(msg.document)
+            if msg.plain:
+                out["caption"] = msg.plain
+            if msg.entities:
+                out["caption_entities"] = _clone(msg.entities)
+        else:
+            if msg.kind == "text":
+                out["text"] = msg.plain
+            out.update(_clone(msg.extra))
+            if msg.entities:
+                out["entities"] = _clone(msg.entities)
         if msg.inline_keyboard:
             out["reply_markup"] = {"inline_keyboard": _clone(msg.inline_keyboard)}
         return out
@@ -1004,12 +1097,15 @@ class FakeTelegram:
         msg.html, msg.plain, msg.entities, msg.parse_mode = raw, plain, entities, parse_mode
         msg.reply_markup = markup
         msg.edit_count += 1
+        msg.edit_times.append(time.monotonic())
         msg.edit_date = _now()
         msg.seq = self._bump()
         return self._message_dict(msg)
 
     def _edit_message_text(self, params: JSON) -> JSON:
         _, msg = self._editable(params)
+        if msg.kind != "text":
+            raise _bad("Bad Request: there is no text in the message to edit")
         raw, plain, entities = self._render(
             params.get("text"), params.get("parse_mode"), params.get("entities")
         )
@@ -1055,6 +1151,9 @@ class FakeTelegram:
         return _canon(scope), str(params.get("language_code") or "")
 
     def _set_my_commands(self, params: JSON) -> bool:
+        language = params.get("language_code")
+        if language and not (isinstance(language, str) and re.fullmatch(r"[a-z]{2}", language)):
+            raise _bad("Bad Request: invalid language code specified")  # ISO 639-1 or nothing
         commands = params.get("commands")
         if not isinstance(commands, list):
             raise _bad("Bad Request: can't parse commands JSON object")
@@ -1086,6 +1185,102 @@ class FakeTelegram:
         if action not in _CHAT_ACTIONS:
             raise _bad("Bad Request: wrong parameter action in request")
         self.chat_actions.append((chat.id, str(action)))
+        return True
+
+    # ---------------------------------------------------------------- payments in Stars
+
+    def _send_invoice(self, params: JSON) -> JSON:
+        chat = self._chat_for(params)
+        self._check_flood(chat.id)
+        self._check_blocked(chat)
+        title, description = params.get("title"), params.get("description")
+        payload, currency = params.get("payload"), params.get("currency")
+        if not isinstance(title, str) or not 1 <= len(title) <= 32:
+            raise _bad("Bad Request: INVOICE_TITLE_INVALID")
+        if not isinstance(description, str) or not 1 <= len(description) <= 255:
+            raise _bad("Bad Request: INVOICE_DESCRIPTION_INVALID")
+        if not isinstance(payload, str) or not 1 <= len(payload.encode("utf-8")) <= 128:
+            raise _bad("Bad Request: INVOICE_PAYLOAD_INVALID")
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+            raise _bad("Bad Request: CURRENCY_INVALID")
+        prices = params.get("prices")
+        if not isinstance(prices, list) or not prices:
+            raise _bad("Bad Request: can't parse prices JSON object")
+        for price in prices:
+            if (not isinstance(price, dict) or not isinstance(price.get("label"), str)
+                    or not price["label"] or type(price.get("amount")) is not int):
+                raise _bad("Bad Request: can't parse prices JSON object")
+        total = sum(price["amount"] for price in prices)
+        token = params.get("provider_token")
+        if currency == "XTR":
+            extras = {"max_tip_amount", "suggested_tip_amounts", "need_name",
+                      "need_phone_number", "need_email", "need_shipping_address",
+                      "is_flexible"}
+            if token not in (None, "") or len(prices) != 1 or any(
+                    params.get(name) for name in extras):
+                raise _bad("Bad Request: STARS_INVOICE_INVALID")
+            if not 1 <= total <= MAX_INVOICE_STARS:
+                raise _bad("Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+        else:
+            if not token:
+                raise _bad("Bad Request: PAYMENT_PROVIDER_INVALID")
+            if total <= 0:
+                raise _bad("Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+        markup = self._check_markup(params.get("reply_markup"))
+        if markup is not None:
+            rows = markup.get("inline_keyboard") or []
+            if not rows or not rows[0] or not rows[0][0].get("pay"):
+                raise _bad("Bad Request: REPLY_MARKUP_BUY_EMPTY")
+        invoice = {"title": title, "description": description, "start_parameter": "",
+                   "currency": currency, "total_amount": total}
+        msg = FakeMessage(
+            chat_id=chat.id,
+            message_id=chat.next_message_id,
+            from_bot=True,
+            user_id=BOT_ID,
+            html=f"{title}\n{description}",
+            plain=f"{title}\n{description}",
+            reply_markup=markup,
+            date=_now(),
+            seq=self._bump(),
+            kind="invoice",
+            extra={"invoice": invoice},
+        )
+        chat.next_message_id += 1
+        chat.messages.append(msg)
+        self._invoices[(chat.id, msg.message_id)] = {**invoice, "payload": payload,
+                                                     "paid": False}
+        return self._message_dict(msg)
+
+    def _answer_pre_checkout_query(self, params: JSON) -> bool:
+        query_id = str(params.get("pre_checkout_query_id", ""))
+        checkout = self._checkouts.get(query_id)
+        after = time.monotonic() - checkout["created"] if checkout else 0.0
+        if checkout is None or after > PRE_CHECKOUT_TIMEOUT:
+            self._checkouts.pop(query_id, None)
+            raise _bad(ERR_QUERY_INVALID)
+        ok = params.get("ok")
+        if not isinstance(ok, bool):
+            raise _bad("Bad Request: parameter \"ok\" is required")
+        error = params.get("error_message")
+        if not ok and (not isinstance(error, str) or not error.strip()):
+            raise _bad("Bad Request: ERROR_MESSAGE_EMPTY")
+        del self._checkouts[query_id]
+        self.checkout_answers[query_id] = {"ok": ok, "error_message": error, "after": after,
+                                           "chat_id": checkout["chat_id"],
+                                           "message_id": checkout["message_id"]}
+        return True
+
+    def _refund_star_payment(self, params: JSON) -> bool:
+        user_id, charge_id = params.get("user_id"), params.get("telegram_payment_charge_id")
+        if not isinstance(user_id, int):
+            raise _bad("Bad Request: USER_ID_INVALID")
+        payment = self.star_payments.get(charge_id) if isinstance(charge_id, str) else None
+        if payment is None or payment["user_id"] != user_id:
+            raise _bad("Bad Request: CHARGE_ID_INVALID")
+        if payment["refunded"]:
+            raise _bad("Bad Request: CHARGE_ALREADY_REFUNDED")
+        payment["refunded"] = True
         return True
 
     # ---------------------------------------------------------------- the user side
@@ -1248,6 +1443,132 @@ class FakeTelegram:
             chat.last_user_seq = self._seq
             return update
 
+    def invoices(self, chat_id: int) -> list[FakeMessage]:
+        """Return the invoices the bot sent to a chat, oldest first."""
+        return [m for m in self.bot_messages(chat_id) if m.kind == "invoice"]
+
+    def invoice_payload(self, chat_id: int, message_id: int) -> str:
+        """Return the payload of an invoice (Telegram never shows it; tests may look)."""
+        with self.lock:
+            return str(self._invoices[(chat_id, message_id)]["payload"])
+
+    def user_checks_out(
+        self,
+        user_id: int,
+        message_id: int,
+        *,
+        chat_id: int | None = None,
+        payload: str | None = None,
+        total_amount: int | None = None,
+        currency: str | None = None,
+    ) -> JSON:
+        """Play a user tapping Pay on an invoice: the pre_checkout_query update (queued).
+
+        ``payload``, ``total_amount`` and ``currency`` forge what the query says (a tampered
+        client); otherwise they are the invoice's. A paid invoice cannot be paid again.
+        """
+        with self._cond:
+            cid = user_id if chat_id is None else chat_id
+            invoice = self._invoices.get((cid, message_id))
+            if invoice is None:
+                raise ValueError(f"no invoice {message_id} in chat {cid}")
+            if invoice["paid"]:
+                raise ValueError(f"invoice {message_id} was paid: Telegram shows its receipt")
+            if user_id not in self._users:
+                self._open(user_id, user_id, None, None, None)
+            query_id = str(self._next_query_id)
+            self._next_query_id += 1
+            query: JSON = {
+                "id": query_id,
+                "from": copy.deepcopy(self._users[user_id]),
+                "currency": invoice["currency"] if currency is None else currency,
+                "total_amount": invoice["total_amount"] if total_amount is None else total_amount,
+                "invoice_payload": invoice["payload"] if payload is None else payload,
+            }
+            self._checkouts[query_id] = {"created": time.monotonic(), "chat_id": cid,
+                                         "message_id": message_id, "user_id": user_id}
+            return self.push_update({"update_id": self._next_update_id,
+                                     "pre_checkout_query": query})
+
+    def age_checkout(self, checkout: JSON, seconds: float) -> None:
+        """Make a pending checkout older, e.g. past Telegram's 10 s to answer it."""
+        with self.lock:
+            pending = self._checkouts.get(checkout["pre_checkout_query"]["id"])
+            if pending is not None:
+                pending["created"] -= seconds
+
+    def checkout_answer(self, checkout: JSON) -> JSON | None:
+        """Return the bot's answer to a pre_checkout_query update ({ok, error_message, after})."""
+        with self.lock:
+            answer = self.checkout_answers.get(checkout["pre_checkout_query"]["id"])
+            return copy.deepcopy(answer) if answer is not None else None
+
+    def user_pays(self, checkout: JSON) -> JSON:
+        """Complete a checkout the bot accepted: Telegram charges the Stars and sends the
+        ``successful_payment`` message (queued; returned). Raises when it was not accepted."""
+        query = checkout["pre_checkout_query"]
+        with self._cond:
+            answer = self.checkout_answers.get(query["id"])
+            if answer is None or not answer["ok"]:
+                raise ValueError(f"the checkout was not accepted ({answer}): nothing is charged")
+            if answer.get("used"):
+                raise ValueError("this checkout was paid already")
+            answer["used"] = True
+            chat_id = answer["chat_id"]
+            self._invoices[(chat_id, answer["message_id"])]["paid"] = True
+            return self._payment_message(
+                query["from"]["id"], chat_id, payload=query["invoice_payload"],
+                total_amount=query["total_amount"], currency=query["currency"], charge_id=None)
+
+    def successful_payment_update(
+        self,
+        user_id: int,
+        *,
+        payload: str,
+        total_amount: int,
+        currency: str = "XTR",
+        charge_id: str | None = None,
+        chat_id: int | None = None,
+    ) -> JSON:
+        """Forge a ``successful_payment`` message (no checkout): a payment Telegram recorded
+        (refundable) with this payload. Feed the returned update twice for a redelivery."""
+        with self._cond:
+            if user_id not in self._users:
+                self._open(user_id, user_id, None, None, None)
+            return self._payment_message(user_id, user_id if chat_id is None else chat_id,
+                                         payload=payload, total_amount=total_amount,
+                                         currency=currency, charge_id=charge_id)
+
+    def _payment_message(self, user_id: int, chat_id: int, *, payload: str, total_amount: int,
+                         currency: str, charge_id: str | None) -> JSON:
+        """Record a payment and queue its service message from the user."""
+        if charge_id is None:
+            charge_id = f"stxFAKE{self._next_charge:012d}"
+            self._next_charge += 1
+        self.star_payments[charge_id] = {"user_id": user_id, "amount": total_amount,
+                                         "currency": currency, "payload": payload,
+                                         "refunded": False}
+        chat = self._chats.get(chat_id) or self._open(user_id, chat_id, None, None, None)
+        paid = {"currency": currency, "total_amount": total_amount, "invoice_payload": payload,
+                "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": ""}
+        msg = FakeMessage(chat_id=chat.id, message_id=chat.next_message_id, from_bot=False,
+                          user_id=user_id, html="", plain="", date=_now(),
+                          kind="successful_payment", extra={"successful_payment": paid})
+        chat.next_message_id += 1
+        chat.messages.append(msg)
+        update = self.push_update({"update_id": self._next_update_id,
+                                   "message": self._message_dict(msg)})
+        chat.last_user_seq = self._seq
+        msg.seq = self._seq
+        return update
+
+    @property
+    def bot_stars(self) -> int:
+        """The bot's Stars balance: every payment not refunded."""
+        with self.lock:
+            return sum(p["amount"] for p in self.star_payments.values()
+                       if p["currency"] == "XTR" and not p["refunded"])
+
     def user_clicks(self, user_id: int, label: str, *, chat_id: int | None = None) -> JSON:
         """Find the newest button whose text contains ``label`` and press it."""
         cid = user_id if chat_id is None else chat_id
@@ -1294,6 +1615,149 @@ class FakeTelegram:
         """Undo ``close`` so getUpdates long-polls again."""
         with self.lock:
             self._closed = False
+
+    # ---------------------------------------------------------------- webhooks (Telegram's side)
+
+    def _init_webhook(self) -> None:
+        """No webhook set, nothing delivered yet."""
+        self._webhook_url = ""
+        self._webhook_secret: str | None = None
+        self._webhook_allowed: list[str] = []
+        self._webhook_error: tuple[int, str] | None = None
+        self._webhook_route: str | None = None
+        self._webhook_paused = 0
+        self._delivery_thread: threading.Thread | None = None
+        self._delivery_stop = False
+        self.webhook_deliveries: list[tuple[int, int]] = []  # (update_id, HTTP status; 0 = none)
+
+    def _set_webhook(self, params: JSON) -> bool:
+        """setWebhook with Telegram's checks; an empty url removes the webhook."""
+        url = str(params.get("url") or "")
+        if not url:
+            self._webhook_url = ""
+            return True
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise _bad(ERR_WEBHOOK_HTTPS)
+        if (parts.port or 443) not in WEBHOOK_PORTS:
+            raise _bad(ERR_WEBHOOK_PORT)
+        secret = params.get("secret_token")
+        if secret is not None and not _SECRET_TOKEN_RE.fullmatch(str(secret)):
+            raise _bad(ERR_WEBHOOK_SECRET)
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list):  # not given: the previous setting stays, as on Telegram
+            self._webhook_allowed = [str(kind) for kind in allowed]
+        self._webhook_url = url
+        self._webhook_secret = None if secret is None else str(secret)
+        self._webhook_error = None
+        return True
+
+    def _webhook_info_extra(self) -> JSON:
+        """The getWebhookInfo fields beyond url and pending_update_count."""
+        extra: JSON = {"max_connections": 40} if self._webhook_url else {}
+        if self._webhook_url and self._webhook_allowed:
+            extra["allowed_updates"] = list(self._webhook_allowed)
+        if self._webhook_error is not None:
+            extra["last_error_date"], extra["last_error_message"] = self._webhook_error
+        return extra
+
+    @property
+    def webhook(self) -> JSON | None:
+        """The webhook as set (url, secret_token, allowed_updates), or None in polling mode."""
+        with self.lock:
+            if not self._webhook_url:
+                return None
+            return {"url": self._webhook_url, "secret_token": self._webhook_secret,
+                    "allowed_updates": list(self._webhook_allowed)}
+
+    def route_webhooks(self, local_base_url: str | None) -> None:
+        """Play Telegram delivering to the webhook, and the reverse proxy in front of the bot.
+
+        While a webhook is set, queued updates are POSTed one at a time, oldest first, as JSON
+        with the secret token header, to ``local_base_url`` + the path of the webhook URL (the
+        proxy's job). An update leaves the queue only when the bot answers 2xx; otherwise it is
+        tried again (as Telegram does) and the error shows in getWebhookInfo. Update types not
+        in the webhook's allowed_updates are never sent (Telegram does not make them). None
+        stops routing (deliveries wait).
+        """
+        with self._cond:
+            self._webhook_route = local_base_url.rstrip("/") if local_base_url else None
+            self._delivery_stop = False
+            if self._delivery_thread is None or not self._delivery_thread.is_alive():
+                self._delivery_thread = threading.Thread(
+                    target=self._deliver_forever, name="fake-telegram-webhook", daemon=True)
+                self._delivery_thread.start()
+            self._cond.notify_all()
+
+    def stop_webhook_delivery(self) -> None:
+        """Stop the delivery thread (queued updates stay queued); ``close`` stops it too."""
+        with self._cond:
+            self._delivery_stop = True
+            self._cond.notify_all()
+            thread = self._delivery_thread
+        if thread is not None:
+            thread.join(timeout=10)
+
+    @contextlib.contextmanager
+    def webhook_paused(self) -> Iterator[None]:
+        """A context in which nothing is delivered (to build an update and post it by hand)."""
+        with self._cond:
+            self._webhook_paused += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._webhook_paused -= 1
+                self._cond.notify_all()
+
+    def _next_delivery(self) -> tuple[JSON, str, str | None] | None:
+        """(update, local URL, secret) to deliver now, dropping types the webhook excludes."""
+        if (not self._webhook_url or self._webhook_route is None or self._webhook_paused
+                or self._closed):
+            return None
+        while self._updates:
+            update = self._updates[0]
+            kind = next((key for key in update if key != "update_id"), "")
+            if self._webhook_allowed and kind not in self._webhook_allowed:
+                self._updates.pop(0)
+                continue
+            path = urllib.parse.urlsplit(self._webhook_url).path or "/"
+            return copy.deepcopy(update), self._webhook_route + path, self._webhook_secret
+        return None
+
+    def _deliver_forever(self) -> None:
+        """The delivery loop (see ``route_webhooks``)."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._delivery_stop or self._closed
+                    or self._next_delivery() is not None, timeout=0.5)
+                if self._delivery_stop or self._closed:
+                    self._delivery_thread = None
+                    return
+                job = self._next_delivery()
+            if job is None:
+                continue
+            update, url, secret = job
+            status, error = _post_json(url, update, secret)
+            with self._cond:
+                self.webhook_deliveries.append((update["update_id"], status))
+                if 200 <= status < 300:
+                    self._updates = [u for u in self._updates
+                                     if u["update_id"] != update["update_id"]]
+                else:
+                    self._webhook_error = (_now(), error)
+                self._cond.notify_all()
+            if not 200 <= status < 300:
+                time.sleep(0.1)
+
+    def delivered(self, update: JSON) -> bool:
+        """True once the bot answered 2xx to the delivery of ``update``."""
+        with self.lock:
+            return any(uid == update["update_id"] and 200 <= status < 300
+                       for uid, status in self.webhook_deliveries)
 
     # ---------------------------------------------------------------- readers
 
@@ -1373,6 +1837,204 @@ class FakeTelegram:
         """Return the commands set by setMyCommands for a scope and language."""
         with self.lock:
             return self._get_my_commands({"scope": scope, "language_code": language_code})
+
+    # ---------------------------------------------------------------- files and inline mode
+
+    def _file_and_inline_methods(self) -> dict[str, Callable[[JSON], Any]]:
+        """The Bot API methods for documents and inline queries (registered in __init__)."""
+        return {
+            "sendDocument": self._send_document,
+            "getFile": self._get_file,
+            "answerInlineQuery": self._answer_inline_query,
+        }
+
+    def _store_file(self, content: bytes, file_name: str) -> str:
+        """Keep a file's bytes as Telegram's servers would; return its file_id."""
+        file_id = f"BQACAgIAAx{len(self._files) + 1:06d}"
+        suffix = file_name.rsplit(".", 1)[-1] if "." in file_name else "bin"
+        self._files[file_id] = (f"documents/file_{len(self._files) + 1}.{suffix}", content)
+        return file_id
+
+    def _send_document(self, params: JSON) -> JSON:
+        chat = self._chat_for(params)
+        self._check_flood(chat.id)
+        self._check_blocked(chat)
+        document = params.get("document")
+        if isinstance(document, dict) and isinstance(document.get("content"), bytes):
+            content: bytes = document["content"]
+            name = str(document.get("filename") or "document")
+            mime = str(document.get("mime_type") or "application/octet-stream")
+        elif isinstance(document, str) and document in self._files:
+            path, content = self._files[document]
+            name, mime = path.rsplit("/", 1)[-1], "application/octet-stream"
+        else:
+            raise _bad("Bad Request: there is no document in the request")
+        if not content:
+            raise _bad("Bad Request: file must be non-empty")
+        if len(content) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, "Request Entity Too Large")
+        plain, raw = "", ""
+        entities: list[JSON] = []
+        if params.get("caption"):
+            raw, plain, entities = self._render(
+                params.get("caption"), params.get("parse_mode"), params.get("caption_entities")
+            )
+            if len(plain) > MAX_CAPTION_LENGTH:
+                raise _bad("Bad Request: message caption is too long")
+        markup = self._check_markup(params.get("reply_markup"))
+        file_id = self._store_file(content, name)
+        msg = FakeMessage(
+            chat_id=chat.id,
+            message_id=chat.next_message_id,
+            from_bot=True,
+            user_id=BOT_ID,
+            html=raw,
+            plain=plain,
+            entities=entities,
+            parse_mode=params.get("parse_mode"),
+            reply_markup=markup if markup and "inline_keyboard" in markup else None,
+            date=_now(),
+            seq=self._bump(),
+            document={"file_id": file_id, "file_unique_id": file_id[-8:], "file_name": name,
+                      "mime_type": mime, "file_size": len(content)},
+        )
+        chat.next_message_id += 1
+        chat.messages.append(msg)
+        return self._message_dict(msg)
+
+    def _get_file(self, params: JSON) -> JSON:
+        file_id = params.get("file_id")
+        if not isinstance(file_id, str) or file_id not in self._files:
+            raise _bad("Bad Request: invalid file_id")
+        path, content = self._files[file_id]
+        if len(content) > MAX_DOWNLOAD_BYTES:
+            raise _bad("Bad Request: file is too big")
+        return {"file_id": file_id, "file_unique_id": file_id[-8:], "file_size": len(content),
+                "file_path": path}
+
+    def file_download(self, url: str) -> tuple[int, bytes]:
+        """Serve ``<base file url><token>/<file_path>`` as Telegram's file server does."""
+        path = urllib.parse.urlsplit(url).path
+        with self.lock:
+            for file_path, content in self._files.values():
+                if path.endswith("/" + file_path):
+                    return 200, content
+        return 404, b'{"ok":false,"error_code":404,"description":"Not Found"}'
+
+    def document_content(self, message: FakeMessage) -> bytes:
+        """Return the bytes of a document message (sent by the bot or a user)."""
+        assert message.document is not None, "not a document message"
+        with self.lock:
+            return self._files[message.document["file_id"]][1]
+
+    def user_sends_document(
+        self,
+        user_id: int,
+        file_name: str,
+        content: bytes,
+        *,
+        mime_type: str = "text/plain",
+        caption: str | None = None,
+        chat_id: int | None = None,
+    ) -> JSON:
+        """Play a user sending a file; return the message update (also queued)."""
+        with self._cond:
+            chat = self._open(user_id, user_id if chat_id is None else chat_id, None, None, None)
+            chat.blocked = False
+            file_id = self._store_file(content, file_name)
+            msg = FakeMessage(
+                chat_id=chat.id,
+                message_id=chat.next_message_id,
+                from_bot=False,
+                user_id=user_id,
+                html=caption or "",
+                plain=caption or "",
+                date=_now(),
+                document={"file_id": file_id, "file_unique_id": file_id[-8:],
+                          "file_name": file_name, "mime_type": mime_type,
+                          "file_size": len(content)},
+            )
+            chat.next_message_id += 1
+            chat.messages.append(msg)
+            message = self._message_dict(msg)
+            update = self.push_update({"update_id": self._next_update_id, "message": message})
+            chat.last_user_seq = self._seq
+            msg.seq = self._seq
+            return update
+
+    def user_inline_query(
+        self, user_id: int, query: str, *, offset: str = "", chat_type: str = "private"
+    ) -> JSON:
+        """Play a user typing ``@bot <query>`` in a chat; return the inline_query update."""
+        with self._cond:
+            if user_id not in self._users:
+                self._open(user_id, user_id, None, None, None)
+            query_id = str(self._next_query_id)
+            self._next_query_id += 1
+            self._pending_inline[query_id] = user_id
+            inline: JSON = {
+                "id": query_id,
+                "from": copy.deepcopy(self._users[user_id]),
+                "query": query,
+                "offset": offset,
+                "chat_type": chat_type,
+            }
+            return self.push_update({"update_id": self._next_update_id, "inline_query": inline})
+
+    def inline_answer(self, update: JSON) -> JSON | None:
+        """Return the answerInlineQuery parameters for an inline_query update, or None."""
+        query_id = update.get("inline_query", {}).get("id")
+        with self.lock:
+            return copy.deepcopy(self.inline_answers.get(str(query_id)))
+
+    def _answer_inline_query(self, params: JSON) -> bool:
+        query_id = str(params.get("inline_query_id", ""))
+        if query_id not in self._pending_inline:
+            raise _bad(ERR_QUERY_INVALID)
+        results = params.get("results")
+        if not isinstance(results, list):
+            raise _bad("Bad Request: can't parse inline query results JSON object")
+        if len(results) > MAX_INLINE_RESULTS:
+            raise _bad("Bad Request: RESULTS_TOO_MUCH")
+        seen: set[str] = set()
+        for result in results:
+            self._check_inline_result(result, seen)
+        next_offset = params.get("next_offset")
+        if next_offset is not None and len(str(next_offset).encode()) > 64:
+            raise _bad("Bad Request: NEXT_OFFSET_INVALID")
+        button = params.get("button")
+        if button is not None:
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str):
+                raise _bad("Bad Request: can't parse InlineQueryResultsButton")
+            start = button.get("start_parameter")
+            if start is not None and not _START_PARAM_RE.fullmatch(str(start)):
+                raise _bad("Bad Request: START_PARAM_INVALID")
+        del self._pending_inline[query_id]
+        self.inline_answers[query_id] = copy.deepcopy(params)
+        return True
+
+    def _check_inline_result(self, result: Any, seen: set[str]) -> None:
+        """Validate one InlineQueryResult as Telegram does (the kinds a bot like this sends)."""
+        if not isinstance(result, dict):
+            raise _bad("Bad Request: can't parse inline query result")
+        result_id = result.get("id")
+        if not isinstance(result_id, str) or not 1 <= len(result_id.encode()) <= 64:
+            raise _bad("Bad Request: RESULT_ID_INVALID")
+        if result_id in seen:
+            raise _bad("Bad Request: RESULT_ID_DUPLICATE")
+        seen.add(result_id)
+        if result.get("type") != "article":
+            raise _bad("Bad Request: RESULT_TYPE_INVALID")
+        if not isinstance(result.get("title"), str) or not result["title"]:
+            raise _bad("Bad Request: RESULT_TITLE_EMPTY")
+        content = result.get("input_message_content")
+        if not isinstance(content, dict) or "message_text" not in content:
+            raise _bad("Bad Request: MESSAGE_EMPTY")
+        self._render(content.get("message_text"), content.get("parse_mode"),
+                     content.get("entities"))
+        markup = self._check_markup(result.get("reply_markup"))
+        if markup is not None and "inline_keyboard" not in markup:
+            raise _bad("Bad Request: REPLY_MARKUP_INVALID")
 
     def mark(self) -> int:
         """Return the current change counter, for ``wait_for_text(..., since=mark)``."""
@@ -1513,10 +2175,16 @@ class FakeRequest(BaseRequest):
         pool_timeout: object = BaseRequest.DEFAULT_NONE,
     ) -> tuple[int, bytes]:
         """Hand the call to the world as Telegram would receive it (form values, JSON-encoded)."""
+        if method == "GET" and "/file/bot" in url:
+            return self.world.file_download(url)
         token, api_method = _split_url(url)
         if api_method is None:
             return 404, b'{"ok":false,"error_code":404,"description":"Not Found"}'
-        params = request_data.json_parameters if request_data else {}
+        params: dict[str, Any] = dict(request_data.json_parameters) if request_data else {}
+        if request_data is not None and request_data.contains_files:
+            for name, (filename, content, mime) in request_data.multipart_data.items():
+                data = content if isinstance(content, bytes) else content.read()
+                params[name] = {"filename": filename, "content": data, "mime_type": mime}
         status, body = await self.world.handle_async(api_method, params, token=token)
         return status, json.dumps(body).encode("utf-8")
 
@@ -1574,11 +2242,28 @@ def _parse_body(content_type: str, body: bytes) -> JSON:
                 continue
             filename = part.get_filename()
             if filename:
-                out[name] = {"filename": filename, "size": len(payload)}
+                out[name] = {"filename": filename, "size": len(payload), "content": payload}
             else:
                 out[name] = payload.decode("utf-8", "replace")
         return out
     return dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+
+
+def _post_json(url: str, body: JSON, secret: str | None) -> tuple[int, str]:
+    """POSTs an update as Telegram does; (HTTP status or 0 without an answer, error text)."""
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers[SECRET_TOKEN_HEADER] = secret
+    request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), headers=headers,
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status), ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, f"Wrong response from the webhook: {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return 0, f"Connection failed: {reason}"
 
 
 class _Server(ThreadingHTTPServer):

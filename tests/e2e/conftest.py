@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +41,15 @@ STOP_TIMEOUT = 10.0  # seconds for a clean exit after SIGTERM
 SANDBOX_SPEED = "120"  # demo orders: pending < 0.2 s, completed after 0.5–1 s
 LOG_TAIL_LINES = 60
 PLACED_RE = re.compile(r"Order (\d+) placed")
+#: A `bot_settings` value replaced by a free local TCP port (the same one within a test).
+FREE_PORT = "{free port}"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it for a socket bound to port 0)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class BotDriver:
@@ -79,15 +89,22 @@ class BotDriver:
         return env
 
     @property
+    def ready_call(self) -> str:
+        """The Bot API call that shows the bot is up: setWebhook in webhook mode, else
+        getUpdates."""
+        return "setWebhook" if self.settings.get("WEBHOOK_URL") else "getUpdates"
+
+    @property
     def running(self) -> bool:
         """Whether the bot process is alive."""
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
-        """Starts `python -m bot` and waits until it polls for updates."""
+        """Starts `python -m bot` and waits until it polls for updates (or sets its webhook)."""
         assert not self.running, "the bot is already running"
         self.starts += 1
-        polls_before = len(self.world.calls_to("getUpdates"))
+        ready = self.ready_call
+        polls_before = len(self.world.calls_to(ready))
         with self.log_path.open("ab") as log:
             log.write(f"----- start #{self.starts} -----\n".encode())
             log.flush()
@@ -95,8 +112,8 @@ class BotDriver:
                 [sys.executable, "-m", "bot"], cwd=self.workdir, env=self.environment(),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         try:
-            self.until(lambda: len(self.world.calls_to("getUpdates")) > polls_before,
-                       START_TIMEOUT, "the bot to start polling")
+            self.until(lambda: len(self.world.calls_to(ready)) > polls_before,
+                       START_TIMEOUT, f"the bot to start ({ready})")
         except AssertionError as exc:
             self.kill()
             raise AssertionError(f"{exc}\nbot log:\n{self.log_tail()}") from None
@@ -252,10 +269,16 @@ def bot_process(request: pytest.FixtureRequest, tmp_path: Path,
                 server: FakeTelegramServer) -> Iterator[BotDriver]:
     """The bot running as `python -m bot` (demo mode, temp database), and a user to drive it.
 
-    `@pytest.mark.bot_settings(NAME="value")` adds settings (e.g. SANDBOX_LATENCY).
+    `@pytest.mark.bot_settings(NAME="value")` adds settings (e.g. SANDBOX_LATENCY); a value
+    FREE_PORT becomes a free local port.
     """
     marker = request.node.get_closest_marker("bot_settings")
-    driver = BotDriver(server, tmp_path, **(marker.kwargs if marker else {}))
+    settings = dict(marker.kwargs) if marker else {}
+    if FREE_PORT in settings.values():
+        port = str(free_port())
+        settings = {name: port if value == FREE_PORT else value
+                    for name, value in settings.items()}
+    driver = BotDriver(server, tmp_path, **settings)
     try:
         driver.start()
         yield driver

@@ -1,0 +1,311 @@
+"""The bot's languages: gettext catalogs (Babel), the reader's language, and texts for later.
+
+Every text the bot sends goes through the catalog:
+
+- ``_("Order {number} placed.").format(number=...)`` translates now, into the language of the
+  update being handled (`speaking` / `set_language` set it; the source, English, otherwise);
+- ``ngettext("{n} order", "{n} orders", n).format(n=...)`` picks the language's plural form;
+- ``N_("…")`` only marks a text for the catalog (module constants, tables built at import):
+  translate it with ``_()`` where it is shown;
+- ``L_("…", **values)`` / ``Ln_(singular, plural, n, **values)`` make a `Msg`: a text rendered
+  later, in its reader's language. Notifications are written as Msgs (the outbox stores them as
+  JSON) and rendered when they are sent, in the owner's language of that moment.
+
+Placeholders are named (``{number}``) so a translation may put them in any order; values put into
+a text are escaped by the caller (`bot.text.esc`) where they come from a user or the panel.
+
+The catalogs are the files ``bot/locales/<code>.po`` (``messages.pot`` is their template): adding
+a language is adding one file. They are read with Babel and compiled in memory at start-up.
+Numbers, money and dates are formatted by Babel for the language (`number`, `decimal`, `when`).
+"""
+
+from __future__ import annotations
+
+import gettext as _gettext
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_datetime
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
+from babel.support import Translations
+
+SOURCE = "en"  # the language the texts are written in
+LOCALES_DIR = Path(__file__).with_name("locales")
+
+_current: ContextVar[str] = ContextVar("language", default=SOURCE)
+
+
+# --- the catalogs ------------------------------------------------------------------------------
+
+
+@cache
+def _catalogs() -> dict[str, _gettext.NullTranslations]:
+    """Every language's compiled catalog, by code (the source language's is empty)."""
+    found: dict[str, _gettext.NullTranslations] = {SOURCE: _gettext.NullTranslations()}
+    for path in sorted(LOCALES_DIR.glob("*.po")):
+        with path.open("rb") as file:
+            catalog = read_po(file, locale=path.stem)
+        compiled = io.BytesIO()
+        write_mo(compiled, catalog)  # fuzzy entries are left out: they are not translations
+        compiled.seek(0)
+        found[path.stem] = Translations(compiled)
+    return found
+
+
+@cache
+def languages() -> tuple[str, ...]:
+    """The codes of the languages the bot speaks: the source first, then by code."""
+    return (SOURCE, *sorted(code for code in _catalogs() if code != SOURCE))
+
+
+@cache
+def own_name(code: str) -> str:
+    """A language's name in that language ("Русский", "Português (Brasil)")."""
+    name = Locale.parse(code).get_display_name(code) or code
+    return name[:1].upper() + name[1:]
+
+
+@cache
+def telegram_code(code: str) -> str:
+    """The two-letter ISO 639-1 code Telegram uses for a language (``pt_BR`` → ``pt``)."""
+    return Locale.parse(code).language
+
+
+@cache
+def best_language(tag: str | None) -> str | None:
+    """The bot's language for a Telegram ``language_code`` (an IETF tag such as ``pt-br``,
+    ``uz``, ``ar``), or None when the bot does not speak it: the exact locale first, then any
+    of the bot's languages with the same base language."""
+    if not tag:
+        return None
+    try:
+        wanted = Locale.parse(tag.replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        return None
+    codes = languages()
+    exact = str(wanted)
+    if exact in codes:
+        return exact
+    same = [code for code in codes if Locale.parse(code).language == wanted.language]
+    return same[0] if same else None
+
+
+# --- the reader's language ---------------------------------------------------------------------
+
+
+def language() -> str:
+    """The language texts are rendered in now."""
+    return _current.get()
+
+
+def set_language(code: str) -> Token[str]:
+    """Makes `code` the language of what follows in this task (an update's handling)."""
+    return _current.set(code if code in _catalogs() else SOURCE)
+
+
+@contextmanager
+def speaking(code: str) -> Iterator[None]:
+    """Renders the texts of a block in `code` (a notification for its owner)."""
+    token = set_language(code)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@cache
+def _locale(code: str) -> Locale:
+    return Locale.parse(code)
+
+
+def locale() -> Locale:
+    """The Babel locale of the current language."""
+    return _locale(_current.get())
+
+
+def is_rtl() -> bool:
+    """Whether the current language is written right to left (Arabic, Persian)."""
+    return locale().character_order == "right-to-left"
+
+
+# --- translating -------------------------------------------------------------------------------
+
+
+def _(message: str) -> str:
+    """The current language's translation of `message` (itself when there is none)."""
+    return _catalogs()[_current.get()].gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    """The current language's form of a text for the count `n`."""
+    return _catalogs()[_current.get()].ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:
+    """Marks a text for the catalog without translating it (translate it where it is shown)."""
+    return message
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def number(value: int) -> str:
+    """A whole number for the current language (12,345 / 12 345 / 12.345)."""
+    return format_decimal(value, locale=locale())
+
+
+def decimal(value: Decimal, *, places: int = 2, keep: int = 2) -> str:
+    """A decimal for the current language, with `keep` to `places` decimals (trailing zeros
+    past `keep` trimmed). The value is expected rounded already (`bot.money`)."""
+    pattern = "#,##0" + ("." + "0" * keep + "#" * max(places - keep, 0) if places else "")
+    with localcontext() as context:  # Babel rounds on the context: big amounts need digits
+        context.prec = max(context.prec, value.adjusted() + places + 4)
+        return format_decimal(value, format=pattern, locale=locale(),
+                              decimal_quantization=False)
+
+
+def when(timestamp: float) -> str:
+    """A moment (unix seconds, shown in UTC) for the current language: date and time."""
+    from datetime import UTC, datetime
+
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return format_datetime(moment, format="short", locale=locale()) + " UTC"
+
+
+# --- texts for later ---------------------------------------------------------------------------
+
+#: What a `Msg` may carry: text (already escaped HTML), numbers, money and other Msgs.
+Value = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount shown in the reader's language (`bot.money.format_money`)."""
+
+    amount: Decimal
+    currency: str = ""
+    places: int = 4
+
+    def render(self) -> str:
+        from bot.money import format_money
+
+        return format_money(self.amount, self.currency, places=self.places)
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A whole number shown in the reader's language."""
+
+    value: int
+
+    def render(self) -> str:
+        return number(self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Msg:
+    """A catalog text and the values for its placeholders, rendered in the language current
+    when `render` is called."""
+
+    msgid: str
+    values: Mapping[str, Value] = field(default_factory=dict)
+    plural: str | None = None
+    n: int = 0
+
+    def render(self) -> str:
+        template = (_(self.msgid) if self.plural is None
+                    else ngettext(self.msgid, self.plural, self.n))
+        if not self.values and self.plural is None:
+            return template
+        return template.format(n=self.n, **{key: render(value)
+                                            for key, value in self.values.items()})
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Several texts in one, with a separator (" · ", a line break)."""
+
+    parts: Sequence[Value]
+    sep: str = " · "
+
+    def render(self) -> str:
+        return self.sep.join(render(part) for part in self.parts)
+
+
+def L_(message: str, /, **values: Value) -> Msg:
+    """A text to render later, in its reader's language."""
+    return Msg(message, values)
+
+
+def Ln_(singular: str, plural: str, n: int, /, **values: Value) -> Msg:
+    """A text with a count to render later; ``{n}`` in it is the count."""
+    return Msg(singular, values, plural=plural, n=n)
+
+
+def render(value: Value) -> str:
+    """A value of a `Msg` as text in the current language."""
+    if isinstance(value, Msg | Joined | Money | Number):
+        return value.render()
+    return str(value)  # ids and text as they are: a count that wants grouping is a Number
+
+
+def in_language(value: Value, code: str) -> str:
+    """A value rendered in the language `code`."""
+    with speaking(code):
+        return render(value)
+
+
+# --- texts for later, as JSON (the outbox keeps them so) ---------------------------------------
+
+
+def to_json(value: Value) -> Any:
+    """A `Msg` (or any Value) as JSON."""
+    if isinstance(value, Msg):
+        data: dict[str, Any] = {"m": value.msgid,
+                                "v": {key: to_json(item) for key, item in value.values.items()}}
+        if value.plural is not None:
+            data["p"], data["n"] = value.plural, value.n
+        return data
+    if isinstance(value, Joined):
+        return {"j": [to_json(part) for part in value.parts], "s": value.sep}
+    if isinstance(value, Money):
+        return {"$": str(value.amount), "c": value.currency, "d": value.places}
+    if isinstance(value, Number):
+        return {"#": value.value}
+    if isinstance(value, Decimal):
+        return {"d": str(value)}
+    if isinstance(value, str | int | float) or value is None:
+        return value
+    return str(value)
+
+
+def from_json(data: Any) -> Value:
+    """The Value `to_json` wrote."""
+    if isinstance(data, dict):
+        if "m" in data:
+            values = {key: from_json(item) for key, item in dict(data.get("v") or {}).items()}
+            if "p" in data:
+                return Msg(str(data["m"]), values, plural=str(data["p"]), n=int(data["n"]))
+            return Msg(str(data["m"]), values)
+        if "j" in data:
+            return Joined([from_json(part) for part in data["j"]], str(data.get("s", " · ")))
+        if "$" in data:
+            return Money(Decimal(data["$"]), str(data.get("c", "")), int(data.get("d", 4)))
+        if "#" in data:
+            return Number(int(data["#"]))
+        if "d" in data:
+            return Decimal(data["d"])
+    return data
