@@ -51,7 +51,7 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -805,6 +805,43 @@ async def write_returning(
         return list(await db.execute_fetchall(sql, tuple(params)))
     async with _holding(state, writing=True):
         return list(await db.execute_fetchall(sql, tuple(params)))
+
+
+async def write_many(
+    db: aiosqlite.Connection, batch: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]
+) -> None:
+    """Several statements, each run for its rows (``executemany``), as ONE transaction in ONE
+    round trip to the connection's thread: ``BEGIN IMMEDIATE``, the statements, ``COMMIT``
+    (``ROLLBACK`` on any error) run there back to back, under the connection's lock.
+
+    `transaction(db)` costs a round trip per statement plus two; a batch of writes known in
+    advance (the persistence's rows of an update) needs none of the awaits in between. A
+    cancelled caller cannot split it either: the thread runs the whole of it, then the caller
+    sees the cancellation. Inside an enclosing transaction the statements join it.
+    """
+    state = _state(db)
+    if _joins(state):
+        if not state.writing:
+            raise RuntimeError("cannot write inside reading(db)")
+        for sql, rows in batch:
+            await db.executemany(sql, rows)
+        return
+
+    def run(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in batch:
+                conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async with _holding(state, writing=True):
+        # aiosqlite runs every request of a connection on its one thread, in order; _execute
+        # is how its own methods queue a function there (no public name for it).
+        await db._execute(run, db._conn)  # type: ignore[no-untyped-call]
 
 
 @asynccontextmanager

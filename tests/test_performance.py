@@ -128,6 +128,43 @@ async def test_a_failed_write_is_written_again_the_next_time(tmp_path: Path) -> 
         await fresh.flush()
 
 
+async def test_an_updates_rows_are_one_round_trip_and_land_all_or_nothing(
+        tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        db = await persistence._conn()
+        trips: list[object] = []
+        queue_one = db._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(fn)
+            return await queue_one(fn, *args, **kwargs)
+
+        db._execute = counted  # type: ignore[method-assign]
+        await asyncio.gather(
+            persistence.update_conversation("wizard", (USER, USER), 1),
+            persistence.update_user_data(USER, {"order": {"field": "link"}}),
+        )
+        assert len(trips) == 1, trips  # BEGIN, both rows, COMMIT: one visit to the thread
+        # A row that fails takes the rest of its update with it: nothing half-written.
+        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON ptb_user_data"
+                         " BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            await asyncio.gather(
+                persistence.update_conversation("wizard", (USER, USER), 2),
+                persistence.update_user_data(USER, {"order": {"field": "quantity"}}),
+            )
+        assert not db.in_transaction
+    finally:
+        await persistence.flush()
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:  # the first update, whole; nothing of the second
+        assert await fresh.get_conversations("wizard") == {(USER, USER): 1}
+        assert await fresh.get_user_data() == {USER: {"order": {"field": "link"}}}
+    finally:
+        await fresh.flush()
+
+
 async def test_flush_waits_for_the_writes_under_way(tmp_path: Path) -> None:
     persistence = SqlitePersistence(tmp_path / "p.sqlite3")
     await persistence._conn()
