@@ -648,28 +648,39 @@ async def close_database(db: aiosqlite.Connection) -> None:
     async with state.lock:
         if state.reader is not None:
             reader, state.reader = state.reader, None
-            await reader.close()
+            reader.close()
         await db.close()
     _states.pop(db, None)
 
 
 async def add_reader(db: aiosqlite.Connection, path: str | Path) -> None:
     """Gives the connection a second, read-only connection to the same file, for the reads made
-    outside a transaction (`fetch_all`, `fetch_one`).
+    outside a transaction (`fetch_all`, `fetch_one`), run right on the event loop's thread.
 
     In WAL mode a reader sees the last committed state and never waits for a writer, nor makes
     one wait: so reads no longer queue on the connection's lock behind writes (and writes not
     behind long reads, like the tracker's). A read inside `transaction(db)` still joins the
     transaction on the writing connection, and sees its own uncommitted writes.
+
+    Why not through aiosqlite's thread like the writes: a point read takes SQLite some
+    microseconds, and the hand-over to a thread and back (queue, wake-up, the GIL, the loop's
+    self-pipe) costs far more than that. A WAL reader has no lock to wait for, so it cannot
+    stall the loop the way a write waiting for the write lock could; writes (which may wait,
+    and may checkpoint) stay on the connection's thread.
     """
     state = _state(db)
     if state.reader is not None:
         return
-    reader = await connect(path)
+    reader = sqlite3.connect(Path(path), isolation_level=None,
+                             timeout=BUSY_TIMEOUT_MS / 1000)  # this (the loop's) thread only
     try:
-        await reader.execute("PRAGMA query_only = ON")
+        reader.row_factory = aiosqlite.Row
+        reader.execute("PRAGMA query_only = ON")
+        mode = reader.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":  # outside WAL a reader would wait for the writer
+            raise sqlite3.OperationalError(f"a reader needs WAL, not journal_mode {mode}")
     except BaseException:
-        await reader.close()
+        reader.close()
         raise
     state.reader = reader
 
@@ -684,7 +695,7 @@ class _ConnectionState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     active: object | None = None
     writing: bool = False
-    reader: aiosqlite.Connection | None = None  # read-only twin for reads (add_reader)
+    reader: sqlite3.Connection | None = None  # read-only twin for reads (add_reader)
 
 
 _states: weakref.WeakKeyDictionary[aiosqlite.Connection, _ConnectionState] = (
@@ -863,7 +874,7 @@ async def fetch_all(
     `reading(db)`."""
     state = _state(db)
     if state.reader is not None and not _joins(state):
-        return list(await state.reader.execute_fetchall(sql, params))
+        return state.reader.execute(sql, params).fetchall()
     async with reading(db):
         return list(await db.execute_fetchall(sql, params))
 
