@@ -23,6 +23,7 @@ from bot.panel.client import PanelClient
 from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
 from bot.services.accounts import Account
+from bot.standin.botapi import feed
 from storage import catalog as catalog_store
 from storage import orders, users
 from storage.db import (
@@ -35,7 +36,7 @@ from storage.db import (
 )
 from storage.persistence import SqlitePersistence
 from storage.users import OPERATOR_ACCOUNT
-from tests.conftest import USER, BotHarness
+from tests.conftest import USER, BotHarness, start_harness, stop_harness
 
 
 def _begins(statements: list[str]) -> int:
@@ -253,6 +254,34 @@ async def test_reads_outside_a_transaction_see_every_committed_write_and_never_w
         assert (await users.get_user(db, USER)) is not None
     finally:
         await close_database(db)
+
+
+# --- the user row: written when it changes, not on every command --------------------------------
+
+
+async def test_a_returning_user_is_written_only_when_something_changed(tmp_path: Path) -> None:
+    harness = await start_harness(tmp_path)
+    try:
+        db = harness.deps.db
+        await harness.send("/start")
+        seen: list[str] = []
+        await db.set_trace_callback(seen.append)
+        await harness.send("/start")  # the same name, language, not blocked: nothing to write
+        await db.set_trace_callback(None)
+        assert not [s for s in seen if "INTO users" in s or "UPDATE users" in s], seen
+        # A new name is written (and the 'blocked the bot' mark cleared) at once.
+        await users.set_blocked(db, USER, True)
+        await feed(harness.app, harness.world.user_sends(USER, "/start", first_name="Renamed"))
+        known = await users.get_user(db, USER)
+        assert known is not None and known.name == "Renamed" and not known.blocked
+    finally:
+        await stop_harness(harness)
+    again = await start_harness(tmp_path)  # a restart finds it on disk
+    try:
+        known = await users.get_user(again.deps.db, USER)
+        assert known is not None and known.name == "Renamed" and not known.blocked
+    finally:
+        await stop_harness(again)
 
 
 # --- the sandbox panel: its clock and its duplicate check do not walk every order ---------------
