@@ -19,8 +19,9 @@ repository function runs under a per-connection ``asyncio.Lock``:
   on any exception, cancellation included);
 - reads go through ``reading(db)``: the same lock without ``BEGIN``, so a read never observes
   another task's uncommitted writes; and where the connection has a reader (``add_reader``: a
-  second, read-only connection, which in WAL mode sees only committed data and never waits for
-  the writer), ``fetch_all``/``fetch_one`` outside a transaction use it, without the lock;
+  second, read-only connection, which in WAL mode sees every committed write and never waits
+  for the writer), ``fetch_all``/``fetch_one`` outside a transaction use it, without the lock
+  and right on the event loop's thread;
 - a write that is a single statement may go through ``execute_write(db, sql, params)``: the
   same lock, no ``BEGIN``/``COMMIT`` (SQLite makes one statement atomic by itself), so it costs
   one round trip to the connection's thread instead of three.
@@ -903,7 +904,8 @@ def decimal_text(value: Decimal | None) -> str | None:
         raise TypeError(f"money must be Decimal, not {type(value).__name__}")
     if not value.is_finite():
         raise ValueError(f"money must be finite, not {value}")
-    return format(value, "f")
+    text = str(value)  # plain already unless an exponent shows ("1E-7"); str is 4x cheaper
+    return format(value, "f") if "E" in text else text
 
 
 def text_decimal(value: Any) -> Decimal | None:
