@@ -8,6 +8,7 @@ per file, catalogues shared when identical and kept apart when not.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from decimal import Decimal
@@ -429,6 +430,22 @@ async def test_a_catalogue_cached_before_sharing_is_still_read(tmp_path: Path) -
         assert index.currency == "EUR" and len(index.services) == len(CATALOGUE)
     finally:
         await close_database(db)
+
+
+def test_the_catalogue_key_is_the_same_for_equal_answers_and_differs_for_any_change() -> None:
+    from bot.catalog import content_key
+    rows = [{"service": 1, "name": "Likes", "rate": "0.25", "refill": True},
+            {"service": 2, "name": "Views", "rate": 0.5, "refill": False}]
+    same = json.loads(json.dumps(rows, indent=2))  # parsed again from other bytes
+    held = same[0]["name"]  # an object also referenced elsewhere does not change the key
+    assert held == "Likes"
+    assert content_key("USD", same) == content_key("USD", rows)
+    for other in ([{**rows[0], "rate": "0.26"}, rows[1]],  # a price
+                  [{**rows[0], "service": "1"}, rows[1]],  # a type ("1" is not 1)
+                  [rows[1], rows[0]],  # the order
+                  [{**rows[0], "refill": 1}, rows[1]]):  # True is not 1
+        assert content_key("USD", other) != content_key("USD", rows), other
+    assert content_key("EUR", rows) != content_key("USD", rows)
 
 
 # --- the tracker reads only the orders that are due ---------------------------------------------
