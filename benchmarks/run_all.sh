@@ -8,7 +8,7 @@ PYTHON="${PYTHON:-python}"
 status=0
 missed=""
 for bench in bench_catalog_wizard bench_concurrency bench_catalog_memory bench_tracker \
-        bench_commands; do
+        bench_commands bench_mass_order; do
     echo "== $bench $*"
     started=$(date +%s)
     if ! "$PYTHON" "benchmarks/$bench.py" "$@"; then
