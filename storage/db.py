@@ -52,7 +52,7 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -684,6 +684,17 @@ async def add_reader(db: aiosqlite.Connection, path: str | Path) -> None:
         reader.close()
         raise
     state.reader = reader
+
+
+async def set_trace_callback(
+    db: aiosqlite.Connection, callback: Callable[[str], object] | None
+) -> None:
+    """SQLite's trace callback (every statement run, as text) on the connection and on its
+    reader, if it has one (`add_reader`); None removes it."""
+    await db.set_trace_callback(callback)  # type: ignore[arg-type]  # None removes it
+    reader = _state(db).reader
+    if reader is not None:
+        reader.set_trace_callback(callback)
 
 
 # --- transactions on a shared connection -------------------------------------------------
