@@ -2,7 +2,7 @@
 
 Run from the repository root: `python benchmarks/bench_catalog_memory.py [--quick] [--users N]`.
 
-1,000 users (`--quick`: 300), each with their own key on one 5,000-service panel that shows every
+1,000 users (`--quick`: 100), each with their own key on one 5,000-service panel that shows every
 key the same list, load their catalogue through the bot's `Catalog` (as /services does: fetched
 from the panel, stored in SQLite); a few more keys get their own prices from that panel. Memory is
 what tracemalloc counts as still allocated after the loads, next to what one catalogue costs
@@ -139,7 +139,7 @@ async def main(n_users: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="300 users instead of 1,000")
+    parser.add_argument("--quick", action="store_true", help="100 users instead of 1,000")
     parser.add_argument("--users", type=int, default=None)
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.users or (300 if args.quick else 1000))))
+    sys.exit(asyncio.run(main(args.users or (100 if args.quick else 1000))))

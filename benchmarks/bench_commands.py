@@ -36,6 +36,7 @@ from goals import Goals
 from bot.panel.models import SANDBOX_URL
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from storage import orders, users
+from storage.db import _state as db_state
 from storage.db import transaction
 from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import ADMIN, OTHER, BotHarness, start_harness, stop_harness
@@ -56,6 +57,8 @@ async def measure(bot: BotHarness, command: str) -> list[tuple[int, int, int, fl
     statements: list[str] = []
     calls = [0]
     real = db._execute
+    reader = db_state(db).reader  # reads outside transactions: one statement, one query each
+    read: list[str] = []
 
     async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
@@ -66,7 +69,10 @@ async def measure(bot: BotHarness, command: str) -> list[tuple[int, int, int, fl
         statements.clear()
         calls[0] = 0
         requests = len(bot.sandbox.requests)
+        read.clear()
         await db.set_trace_callback(statements.append)
+        if reader is not None:
+            reader.set_trace_callback(read.append)
         db._execute = counted  # type: ignore[method-assign]
         started = time.perf_counter()
         try:
@@ -75,7 +81,10 @@ async def measure(bot: BotHarness, command: str) -> list[tuple[int, int, int, fl
             elapsed = (time.perf_counter() - started) * 1000
             del db._execute
             await db.set_trace_callback(None)  # type: ignore[arg-type]
-        runs.append((calls[0], len(statements), len(bot.sandbox.requests) - requests, elapsed))
+            if reader is not None:
+                reader.set_trace_callback(None)
+        runs.append((calls[0] + len(read), len(statements) + len(read),
+                     len(bot.sandbox.requests) - requests, elapsed))
     return runs
 
 
@@ -96,6 +105,7 @@ async def main() -> int:
             for panel_id in panel_ids:  # held where they are: the two runs see the same
                 sandbox.set_status(panel_id, "In progress")
             await users.upsert_user(bot.deps.db, telegram_id=OTHER, name="Other")
+            await bot.send("/start", user=ADMIN)  # met already: no first-contact write counted
             for command in COMMANDS:
                 runs = []
                 for ids in (panel_ids[:10], panel_ids):

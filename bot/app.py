@@ -48,7 +48,7 @@ from bot.services import mass_order, placement
 from bot.services.accounts import verify_secret_key
 from bot.services.languages import Languages
 from storage import orders as order_store
-from storage.db import close_database, open_database
+from storage.db import add_reader, close_database, open_database
 from storage.persistence import PERSIST_GROUP, SqlitePersistence, persist_now
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ async def start_services(app: BotApp) -> None:
     sandbox: SandboxPanel | None = app.bot_data.get("sandbox")
     await verify_secret_key(settings)  # stored keys undecryptable: SecretKeyMismatch, exit 2
     db = await open_database(settings.database_path)
+    await add_reader(db, settings.database_path)  # reads never queue behind writes
     if isinstance(app.persistence, SqlitePersistence):
         await app.persistence.take_turns_with(db)  # one writer for the file (storage/db.py)
     if settings.demo_mode and sandbox is None:

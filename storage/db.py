@@ -18,7 +18,10 @@ repository function runs under a per-connection ``asyncio.Lock``:
 - writes go through ``transaction(db)``: lock, ``BEGIN IMMEDIATE``, body, ``COMMIT`` (``ROLLBACK``
   on any exception, cancellation included);
 - reads go through ``reading(db)``: the same lock without ``BEGIN``, so a read never observes
-  another task's uncommitted writes;
+  another task's uncommitted writes; and where the connection has a reader (``add_reader``: a
+  second, read-only connection, which in WAL mode sees every committed write and never waits
+  for the writer), ``fetch_all``/``fetch_one`` outside a transaction use it, without the lock
+  and right on the event loop's thread;
 - a write that is a single statement may go through ``execute_write(db, sql, params)``: the
   same lock, no ``BEGIN``/``COMMIT`` (SQLite makes one statement atomic by itself), so it costs
   one round trip to the connection's thread instead of three.
@@ -49,7 +52,7 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -641,10 +644,57 @@ async def check_integrity(db: aiosqlite.Connection, path: str | Path) -> list[st
 
 
 async def close_database(db: aiosqlite.Connection) -> None:
-    """Waits for the running transaction, if any, then closes the connection."""
-    async with _state(db).lock:
+    """Waits for the running transaction, if any, then closes the connection (and its reader)."""
+    state = _state(db)
+    async with state.lock:
+        if state.reader is not None:
+            reader, state.reader = state.reader, None
+            reader.close()
         await db.close()
     _states.pop(db, None)
+
+
+async def add_reader(db: aiosqlite.Connection, path: str | Path) -> None:
+    """Gives the connection a second, read-only connection to the same file, for the reads made
+    outside a transaction (`fetch_all`, `fetch_one`), run right on the event loop's thread.
+
+    In WAL mode a reader sees the last committed state and never waits for a writer, nor makes
+    one wait: so reads no longer queue on the connection's lock behind writes (and writes not
+    behind long reads, like the tracker's). A read inside `transaction(db)` still joins the
+    transaction on the writing connection, and sees its own uncommitted writes.
+
+    Why not through aiosqlite's thread like the writes: a point read takes SQLite some
+    microseconds, and the hand-over to a thread and back (queue, wake-up, the GIL, the loop's
+    self-pipe) costs far more than that. A WAL reader has no lock to wait for, so it cannot
+    stall the loop the way a write waiting for the write lock could; writes (which may wait,
+    and may checkpoint) stay on the connection's thread.
+    """
+    state = _state(db)
+    if state.reader is not None:
+        return
+    reader = sqlite3.connect(Path(path), isolation_level=None,
+                             timeout=BUSY_TIMEOUT_MS / 1000)  # this (the loop's) thread only
+    try:
+        reader.row_factory = aiosqlite.Row
+        reader.execute("PRAGMA query_only = ON")
+        mode = reader.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":  # outside WAL a reader would wait for the writer
+            raise sqlite3.OperationalError(f"a reader needs WAL, not journal_mode {mode}")
+    except BaseException:
+        reader.close()
+        raise
+    state.reader = reader
+
+
+async def set_trace_callback(
+    db: aiosqlite.Connection, callback: Callable[[str], object] | None
+) -> None:
+    """SQLite's trace callback (every statement run, as text) on the connection and on its
+    reader, if it has one (`add_reader`); None removes it."""
+    await db.set_trace_callback(callback)  # type: ignore[arg-type]  # None removes it
+    reader = _state(db).reader
+    if reader is not None:
+        reader.set_trace_callback(callback)
 
 
 # --- transactions on a shared connection -------------------------------------------------
@@ -657,6 +707,7 @@ class _ConnectionState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     active: object | None = None
     writing: bool = False
+    reader: sqlite3.Connection | None = None  # read-only twin for reads (add_reader)
 
 
 _states: weakref.WeakKeyDictionary[aiosqlite.Connection, _ConnectionState] = (
@@ -779,6 +830,43 @@ async def write_returning(
         return list(await db.execute_fetchall(sql, tuple(params)))
 
 
+async def write_many(
+    db: aiosqlite.Connection, batch: Sequence[tuple[str, Sequence[tuple[Any, ...]]]]
+) -> None:
+    """Several statements, each run for its rows (``executemany``), as ONE transaction in ONE
+    round trip to the connection's thread: ``BEGIN IMMEDIATE``, the statements, ``COMMIT``
+    (``ROLLBACK`` on any error) run there back to back, under the connection's lock.
+
+    `transaction(db)` costs a round trip per statement plus two; a batch of writes known in
+    advance (the persistence's rows of an update) needs none of the awaits in between. A
+    cancelled caller cannot split it either: the thread runs the whole of it, then the caller
+    sees the cancellation. Inside an enclosing transaction the statements join it.
+    """
+    state = _state(db)
+    if _joins(state):
+        if not state.writing:
+            raise RuntimeError("cannot write inside reading(db)")
+        for sql, rows in batch:
+            await db.executemany(sql, rows)
+        return
+
+    def run(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in batch:
+                conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async with _holding(state, writing=True):
+        # aiosqlite runs every request of a connection on its one thread, in order; _execute
+        # is how its own methods queue a function there (no public name for it).
+        await db._execute(run, db._conn)  # type: ignore[no-untyped-call]
+
+
 @asynccontextmanager
 async def reading(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
     """Holds the connection's lock for reads (no BEGIN); joins an enclosing transaction."""
@@ -793,7 +881,12 @@ async def reading(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connectio
 async def fetch_all(
     db: aiosqlite.Connection, sql: str, params: tuple[Any, ...] = ()
 ) -> list[aiosqlite.Row]:
-    """Runs a query under `reading(db)` and returns every row."""
+    """Runs a query and returns every row: on the connection's reader if it has one (no lock
+    to wait for), inside an enclosing transaction on that transaction's connection, else under
+    `reading(db)`."""
+    state = _state(db)
+    if state.reader is not None and not _joins(state):
+        return state.reader.execute(sql, params).fetchall()
     async with reading(db):
         return list(await db.execute_fetchall(sql, params))
 
@@ -822,7 +915,8 @@ def decimal_text(value: Decimal | None) -> str | None:
         raise TypeError(f"money must be Decimal, not {type(value).__name__}")
     if not value.is_finite():
         raise ValueError(f"money must be finite, not {value}")
-    return format(value, "f")
+    text = str(value)  # plain already unless an exponent shows ("1E-7"); str is 4x cheaper
+    return format(value, "f") if "E" in text else text
 
 
 def text_decimal(value: Any) -> Decimal | None:

@@ -553,11 +553,8 @@ async def due_orders(
             db, f"{select} AND next_check_at <= ? ORDER BY next_check_at, id LIMIT ?",
             (panel, labels, due_before, -1 if limit is None else limit - len(rows)),
         )
-    return [
-        DueOrder(int(r[0]), int(r[1]), str(r[2]), int(r[3]), r[4], r[5], r[6], r[7], float(r[8]),
-                 int(r[9]))
-        for r in rows
-    ]
+    # The columns come back as the fields' types (INTEGER, TEXT, REAL affinity): no converting.
+    return [DueOrder(*row) for row in rows]
 
 
 async def followed_accounts(db: aiosqlite.Connection, *, panel: str) -> dict[str, set[int]]:

@@ -53,7 +53,7 @@ from storage.db import (
     fetch_one,
     open_database,
     take_turns,
-    transaction,
+    write_many,
 )
 
 if TYPE_CHECKING:
@@ -270,10 +270,8 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         db = await self._conn()
         if len(by_sql) == 1 and len(rows := next(iter(by_sql.values()))) == 1:
             await execute_write(db, next(iter(by_sql)), rows[0])
-        else:
-            async with transaction(db):
-                for sql, rows in by_sql.items():
-                    await db.executemany(sql, rows)
+        else:  # one transaction, in one round trip to the connection's thread
+            await write_many(db, list(by_sql.items()))
         self.commits += 1
 
     # -- reading ---------------------------------------------------------------------------

@@ -111,6 +111,20 @@ async def upsert_user(
     return _user(row)
 
 
+async def remember_user(
+    db: aiosqlite.Connection, *, telegram_id: int, name: str, language: str = ""
+) -> None:
+    """`upsert_user` for a user who writes again, written only when it changes something: a
+    new user, another name or language, or a user marked as having blocked the bot. The usual
+    case (nothing new) is one read and no write, so it neither takes the write lock nor waits
+    for it. (`updated_at` is then when the row last changed.)"""
+    row = await fetch_one(
+        db, "SELECT name, language, blocked FROM users WHERE telegram_id = ?", (telegram_id,))
+    if row is not None and row[0] == name and row[1] == language and not row[2]:
+        return
+    await upsert_user(db, telegram_id=telegram_id, name=name, language=language)
+
+
 async def get_user(db: aiosqlite.Connection, telegram_id: int) -> User | None:
     """The user with this Telegram id, or None."""
     row = await fetch_one(

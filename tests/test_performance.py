@@ -8,6 +8,7 @@ per file, catalogues shared when identical and kept apart when not.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from decimal import Decimal
@@ -23,12 +24,20 @@ from bot.panel.client import PanelClient
 from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, ERR_DUPLICATE, SandboxPanel
 from bot.services.accounts import Account
+from bot.standin.botapi import feed
 from storage import catalog as catalog_store
 from storage import orders, users
-from storage.db import close_database, fetch_all, open_database, transaction
+from storage.db import (
+    add_reader,
+    close_database,
+    execute_write,
+    fetch_all,
+    open_database,
+    transaction,
+)
 from storage.persistence import SqlitePersistence
 from storage.users import OPERATOR_ACCOUNT
-from tests.conftest import USER, BotHarness
+from tests.conftest import USER, BotHarness, start_harness, stop_harness
 
 
 def _begins(statements: list[str]) -> int:
@@ -121,6 +130,43 @@ async def test_a_failed_write_is_written_again_the_next_time(tmp_path: Path) -> 
         await fresh.flush()
 
 
+async def test_an_updates_rows_are_one_round_trip_and_land_all_or_nothing(
+        tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        db = await persistence._conn()
+        trips: list[object] = []
+        queue_one = db._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(fn)
+            return await queue_one(fn, *args, **kwargs)
+
+        db._execute = counted  # type: ignore[method-assign]
+        await asyncio.gather(
+            persistence.update_conversation("wizard", (USER, USER), 1),
+            persistence.update_user_data(USER, {"order": {"field": "link"}}),
+        )
+        assert len(trips) == 1, trips  # BEGIN, both rows, COMMIT: one visit to the thread
+        # A row that fails takes the rest of its update with it: nothing half-written.
+        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON ptb_user_data"
+                         " BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+            await asyncio.gather(
+                persistence.update_conversation("wizard", (USER, USER), 2),
+                persistence.update_user_data(USER, {"order": {"field": "quantity"}}),
+            )
+        assert not db.in_transaction
+    finally:
+        await persistence.flush()
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:  # the first update, whole; nothing of the second
+        assert await fresh.get_conversations("wizard") == {(USER, USER): 1}
+        assert await fresh.get_user_data() == {USER: {"order": {"field": "link"}}}
+    finally:
+        await fresh.flush()
+
+
 async def test_flush_waits_for_the_writes_under_way(tmp_path: Path) -> None:
     persistence = SqlitePersistence(tmp_path / "p.sqlite3")
     await persistence._conn()
@@ -166,6 +212,77 @@ async def test_the_persistence_waits_its_turn_instead_of_failing_with_database_l
     rows = await fetch_all(bot.deps.db, "SELECT data FROM ptb_user_data WHERE user_id = ?",
                            (USER,))
     assert [r[0] for r in rows] == ['{"step":"link"}']
+
+
+# --- reads on a read-only second connection ----------------------------------------------------
+
+
+async def test_reads_outside_a_transaction_see_every_committed_write_and_never_wait(
+        tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "bot.sqlite3")
+    await add_reader(db, tmp_path / "bot.sqlite3")
+    try:
+        # Read after write by the same task, through every way of writing.
+        await users.upsert_user(db, telegram_id=USER, name="Ann")
+        assert (await users.get_user(db, USER)).name == "Ann"  # type: ignore[union-attr]
+        await execute_write(db, "UPDATE users SET name = 'Bob' WHERE telegram_id = ?", (USER,))
+        assert (await users.get_user(db, USER)).name == "Bob"  # type: ignore[union-attr]
+        async with transaction(db):
+            await db.execute("UPDATE users SET name = 'Cid' WHERE telegram_id = ?", (USER,))
+            # Inside the transaction a read joins it and sees its uncommitted write.
+            assert (await users.get_user(db, USER)).name == "Cid"  # type: ignore[union-attr]
+        assert (await users.get_user(db, USER)).name == "Cid"  # type: ignore[union-attr]
+
+        # Another task's read neither waits for an open transaction nor sees inside it.
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_write() -> None:
+            async with transaction(db):
+                await db.execute("UPDATE users SET name = 'Dan' WHERE telegram_id = ?", (USER,))
+                inside.set()
+                await release.wait()
+
+        writer = asyncio.create_task(slow_write())
+        await inside.wait()
+        seen = await asyncio.wait_for(users.get_user(db, USER), 1)
+        assert seen is not None and seen.name == "Cid"
+        release.set()
+        await writer
+        assert (await users.get_user(db, USER)).name == "Dan"  # type: ignore[union-attr]
+        # The reader only reads: fetch_all cannot write through it.
+        with pytest.raises(sqlite3.OperationalError):
+            await fetch_all(db, "DELETE FROM users RETURNING telegram_id")
+        assert (await users.get_user(db, USER)) is not None
+    finally:
+        await close_database(db)
+
+
+# --- the user row: written when it changes, not on every command --------------------------------
+
+
+async def test_a_returning_user_is_written_only_when_something_changed(tmp_path: Path) -> None:
+    harness = await start_harness(tmp_path)
+    try:
+        db = harness.deps.db
+        await harness.send("/start")
+        seen: list[str] = []
+        await db.set_trace_callback(seen.append)
+        await harness.send("/start")  # the same name, language, not blocked: nothing to write
+        await db.set_trace_callback(None)
+        assert not [s for s in seen if "INTO users" in s or "UPDATE users" in s], seen
+        # A new name is written (and the 'blocked the bot' mark cleared) at once.
+        await users.set_blocked(db, USER, True)
+        await feed(harness.app, harness.world.user_sends(USER, "/start", first_name="Renamed"))
+        known = await users.get_user(db, USER)
+        assert known is not None and known.name == "Renamed" and not known.blocked
+    finally:
+        await stop_harness(harness)
+    again = await start_harness(tmp_path)  # a restart finds it on disk
+    try:
+        known = await users.get_user(again.deps.db, USER)
+        assert known is not None and known.name == "Renamed" and not known.blocked
+    finally:
+        await stop_harness(again)
 
 
 # --- the sandbox panel: its clock and its duplicate check do not walk every order ---------------
@@ -313,6 +430,22 @@ async def test_a_catalogue_cached_before_sharing_is_still_read(tmp_path: Path) -
         assert index.currency == "EUR" and len(index.services) == len(CATALOGUE)
     finally:
         await close_database(db)
+
+
+def test_the_catalogue_key_is_the_same_for_equal_answers_and_differs_for_any_change() -> None:
+    from bot.catalog import content_key
+    rows = [{"service": 1, "name": "Likes", "rate": "0.25", "refill": True},
+            {"service": 2, "name": "Views", "rate": 0.5, "refill": False}]
+    same = json.loads(json.dumps(rows, indent=2))  # parsed again from other bytes
+    held = same[0]["name"]  # an object also referenced elsewhere does not change the key
+    assert held == "Likes"
+    assert content_key("USD", same) == content_key("USD", rows)
+    for other in ([{**rows[0], "rate": "0.26"}, rows[1]],  # a price
+                  [{**rows[0], "service": "1"}, rows[1]],  # a type ("1" is not 1)
+                  [rows[1], rows[0]],  # the order
+                  [{**rows[0], "refill": 1}, rows[1]]):  # True is not 1
+        assert content_key("USD", other) != content_key("USD", rows), other
+    assert content_key("EUR", rows) != content_key("USD", rows)
 
 
 # --- the tracker reads only the orders that are due ---------------------------------------------

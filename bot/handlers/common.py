@@ -71,8 +71,8 @@ async def remember_user(update: Update, context: BotContext) -> None:
     user = update.effective_user
     if user is None:
         return
-    await users.upsert_user(context.deps.db, telegram_id=user.id, name=user.full_name,
-                            language=user.language_code or "")
+    await users.remember_user(context.deps.db, telegram_id=user.id, name=user.full_name,
+                              language=user.language_code or "")
 
 
 def no_access_text(user_id: int, *, can_connect: bool) -> str:

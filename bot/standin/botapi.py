@@ -2049,6 +2049,11 @@ class FakeTelegram:
         with self.lock:
             return self._seq
 
+    def find_text(self, chat_id: int, substring: str, *, since: int) -> FakeMessage | None:
+        """The newest bot message sent or edited after ``since`` (a ``mark()``) whose text
+        contains ``substring``, or None; looks in place, without copying the chat."""
+        return self._text_matcher(chat_id, substring, since)()
+
     # ---------------------------------------------------------------- waiting
 
     def _text_matcher(
