@@ -12,8 +12,9 @@ from bot.i18n import L_, Joined, Ln_, Money, Number
 
 
 def test_a_text_for_later_survives_json_and_renders_in_the_readers_language() -> None:
-    message = Joined([L_("Order {number}: the panel no longer knows this order; I stopped "
-                         "following it.", number=23501),
+    message = Joined([L_("{order}: the panel no longer knows this order; I stopped following "
+                         "it.",
+                         order=L_("Order {number}", number=23501)),
                       Ln_("{n} order", "{n} orders", 3),
                       Money(Decimal("1234.5"), "USD", 4), Number(12000), "<b>as is</b>"])
     again = i18n.from_json(json.loads(json.dumps(i18n.to_json(message))))

@@ -170,8 +170,8 @@ async def test_a_notification_is_rendered_in_the_owners_language_when_sent(
     bot = await harness_speaking(tmp_path, "en")
     try:
         await bot.send("/start")
-        message = i18n.L_("Order {number}: the panel no longer knows this order; I stopped "
-                          "following it.", number=23501)
+        message = i18n.L_("{order}: the panel no longer knows this order; I stopped following "
+                          "it.", order=i18n.L_("Order {number}", number=23501))
         await outbox.enqueue_notice(bot.deps.db, notices.notice(USER, message))
         [queued] = await outbox.pending_notifications(bot.deps.db, limit=10)
         assert queued.text.startswith("Order 23501")  # the record keeps the English text
