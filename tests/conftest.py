@@ -159,6 +159,7 @@ def speak_stand_ins(monkeypatch: pytest.MonkeyPatch,
                     catalogs: dict[str, gettext.NullTranslations]) -> None:
     """For one test, the bot speaks English and these stand-in languages, whose catalogs are
     the given translation objects (undone with the monkeypatch)."""
+    _swapped.append(True)
     every = {i18n.SOURCE: gettext.NullTranslations(), **catalogs}
     monkeypatch.setattr(i18n, "_translation",
                         lambda code: every.get(code, every[i18n.SOURCE]))
@@ -168,13 +169,19 @@ def speak_stand_ins(monkeypatch: pytest.MonkeyPatch,
 
 def speak_catalog_files(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     """For one test, the bot's catalogs are the .po files in `folder`."""
+    _swapped.append(True)
     monkeypatch.setattr(i18n, "LOCALES_DIR", folder)
     i18n.reload()
+
+
+_swapped: list[bool] = []  # a test swapped the catalogs (the real ones are read once per run)
 
 
 @pytest.fixture(autouse=True)
 def _real_catalogs_after_each_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A test that swapped the catalogs leaves the real ones behind it."""
     yield
-    monkeypatch.undo()
-    i18n.reload()
+    if _swapped:
+        monkeypatch.undo()
+        i18n.reload()
+        _swapped.clear()
