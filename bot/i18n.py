@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gettext as _gettext
 import io
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -275,7 +276,27 @@ def in_language(value: Value, code: str) -> str:
         return render(value)
 
 
-# --- texts for later, as JSON (the outbox keeps them so) ---------------------------------------
+# --- texts for later, as JSON (the outbox keeps them so; notes in the database too) ------------
+
+_STORED = "msg:"  # a database text that is a Msg as JSON (else: words as someone wrote them)
+
+
+def stored(value: Value) -> str:
+    """A text to keep in the database and show later in its reader's language (an order's
+    note, a wallet entry's note): the Msg as JSON behind a marker."""
+    return _STORED + json.dumps(to_json(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def from_stored(text: str) -> Value | None:
+    """The Msg a `stored` text holds, or None for words stored as they were written (the
+    panel's error, an admin's note)."""
+    if not text.startswith(_STORED):
+        return None
+    try:
+        return from_json(json.loads(text[len(_STORED):]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
 
 
 def to_json(value: Value) -> Any:

@@ -22,7 +22,18 @@ from bot.services.accounts import Account
 from bot.services.actions import cancel_refusal, refill_refusal, state_text
 from bot.services.notices import status_word
 from bot.services.wallet import show
-from bot.text import MAX_TEXT, NAME_MAX, NOTE_MAX, WORD_MAX, esc, esc_short, fit, shorten, units
+from bot.text import (
+    MAX_TEXT,
+    NAME_MAX,
+    NOTE_MAX,
+    WORD_MAX,
+    esc,
+    esc_short,
+    fit,
+    note_html,
+    shorten,
+    units,
+)
 from storage.orders import Order, StatusChange
 from storage.refills import Refill
 
@@ -195,8 +206,8 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
     lines.append(_("Status: <b>{status}</b>").format(
         status=esc_short(status_text(order), WORD_MAX)))
     if order.error and not (customer and order.state == "failed"):  # the panel's own words
-        # i18n: on an order's card; {note} is what the panel said (its own words)
-        lines.append(_("Note: {note}").format(note=esc_short(order.error, NOTE_MAX)))
+        # i18n: on an order's card; {note} is what the panel said (its own words) or the bot
+        lines.append(_("Note: {note}").format(note=note_html(order.error, NOTE_MAX)))
     currency = shorten(currency, WORD_MAX)
     if shop_money is not None:
         lines.extend(shop_money)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import re
 
+from bot import i18n
+
 MAX_TEXT = 4096  # characters of a message's text, after its HTML is parsed
 ELLIPSIS = "…"
 
@@ -39,6 +41,19 @@ def shorten(text: str, limit: int) -> str:
 def esc_short(value: object, limit: int) -> str:
     """Clipped on the text, then escaped: the way a value of unknown length enters a message."""
     return esc(shorten(str(value), limit))
+
+
+def note_html(text: str, limit: int) -> str:
+    """A note kept in the database, as HTML in the reader's language: a `bot.i18n.stored` text
+    rendered, or words as someone wrote them (the panel, an admin) clipped and escaped."""
+    message = i18n.from_stored(text)
+    return esc_short(text, limit) if message is None else i18n.render(message)
+
+
+def note_text(text: str) -> str:
+    """A note kept in the database as plain text in the reader's language (see `note_html`)."""
+    message = i18n.from_stored(text)
+    return text if message is None else html.unescape(i18n.render(message))
 
 
 def units(text: str) -> int:

@@ -52,3 +52,18 @@ def test_an_unknown_language_falls_back_to_the_source() -> None:
         assert i18n.language() == "en"
     assert i18n.best_language("de") is None
     assert i18n.best_language("pt-br") == "pt_BR" and i18n.best_language("uz") == "uz_Latn"
+
+
+def test_a_note_kept_in_the_database_is_shown_in_the_readers_language() -> None:
+    from bot.text import note_html, note_text
+
+    kept = i18n.stored(L_("Telegram Stars: {stars} ⭐", stars=500))
+    assert note_html(kept, 100) == "Telegram Stars: 500 ⭐"
+    with i18n.speaking("tr"):
+        assert note_html(kept, 100) == "Telegram Yıldızları: 500 ⭐"
+    # Words someone wrote (the panel, an admin) are shown as written, escaped and clipped.
+    assert note_html("msg <b>cash</b> & more", 100) == "msg &lt;b&gt;cash&lt;/b&gt; &amp; more"
+    assert note_html("x" * 50, 10) == "x" * 9 + "…"
+    assert note_text(i18n.stored(L_("not placed (checked by its owner)"))) == (
+        "not placed (checked by its owner)")
+    assert i18n.from_stored("msg:{broken") is None

@@ -184,6 +184,32 @@ async def test_a_notification_is_rendered_in_the_owners_language_when_sent(
         await stop_harness(bot)
 
 
+async def test_what_the_bot_noted_on_an_order_is_shown_in_the_readers_language(
+        tmp_path: Path) -> None:
+    """The bot's own notes (kept with the order) are shown in the language of whoever reads
+    the card, never as the data they are stored as."""
+    bot = await harness_speaking(tmp_path, "en")
+    try:
+        await bot.send("/order 1")
+        await bot.send(LINK)
+        await bot.send("1000")
+        await tap(bot, "wz:skip")
+        bot.sandbox.fail_next("add", "timeout_after")
+        await tap(bot, "wz:confirm")
+        [order] = await orders.list_orders(bot.deps.db, owner_id=USER)
+        await bot.press_data(f"oc:{order.id}")
+        await bot.press("It was not placed")
+        await bot.press("Yes, it was not placed")
+        assert "Note: not placed (checked by its owner)" in bot.last().plain
+        await bot.deps.languages.choose(bot.deps.db, USER, "ru")
+        await bot.press_data(f"oc:{order.id}")
+        with i18n.speaking("ru"):
+            assert i18n._("not placed (checked by its owner)") in bot.last().plain
+        assert "checked by" not in bot.last().plain and "msg:" not in bot.last().plain
+    finally:
+        await stop_harness(bot)
+
+
 @pytest.mark.parametrize(("code", "written"), [
     ("en", "12,345.67 USD"), ("ru", "12 345,67 USD"), ("es", "12.345,67 USD"),
     ("tr", "12.345,67 USD")])

@@ -32,6 +32,7 @@ from bot.panel.models import Service
 from bot.services import payments, pricing, wallet
 from bot.services.accounts import role_of, shop_account
 from bot.services.pricing import PriceRefused, per_unit
+from bot.text import note_html
 from storage import orders as order_store
 from storage import users
 from storage import wallet as ledger
@@ -121,14 +122,13 @@ def entry_line(entry: Entry, order_number: str | None) -> str:
     sign = "+" if entry.amount > 0 else "−"
     amount = wallet.show(abs(entry.amount), entry.currency)
     label = KIND_LABELS.get(entry.kind)
-    what = [_(label) if label is not None else entry.kind]
+    what = [esc(_(label) if label is not None else entry.kind)]
     if order_number is not None:
         # i18n: in a wallet entry: the order it paid for or refunded ("order 23501")
-        what.append(_("order {number}").format(number=order_number))
-    note = entry.note if len(entry.note) <= NOTE_CHARS else entry.note[: NOTE_CHARS - 1] + "…"
-    if note and entry.kind not in ("charge", "refund"):
-        what.append(note)  # the admin's own words, as written
-    return (f"{i18n.when(entry.created_at)} · {esc(' · '.join(what))} · "
+        what.append(esc(_("order {number}").format(number=order_number)))
+    if entry.note and entry.kind not in ("charge", "refund"):
+        what.append(note_html(entry.note, NOTE_CHARS))  # the admin's words, or the bot's
+    return (f"{i18n.when(entry.created_at)} · {' · '.join(what)} · "
             f"<b>{sign}{esc(amount)}</b> → {esc(wallet.show(entry.balance_after, entry.currency))}")
 
 

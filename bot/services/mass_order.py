@@ -37,6 +37,7 @@ from bot.service_types import FieldError, FormField, form_for
 from bot.services import notices, placement, wallet
 from bot.services.accounts import Account
 from bot.services.pricing import PriceList
+from bot.text import note_text
 from storage import mass_orders as store
 from storage import orders as order_store
 from storage import outbox
@@ -398,7 +399,8 @@ def _result(number: int, order: Order, outcome: placement.Outcome | None) -> Lin
         return made("placed", order.panel_order_id)
     if order.state == "failed":
         # i18n: why a mass order line was not placed (when the panel gave no reason)
-        return made("refused", note=order.error or _("the panel refused it"))
+        return made("refused", note=note_text(order.error) if order.error
+                    else _("the panel refused it"))
     if order.state in ("unknown", "claimed"):
         # i18n: a mass order line's outcome
         return made("unknown", note=_("outcome unknown, not retried: see /orders"))

@@ -414,7 +414,8 @@ async def record_payment(deps: Deps, *, user_id: int, chat_id: int, payload: str
             assert paid.amount is not None
             booked = await wallet.credit(
                 deps, user_id, paid.amount, reference=credit_reference(charge_id),
-                note=f"Telegram Stars: {paid.stars} ⭐", currency=paid.currency, notify=False,
+                note=i18n.stored(L_("Telegram Stars: {stars} ⭐", stars=paid.stars)),
+                currency=paid.currency, notify=False,
                 now=now)
     except _Stray as exc:
         why = exc.why
@@ -587,7 +588,8 @@ async def _hold(deps: Deps, topup: Topup, attempt: int, *, now: float | None) ->
             booked = await wallet.debit(
                 deps, topup.user_id, topup.amount,
                 reference=refund_reference(topup.charge_id, attempt),
-                note=f"Telegram Stars refund: {topup.stars} ⭐", currency=topup.currency,
+                note=i18n.stored(L_("Telegram Stars refund: {stars} ⭐", stars=topup.stars)),
+                currency=topup.currency,
                 notify=False, now=now)
             debit = booked.entry
         if not await store.begin_refund(deps.db, topup.id, attempt=attempt):
@@ -605,7 +607,8 @@ async def _give_back(deps: Deps, topup: Topup, attempt: int, debit: Entry | None
             booked = await wallet.credit(
                 deps, topup.user_id, -debit.amount,
                 reference=back_reference(topup.charge_id, attempt),
-                note="Telegram refused the refund: given back", kind="adjustment",
+                note=i18n.stored(L_("Telegram refused the refund: given back")),
+                kind="adjustment",
                 currency=debit.currency, notify=False, now=now)
             back = booked.entry
         await store.undo_refund(deps.db, topup.id)

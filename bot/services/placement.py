@@ -198,7 +198,8 @@ async def place(deps: Deps, account: Account, owner_id: int, draft_id: int) -> O
         # A bug or a cancellation, not the panel: the request may have gone out, so it must
         # never be resent.
         metrics.order_outcome("unknown")
-        await _mark_unknown(deps, draft, "internal error while sending", held)
+        # i18n: an order's note: why its outcome is unknown
+        await _mark_unknown(deps, draft, L_("internal error while sending"), held)
         raise
     metrics.order_outcome("placed")
     try:
@@ -236,10 +237,17 @@ async def _claim_and_charge(deps: Deps, draft: Order) -> Paid | Short | NotClaim
     return Paid(-entry.amount, entry.balance_after, entry.currency)
 
 
-async def _mark_unknown(deps: Deps, draft: Order, why: str, held: Paid | None) -> None:
-    """Marks a sent order "outcome unknown"; shop: the charge stays held, admins alerted."""
+def _note(why: i18n.Value) -> str:
+    """An order's note as stored: the panel's words as they are, the bot's own as a Msg."""
+    return why if isinstance(why, str) else i18n.stored(why)
+
+
+async def _mark_unknown(deps: Deps, draft: Order, why: i18n.Value,
+                        held: Paid | None) -> None:
+    """Marks a sent order "outcome unknown" (`why`: the panel's words, or a Msg kept to be
+    shown in its reader's language); shop: the charge stays held, admins alerted."""
     async with transaction(deps.db):
-        await orders.mark_outcome_unknown(deps.db, draft.id, error=why)
+        await orders.mark_outcome_unknown(deps.db, draft.id, error=_note(why))
         if held is not None:
             await shop.alert_admins(deps, shop.unknown_for_admins(
                 draft.id, draft.owner_id, draft.service_name, held.amount, held.currency, why))
@@ -282,8 +290,9 @@ async def _already_known(deps: Deps, account: Account, owner_id: int, draft: Ord
                          panel_id: int, held: Paid | None = None) -> AlreadyKnown:
     """The draft cannot carry an id the bot already holds: it is closed as "outcome unknown"
     (never claimable, never resent) and the user is told the truth."""
-    await _mark_unknown(deps, draft, f"placed as panel order {panel_id}, which the bot "
-                                     "already had", held)
+    # i18n: an order's note: why its outcome is unknown
+    await _mark_unknown(deps, draft, L_("placed as panel order {number}, which the bot already "
+                                        "had", number=panel_id), held)
     log.warning("Order draft %d placed as panel order %d, already known to the bot",
                 draft.id, panel_id)
     existing = await orders.get_order_by_panel_id(deps.db, account=account.id,
@@ -302,7 +311,8 @@ async def was_sent(deps: Deps, draft_id: int, owner_id: int) -> bool:
 async def release_interrupted(deps: Deps) -> list[Order]:
     """At start-up: orders cut off while being sent (the bot died between the claim and the
     panel's answer) become "outcome unknown", and each owner is told how to settle them."""
-    why = "the bot stopped while sending it"
+    # i18n: an order's note: why its outcome is unknown
+    why = L_("the bot stopped while sending it")
     async with transaction(deps.db):
         charged = {o.order_id: o for o in await ledger.charged_orders(
             deps.db, final_statuses=sorted(FINAL_ORDER_STATUSES), states=("claimed",))}
@@ -317,7 +327,8 @@ async def release_interrupted(deps: Deps) -> list[Order]:
             return owner_notice(order.owner_id, shop.unknown_customer_msg(
                 held.charge, held.currency, why), {"order": order.id})
 
-        released = await orders.release_interrupted_claims(deps.db, error=why, notices=notice)
+        released = await orders.release_interrupted_claims(deps.db, error=_note(why),
+                                                           notices=notice)
         for order in released:
             held = charged.get(order.id)
             if held is not None:
@@ -429,9 +440,11 @@ async def not_placed(deps: Deps, account: Account, owner_id: int, order_id: int,
     if not await _unsettled(deps, order, account, owner_id, admin):
         return False
     assert order is not None
-    who = "its owner" if order.owner_id == owner_id else "an admin"
+    # i18n: an order's note, after its owner or an admin said it was not placed
+    note = (L_("not placed (checked by its owner)") if order.owner_id == owner_id
+            else L_("not placed (checked by an admin)"))
     async with transaction(deps.db):
-        if not await orders.mark_failed(deps.db, order_id, error=f"not placed (checked by {who})"):
+        if not await orders.mark_failed(deps.db, order_id, error=_note(note)):
             return False
         # i18n: why a wallet was refunded, after "refunded to your wallet:"
         why = L_("your order of {service} was not placed", service=_service(order.service_name))

@@ -45,7 +45,7 @@ from bot.services import notices
 from bot.services.accounts import shop_account
 from bot.services.notices import service_title
 from bot.services.pricing import minor_digits, round_down
-from bot.text import esc
+from bot.text import NOTE_MAX, esc, note_html
 from storage import outbox
 from storage import wallet as ledger
 from storage.db import transaction
@@ -190,14 +190,14 @@ def _credit_text(entry: Entry) -> i18n.Msg:
         if entry.note:
             return L_("💰 <b>{amount}</b> added to your wallet ({note}). "
                       "Balance: <b>{balance}</b>.",
-                      amount=amount, note=esc(entry.note), balance=balance_now)
+                      amount=amount, note=note_html(entry.note, NOTE_MAX), balance=balance_now)
         return L_("💰 <b>{amount}</b> added to your wallet. Balance: <b>{balance}</b>.",
                   amount=amount, balance=balance_now)
     taken = money_value(-entry.amount, entry.currency)
     if entry.note:
         return L_("➖ <b>{amount}</b> taken from your wallet ({note}). "
                   "Balance: <b>{balance}</b>.",
-                  amount=taken, note=esc(entry.note), balance=balance_now)
+                  amount=taken, note=note_html(entry.note, NOTE_MAX), balance=balance_now)
     return L_("➖ <b>{amount}</b> taken from your wallet. Balance: <b>{balance}</b>.",
               amount=taken, balance=balance_now)
 
