@@ -7,7 +7,6 @@ Reusable outside the orders handlers: the tracker's notifications can link to a 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -70,12 +69,6 @@ def service_text(order: Order) -> str:
         return order.service_name
     # i18n: stands for the service of an order placed on the panel's site and followed here
     return _("placed on the panel's site")
-
-
-def format_time(at: float) -> str:
-    """A stored timestamp as the user reads it (UTC): 2025-12-01 11:53 UTC (the card shows its
-    dates the reader's way, `bot.i18n.when`)."""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- the list ---------------------------------------------------------------------------------

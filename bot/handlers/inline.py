@@ -23,6 +23,7 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.ext import BaseHandler, InlineQueryHandler
 
+from bot import i18n
 from bot.catalog import ServiceIndex
 from bot.deps import BotContext
 from bot.handlers.catalog import service_card_text, service_line
@@ -30,7 +31,7 @@ from bot.handlers.common import esc
 from bot.i18n import _, ngettext, number
 from bot.keyboards import cut
 from bot.money import format_money, parse_whole
-from bot.order_views import format_time, order_number, service_text, status_text
+from bot.order_views import order_number, service_text, status_text
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
 from bot.service_types import Pricing, form_for
@@ -97,7 +98,7 @@ def order_card(order: Order) -> str:
         lines.append(_("Link: {link}").format(link=esc(cut(str(link), 200))))
     checked = order.last_checked_at or order.updated_at
     # i18n: the last line of an order card: when its status was last checked
-    lines.append(_("As of {time}").format(time=format_time(checked)))
+    lines.append(_("As of {time}").format(time=i18n.when(checked)))
     return "\n".join(lines)
 
 

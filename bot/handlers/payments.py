@@ -32,6 +32,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot import i18n
 from bot.callbacks import int_arg, pack, unpack
 from bot.config import Settings
 from bot.deps import DEPS_KEY, BotApp, BotContext, Deps
@@ -40,7 +41,6 @@ from bot.handlers.common import BANNED, answer, esc, remember_user, reply, show
 from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
 from bot.handlers.shop import top_up_hint
 from bot.i18n import L_, N_, _
-from bot.order_views import format_time
 from bot.services import payments, wallet
 from bot.services.accounts import role_of
 from bot.services.notices import notice
@@ -484,7 +484,7 @@ async def refund_button(update: Update, context: BotContext) -> None:
         question = _("↩️ Refund the Stars payment of <code>{user}</code>: {stars} ⭐, paid "
                      "{when}?\nCharge id: <code>{charge}</code>").format(
             user=topup.user_id, stars=topup.stars,
-            when=format_time(topup.paid_at or topup.created_at), charge=esc(topup.charge_id))
+            when=i18n.when(topup.paid_at or topup.created_at), charge=esc(topup.charge_id))
         if topup.amount is None:
             taken = _("The Stars go back to the customer; nothing is taken from the wallet (it "
                       "was never credited).")
