@@ -543,7 +543,7 @@ async def test_the_audit_finds_a_paid_top_up_without_its_credit_and_a_refund_wit
         bot: BotHarness) -> None:
     await pay(bot, await invoice(bot))
     await bot.send("/audit", user=ADMIN)
-    assert "1 Stars payments" in bot.last(ADMIN).plain and "✅" in bot.last(ADMIN).plain
+    assert "1 Stars payment." in bot.last(ADMIN).plain and "✅" in bot.last(ADMIN).plain
     db = bot.deps.db
     # A code path that marks a top-up paid without booking its credit is what the audit is for.
     row = await topups.create(db, user_id=OTHER, chat_id=OTHER, nonce="n" * 16,
@@ -555,7 +555,7 @@ async def test_the_audit_finds_a_paid_top_up_without_its_credit_and_a_refund_wit
                          " WHERE id = ?", (mine.id,))
     await bot.send("/audit", user=ADMIN)
     text = bot.last(ADMIN).plain
-    assert "❌ Audit found 2 problem(s)" in text
+    assert "❌ Audit found 2 problems" in text
     assert "Stars payment stxLOST (user 43, paid) has no credit in the wallet" in text
     assert f"Stars payment {mine.charge_id} (user 42, refunded) has 0 refund debit(s), 1 due" \
         in text

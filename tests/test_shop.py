@@ -568,7 +568,7 @@ async def test_stats_add_the_shops_money(bot: BotHarness) -> None:
     stats = bot.last(ADMIN).plain
     assert "Revenue: 1.17 USD (2 orders charged) · refunds 1.17 USD" in stats
     assert "Panel cost: 0.90 USD · margin 0.27 USD" in stats
-    assert "Customers' wallets: 8.83 USD in 1 wallets (what the shop owes)" in stats
+    assert "Customers' wallets: 8.83 USD in 1 wallet (what the shop owes)" in stats
     assert "against the panel's balance: 99.10 USD" in stats
 
 
@@ -616,8 +616,8 @@ async def test_audit_holds_and_catches_a_failed_order_left_unrefunded(bot: BotHa
     await credit(bot, "5")
     order = await buy(bot)
     await bot.send("/audit", user=ADMIN)
-    assert bot.last(ADMIN).plain.startswith("✅ Audit passed: 2 entries in 1 wallets, 1 "
-                                            "charged orders.")
+    assert bot.last(ADMIN).plain.startswith("✅ Audit passed: 2 entries in 1 wallet, 1 "
+                                            "charged order.")
     await bot.send("/audit")
     assert bot.last().plain == "This command is for the bot's admins."
     # A path that marks a charged order failed without its refund is what the audit is for.
@@ -625,7 +625,7 @@ async def test_audit_holds_and_catches_a_failed_order_left_unrefunded(bot: BotHa
         await bot.deps.db.execute("UPDATE orders SET state = 'failed' WHERE id = ?", (order.id,))
     await bot.send("/audit", user=ADMIN)
     report = bot.last(ADMIN).plain
-    assert report.startswith("❌ Audit found 1 problem(s)")
+    assert report.startswith("❌ Audit found 1 problem ")
     assert f"order {order.id} (failed, not final): refunded 0, due 1.17" in report
 
 

@@ -485,9 +485,8 @@ async def audit_command(update: Update, context: BotContext) -> None:
         lines = [passed]
     else:
         found = len(report.problems)
-        # i18n: English keeps "problem(s)" for one (a test reads it); use your language's forms
-        lines = [ngettext("❌ <b>Audit found {n} problem(s)</b> ({counts}):",
-                          "❌ <b>Audit found {n} problem(s)</b> ({counts}):",
+        lines = [ngettext("❌ <b>Audit found {n} problem</b> ({counts}):",
+                          "❌ <b>Audit found {n} problems</b> ({counts}):",
                           found).format(n=found, counts=head)]
         lines += [f"• {esc(problem)}" for problem in report.problems[:30]]
         if found > 30:
@@ -501,22 +500,19 @@ async def audit_command(update: Update, context: BotContext) -> None:
 
 
 def _audit_head(report: wallet.AuditReport) -> str:
-    """"2 entries in 1 wallets, 1 charged orders[, 3 Stars payments]" (what the audit read)."""
+    """"2 entries in 1 wallet, 1 charged order[, 3 Stars payments]" (what the audit read)."""
     entries = ngettext("{n} entry", "{n} entries", report.entries).format(n=report.entries)
-    # i18n: in /audit's "2 entries in 1 wallets, …"; English keeps "wallets" for one (a test
-    # reads it): use your language's forms
-    wallets = ngettext("{n} wallets", "{n} wallets", report.wallets).format(n=report.wallets)
-    # i18n: in /audit's "2 entries in 1 wallets, 1 charged orders"; English keeps the plural
-    # for one (a test reads it): use your language's forms
-    orders = ngettext("{n} charged orders", "{n} charged orders",
+    # i18n: in /audit's "2 entries in 1 wallet, …"
+    wallets = ngettext("{n} wallet", "{n} wallets", report.wallets).format(n=report.wallets)
+    # i18n: in /audit's "2 entries in 1 wallet, 1 charged order"
+    orders = ngettext("{n} charged order", "{n} charged orders",
                       report.charged_orders).format(n=report.charged_orders)
     if not report.payments:
         # i18n: what /audit read: "{entries} in {wallets}, {orders}"
         return _("{entries} in {wallets}, {orders}").format(entries=entries, wallets=wallets,
                                                             orders=orders)
-    # i18n: Telegram Stars payments /audit checked; English keeps the plural for one (a test
-    # reads it): use your language's forms
-    stars = ngettext("{n} Stars payments", "{n} Stars payments",
+    # i18n: Telegram Stars payments /audit checked
+    stars = ngettext("{n} Stars payment", "{n} Stars payments",
                      report.payments).format(n=report.payments)
     # i18n: what /audit read: "{entries} in {wallets}, {orders}, {payments}"
     return _("{entries} in {wallets}, {orders}, {payments}").format(

@@ -124,8 +124,7 @@ def figures_lines(fig: Figures) -> list[str]:
                                     refunds=money(fig.refunds)),
         _("Panel cost: {cost} · margin {margin}").format(cost=money(fig.panel_cost),
                                                          margin=money(fig.margin)),
-        # i18n: English keeps "wallets" for one (a test reads it); use your language's forms
-        ngettext("Customers' wallets: {owed} in {n} wallets (what the shop owes)",
+        ngettext("Customers' wallets: {owed} in {n} wallet (what the shop owes)",
                  "Customers' wallets: {owed} in {n} wallets (what the shop owes)",
                  fig.wallets).format(owed=money(fig.owed), n=fig.wallets),
     ]
