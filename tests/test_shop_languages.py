@@ -18,7 +18,7 @@ from bot import i18n
 from bot.panel.sandbox import DEMO_KEY
 from bot.services import shop, wallet
 from bot.services.tracking import poll_orders
-from storage import outbox
+from storage import orders, outbox
 from tests.conftest import ADMIN, USER, BotHarness, speak_stand_ins, stop_harness
 from tests.test_shop import buy, drain, shop_harness
 
@@ -75,8 +75,9 @@ async def test_a_refund_is_told_in_the_customers_language_with_the_panels_words_
     await poll_orders(bot.deps)
     await drain(bot)
     refund = [t for t in bot.texts() if "refunded to your wallet" in t]
+    # The service's name as the panel writes it; a status the bot knows in the reader's words.
     assert refund == [f"«↩️ 1,17 USD refunded to your wallet: «order {order.panel_order_id} · "
-                      "Instagram Followers was Canceled». Balance: 10,00 USD.»"]
+                      "Instagram Followers was «Canceled»». Balance: 10,00 USD.»"]
 
 
 async def test_the_customers_wallet_page_is_in_their_language(bot: BotHarness) -> None:
@@ -99,6 +100,25 @@ async def test_admin_alerts_are_rendered_in_each_admins_language_when_sent(
     assert bot.last(ADMIN).plain == ("«⚠️ Low panel balance: 40,00 USD, below LOW_BALANCE_ALERT "
                                      "(50,00 USD). Top it up, or the panel will refuse the "
                                      "shop's orders.»")
+
+
+async def test_a_panel_refusal_reaches_the_admins_in_their_language_with_the_panels_words(
+        bot: BotHarness) -> None:
+    """The customer reads "ru"; the admins, English: the alert about the customer's refused
+    order carries the panel's own words, not the customer's translation of them."""
+    await bot.send(f"/credit {USER} 10", user=ADMIN)
+    bot.sandbox.fail_next("add", "error:Not enough funds on balance")
+    order = await buy(bot)
+    assert order.state == "failed"
+    await drain(bot)
+    [alert] = [t for t in bot.texts(ADMIN) if "refused a customer's order" in t]
+    assert "Not enough funds on balance" in alert and "«" not in alert
+    fresh = await orders.get_order(bot.deps.db, order.id)
+    assert fresh is not None and fresh.error is not None
+    await bot.send("/orders", user=ADMIN)  # the admin reads the order's note in English
+    await bot.press_data(f"oc:{order.id}", user=ADMIN)
+    assert "The panel says: Not enough funds on balance" in bot.last(ADMIN).plain
+    assert "«" not in bot.last(ADMIN).plain
 
 
 async def test_a_wallet_error_is_shown_in_the_language_of_whoever_reads_it(

@@ -610,11 +610,13 @@ async def track_command(update: Update, context: BotContext) -> None:
     lines: dict[int, str] = {}
     # i18n: /track: an order id followed already; {status} is its status
     lines.update((i, _("<code>{number}</code> · already followed ({status})").format(
-                     number=i, status=esc(s))) for i, s in report.already.items())
+                     number=i, status=esc(notices.status_word(s))))
+                 for i, s in report.already.items())
     lines.update((i, f"<code>{i}</code> · ❌ {esc(e)}") for i, e in report.errors.items())
     # i18n: /track: an order id followed from now on; {status} is the panel's status
     lines.update((i, _("<code>{number}</code> · ✅ now followed ({status})").format(
-                     number=i, status=esc(s))) for i, s in report.tracked.items())
+                     number=i, status=esc(notices.status_word(s))))
+                 for i, s in report.tracked.items())
     tracked = len(report.tracked)
     if tracked:
         header = ngettext("👁 <b>Tracking</b>: {n} new order followed. I will message you when "
@@ -646,7 +648,8 @@ def write_line(panel_id: int, line: WriteLine) -> str:
     now = line.status_now
     if now and now != CANCELED:
         # i18n: /cancelorder: {status} is the panel's status of the order now
-        return head + _("✖️ cancel accepted (now {status})").format(status=esc(now))
+        return head + _("✖️ cancel accepted (now {status})").format(
+            status=esc(notices.status_word(now)))
     return head + _("✖️ cancel accepted")
 
 

@@ -8,7 +8,8 @@ import re
 from typing import ClassVar
 
 from bot import i18n
-from bot.i18n import N_, _
+from bot.i18n import L_, N_, _
+from bot.text import esc
 
 
 class PanelErrorKind(enum.Enum):
@@ -123,6 +124,12 @@ class PanelClientError(Exception):
         """The text shown to a user, in the current language."""
         return self._message if self._message is not None else _(self.MESSAGE)
 
+    @property
+    def msg(self) -> i18n.Value:
+        """The text to show later, in its reader's language (a note kept with an order, a
+        message for someone else): a `bot.i18n.Msg` (HTML)."""
+        return esc(self._message) if self._message is not None else L_(self.MESSAGE)
+
     def __str__(self) -> str:
         return self.user_message
 
@@ -148,6 +155,11 @@ class PanelError(PanelClientError):
         # i18n: {meaning} is a sentence saying what the panel's refusal means; {panel_says} is
         # "The panel says: …" with the panel's own words
         return _("{meaning} {panel_says}").format(meaning=_(meaning), panel_says=said)
+
+    @property
+    def msg(self) -> i18n.Value:
+        """The panel's own words in a frame rendered in the reader's language (HTML)."""
+        return L_("The panel says: {panel_text}", panel_text=esc(self.text))
 
 
 class PanelTransportError(PanelClientError):
@@ -181,6 +193,11 @@ class PanelHTTPError(PanelClientError):
     def user_message(self) -> str:
         """The text shown to a user, in the current language."""
         return _(self.MESSAGE).format(status=self.status_code)
+
+    @property
+    def msg(self) -> i18n.Value:
+        """The text to show later, in its reader's language."""
+        return L_(self.MESSAGE, status=self.status_code)
 
 
 class PanelBadResponse(PanelClientError):

@@ -422,7 +422,8 @@ async def record_payment(deps: Deps, *, user_id: int, chat_id: int, payload: str
     except wallet.WalletError as exc:  # e.g. the wallet holds another currency now
         # i18n: why a Stars payment was not credited, the end of "… paid 5 ⭐ but {why}";
         # {reason} is the wallet's one-line reason
-        why = L_("it could not be credited: {reason}", reason=esc(exc))
+        why = L_("it could not be credited: {reason}",
+                 reason=exc.msg if isinstance(exc.msg, Msg | i18n.Joined) else esc(exc))
     else:
         log.info("Stars payment %s: top-up %d of user %d, %s %s credited", charge_id, paid.id,
                  user_id, paid.amount, paid.currency)

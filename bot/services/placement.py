@@ -187,7 +187,7 @@ async def place(deps: Deps, account: Account, owner_id: int, draft_id: int) -> O
         panel_id = await deps.panel.add(account.key, draft.service_id, fields)
     except OutcomeUnknown as exc:
         metrics.order_outcome("unknown")
-        await _mark_unknown(deps, draft, exc.user_message, held)
+        await _mark_unknown(deps, draft, exc.msg, held)
         log.warning("Order draft %d: outcome unknown (%s); not retried", draft_id, exc)
         return Unknown(exc, held)
     except PanelClientError as exc:
@@ -258,11 +258,11 @@ async def _refused(deps: Deps, draft: Order, exc: PanelClientError,
     """Marks a refused order failed; shop: refunds it, drafts it again for a retry, and alerts
     the admins when the refusal is the shop's problem — all in one transaction."""
     if held is None:
-        await orders.mark_failed(deps.db, draft.id, error=str(exc))
+        await orders.mark_failed(deps.db, draft.id, error=_note(exc.msg))
         return Refused(exc)
     problem = isinstance(exc, PanelError) and exc.kind in SHOP_PROBLEMS
     async with transaction(deps.db):
-        await orders.mark_failed(deps.db, draft.id, error=str(exc))
+        await orders.mark_failed(deps.db, draft.id, error=_note(exc.msg))
         booked = await wallet.refund_order(deps, draft.id, why="not placed: refused",
                                            notify=False)
         retry = await orders.copy_as_draft(deps.db, draft.id)
@@ -273,7 +273,7 @@ async def _refused(deps: Deps, draft: Order, exc: PanelClientError,
                        "{service}): {error}. The customer was refunded and told the shop "
                        "cannot take orders right now. Top up the panel balance (or check "
                        "PANEL_KEY).", number=draft.id, service=_service(draft.service_name),
-                       error=esc(exc))
+                       error=esc(exc.text if isinstance(exc, PanelError) else exc))
             await shop.alert_admins(deps, alert)
     assert booked is not None
     refund = Paid(booked.entry.amount, booked.entry.balance_after, booked.entry.currency)

@@ -43,9 +43,9 @@ from bot.panel.models import (
 )
 from bot.services import notices
 from bot.services.accounts import shop_account
-from bot.services.notices import service_title
+from bot.services.notices import service_title, status_value
 from bot.services.pricing import minor_digits, round_down
-from bot.text import NOTE_MAX, esc, note_html
+from bot.text import NOTE_MAX, esc, esc_short
 from storage import outbox
 from storage import wallet as ledger
 from storage.db import transaction
@@ -182,6 +182,12 @@ def check_amount(amount: Decimal, currency: str) -> None:
 # --- what the customer is told ----------------------------------------------------------------
 
 
+def _note_value(note: str) -> i18n.Value:
+    """An entry's note in a Msg: the bot's own (stored) rendered in the reader's language when
+    sent, or someone's words escaped."""
+    return i18n.from_stored(note) or esc_short(note, NOTE_MAX)
+
+
 def _credit_text(entry: Entry) -> i18n.Msg:
     """"💰 10.00 USD added to your wallet (note). Balance: …" (HTML, rendered when sent)."""
     balance_now = money_value(entry.balance_after, entry.currency)
@@ -190,14 +196,14 @@ def _credit_text(entry: Entry) -> i18n.Msg:
         if entry.note:
             return L_("💰 <b>{amount}</b> added to your wallet ({note}). "
                       "Balance: <b>{balance}</b>.",
-                      amount=amount, note=note_html(entry.note, NOTE_MAX), balance=balance_now)
+                      amount=amount, note=_note_value(entry.note), balance=balance_now)
         return L_("💰 <b>{amount}</b> added to your wallet. Balance: <b>{balance}</b>.",
                   amount=amount, balance=balance_now)
     taken = money_value(-entry.amount, entry.currency)
     if entry.note:
         return L_("➖ <b>{amount}</b> taken from your wallet ({note}). "
                   "Balance: <b>{balance}</b>.",
-                  amount=taken, note=note_html(entry.note, NOTE_MAX), balance=balance_now)
+                  amount=taken, note=_note_value(entry.note), balance=balance_now)
     return L_("➖ <b>{amount}</b> taken from your wallet. Balance: <b>{balance}</b>.",
               amount=taken, balance=balance_now)
 
@@ -356,7 +362,7 @@ def _outcome_words(order: ChargedOrder) -> i18n.Msg:
     # i18n: {status} is the panel's word (Canceled, Refunded, Failed); completes "refunded to
     # your wallet: …"
     return L_("order {number}{service} was {status}", number=number, service=service,
-              status=esc(order.first_final))
+              status=status_value(order.first_final or ""))
 
 
 async def refund_from_statuses(deps: Deps, seen: Iterable[tuple[_Seen, OrderStatus]], *,
