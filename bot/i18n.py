@@ -38,7 +38,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
+from babel.numbers import NumberPattern, format_decimal, parse_pattern
 from babel.support import Translations
 
 SOURCE = "en"  # the language the texts are written in
@@ -175,11 +175,17 @@ def number(value: int) -> str:
 def decimal(value: Decimal, *, places: int = 2, keep: int = 2) -> str:
     """A decimal for the current language, with `keep` to `places` decimals (trailing zeros
     past `keep` trimmed). The value is expected rounded already (`bot.money`)."""
-    pattern = "#,##0" + ("." + "0" * keep + "#" * max(places - keep, 0) if places else "")
     with localcontext() as context:  # Babel rounds on the context: big amounts need digits
         context.prec = max(context.prec, value.adjusted() + places + 4)
-        return format_decimal(value, format=pattern, locale=locale(),
+        return format_decimal(value, format=_decimal_pattern(places, keep), locale=locale(),
                               decimal_quantization=False)
+
+
+@cache
+def _decimal_pattern(places: int, keep: int) -> NumberPattern:
+    """The parsed Babel pattern of `decimal` (parsing it took more than half of each call)."""
+    return parse_pattern(
+        "#,##0" + ("." + "0" * keep + "#" * max(places - keep, 0) if places else ""))
 
 
 def when(timestamp: float) -> str:
@@ -250,7 +256,12 @@ class Joined:
     sep: str = " · "
 
     def render(self) -> str:
-        return self.sep.join(render(part) for part in self.parts)
+        return self.sep.join([render(part) for part in self.parts])
+
+
+# Tuples, not `A | B`: a union in isinstance is built anew at each call.
+_LAZY = (Msg, Joined, Money, Number)
+_PLAIN = (str, int, float)
 
 
 def L_(message: str, /, **values: Value) -> Msg:
@@ -265,7 +276,9 @@ def Ln_(singular: str, plural: str, n: int, /, **values: Value) -> Msg:
 
 def render(value: Value) -> str:
     """A value of a `Msg` as text in the current language."""
-    if isinstance(value, Msg | Joined | Money | Number):
+    if type(value) is str:  # most values (the tracker renders ~10 per notification)
+        return value
+    if isinstance(value, _LAZY):
         return value.render()
     return str(value)  # ids and text as they are: a count that wants grouping is a Number
 
@@ -301,6 +314,8 @@ def from_stored(text: str) -> Value | None:
 
 def to_json(value: Value) -> Any:
     """A `Msg` (or any Value) as JSON."""
+    if type(value) is str:
+        return value
     if isinstance(value, Msg):
         data: dict[str, Any] = {"m": value.msgid,
                                 "v": {key: to_json(item) for key, item in value.values.items()}}
@@ -315,7 +330,7 @@ def to_json(value: Value) -> Any:
         return {"#": value.value}
     if isinstance(value, Decimal):
         return {"d": str(value)}
-    if isinstance(value, str | int | float) or value is None:
+    if isinstance(value, _PLAIN) or value is None:
         return value
     return str(value)
 

@@ -474,3 +474,44 @@ async def test_the_tracker_finds_due_orders_by_the_active_orders_index(tmp_path:
             assert "TEMP B-TREE" not in plan, plan
     finally:
         await close_database(db)
+
+
+# --- per update: only what the bot uses is persisted; start-up is out of the collector's way ----
+
+
+async def test_an_update_persists_the_users_data_and_no_chat_data(tmp_path: Path) -> None:
+    harness = await start_harness(tmp_path)
+    try:
+        persistence = harness.app.persistence
+        assert isinstance(persistence, SqlitePersistence)
+        seen: list[str] = []
+        await (await persistence._conn()).set_trace_callback(seen.append)
+        await harness.send("/order 1")
+        await harness.send("https://example.com/p/1")
+        assert any("ptb_user_data" in s for s in seen), seen
+        assert not any("ptb_chat_data" in s for s in seen), seen
+        rows = await fetch_all(await persistence._conn(), "SELECT * FROM ptb_chat_data")
+        assert rows == []
+    finally:
+        await stop_harness(harness)
+    again = await start_harness(tmp_path)  # the wizard goes on where it was after a restart
+    try:
+        await again.send("100")
+        assert "Step 3" in again.texts()[-1] or "Check the order" in again.texts()[-1]
+    finally:
+        await stop_harness(again)
+
+
+async def test_start_up_leaves_what_it_built_out_of_full_collections(tmp_path: Path) -> None:
+    import gc
+
+    def collected(thing: object) -> bool:  # what a collection walks, by identity
+        return any(tracked is thing for tracked in gc.get_objects())
+
+    harness = await start_harness(tmp_path)
+    try:
+        assert gc.get_freeze_count() > 0
+        assert not collected(harness.app.handlers)
+    finally:
+        await stop_harness(harness)
+    assert gc.get_freeze_count() == 0  # handed back: a stopped bot can be freed
