@@ -141,11 +141,6 @@ def locale() -> Locale:
     return _locale(_current.get())
 
 
-def is_rtl() -> bool:
-    """Whether the current language is written right to left (Arabic, Persian)."""
-    return locale().character_order == "right-to-left"
-
-
 # --- translating -------------------------------------------------------------------------------
 
 

@@ -156,18 +156,13 @@ def service_title(name: str | None) -> str:
     return f" · {esc_short(name, NAME_MAX)}" if name else ""
 
 
-def order_title(order: OrderFacts) -> str:
-    """"Order 23501 · Instagram Followers" (HTML-escaped), in the current language."""
-    return i18n.render(order_title_msg(order))
-
-
 def _titled(title: i18n.Msg, name: str | None) -> i18n.Value:
     """A title followed by " · <service name>" when there is a name (the panel's, escaped)."""
     return i18n.Joined([title, esc_short(name, NAME_MAX)]) if name else title
 
 
 def order_title_msg(order: OrderFacts) -> i18n.Value:
-    """`order_title` to render later."""
+    """"Order 23501 · Instagram Followers" (HTML-escaped), to render in its reader's language."""
     # i18n: the title of a message about an order; {number} is the panel's order id
     return _titled(L_("Order {number}", number=str(order.panel_order_id)), order.service_name)
 
@@ -255,13 +250,8 @@ def lost_notice(order: OrderFacts, owner: User | None) -> Notice | None:
     return notice(order.owner_id, text, {"order": order.id})
 
 
-def refill_title(refill: RefillFacts) -> str:
-    """"Refill 7 of order 23501 · Followers" (HTML), in the current language."""
-    return i18n.render(refill_title_msg(refill))
-
-
 def refill_title_msg(refill: RefillFacts) -> i18n.Value:
-    """`refill_title` to render later."""
+    """"Refill 7 of order 23501 · Followers" (HTML), to render in its reader's language."""
     # i18n: the title of a message about a refill; {refill} and {number} are the panel's ids
     title = L_("Refill {refill} of order {number}", refill=str(refill.panel_refill_id),
                number=str(refill.panel_order_id))

@@ -222,11 +222,6 @@ async def reset(deps: Deps, service_id: int) -> PriceList:
     return await current(deps)
 
 
-def unit_word(service: Service) -> str:
-    """"1000" or "package": what a price is per (a word for the code, not for people)."""
-    return "package" if form_for(service.type).pricing is Pricing.PER_PACKAGE else "1000"
-
-
 def per_unit(service: Service) -> str:
     """"per 1000" or "per package" in the current language: what a price is per."""
     if form_for(service.type).pricing is Pricing.PER_PACKAGE:
