@@ -38,7 +38,13 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_skeleton
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.numbers import NumberPattern, format_decimal, parse_pattern
+from babel.numbers import (
+    NumberPattern,
+    format_decimal,
+    get_decimal_symbol,
+    get_group_symbol,
+    parse_pattern,
+)
 from babel.support import Translations
 
 SOURCE = "en"  # the language the texts are written in
@@ -163,22 +169,79 @@ def N_(message: str) -> str:
 
 
 def number(value: int) -> str:
-    """A whole number for the current language (12,345 / 12 345 / 12.345)."""
-    return format_decimal(value, locale=locale())
+    """A whole number for the current language (12,345 / 12 345 / 12.345 / 12,34,567): exactly
+    what Babel's `format_decimal` writes, laid out from the locale's own pattern and symbols."""
+    if type(value) is not int or value < 0:
+        return format_decimal(value, locale=locale())
+    layout = _whole_layout(_current.get())
+    return _grouped(str(value), layout.group, layout.primary, layout.secondary)
 
 
 def decimal(value: Decimal, *, places: int = 2, keep: int = 2) -> str:
     """A decimal for the current language, with `keep` to `places` decimals (trailing zeros
-    past `keep` trimmed). The value is expected rounded already (`bot.money`)."""
-    with localcontext() as context:  # Babel rounds on the context: big amounts need digits
-        context.prec = max(context.prec, value.adjusted() + places + 4)
-        return format_decimal(value, format=_decimal_pattern(places, keep), locale=locale(),
-                              decimal_quantization=False)
+    past `keep` trimmed). The value is expected rounded already (`bot.money`): every decimal it
+    has is shown, as Babel's `format_decimal(..., decimal_quantization=False)` shows them."""
+    if not value.is_finite() or value.is_signed():
+        with localcontext() as context:  # Babel rounds on the context: big amounts need digits
+            context.prec = max(context.prec, value.adjusted() + places + 4)
+            return format_decimal(value, format=_decimal_pattern(places, keep), locale=locale(),
+                                  decimal_quantization=False)
+    whole, _dot, fraction = f"{value:f}".partition(".")
+    fraction = fraction.rstrip("0")
+    if len(fraction) < keep:
+        fraction += "0" * (keep - len(fraction))
+    layout = _decimal_layout(_current.get())
+    # The pattern "#,##0.00##" groups by three, whatever the locale's own pattern does.
+    text = _grouped(whole, layout.group, 3, 3)
+    if not fraction:
+        return text
+    return f"{text}{layout.point}{fraction}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """How a language writes numbers: its group and decimal symbols, its group sizes."""
+
+    group: str
+    point: str
+    primary: int
+    secondary: int
+
+
+@cache
+def _whole_layout(code: str) -> _Layout:
+    """The layout of a language's own decimal pattern (Babel's data: "#,##,##0.###" in hi)."""
+    place = _locale(code)
+    pattern = place.decimal_formats[None]
+    if pattern.prefix[0] or pattern.suffix[0]:  # not a plain pattern: let Babel say it
+        raise NotImplementedError(f"number pattern of {code!r}: {pattern.pattern}")
+    return _Layout(get_group_symbol(place), get_decimal_symbol(place), *pattern.grouping)
+
+
+@cache
+def _decimal_layout(code: str) -> _Layout:
+    """The symbols `decimal` writes in a language."""
+    place = _locale(code)
+    return _Layout(get_group_symbol(place), get_decimal_symbol(place), 3, 3)
+
+
+def _grouped(digits: str, group: str, primary: int, secondary: int) -> str:
+    """ASCII digits with `group` between groups: the last `primary` long, the others
+    `secondary` long (Babel's NumberPattern._format_int)."""
+    if len(digits) <= primary:
+        return digits
+    parts = [digits[-primary:]]
+    digits = digits[:-primary]
+    while len(digits) > secondary:
+        parts.append(digits[-secondary:])
+        digits = digits[:-secondary]
+    parts.append(digits)
+    return group.join(reversed(parts))
 
 
 @cache
 def _decimal_pattern(places: int, keep: int) -> NumberPattern:
-    """The parsed Babel pattern of `decimal` (parsing it took more than half of each call)."""
+    """The parsed Babel pattern of `decimal`, for the values its own layout leaves to Babel."""
     return parse_pattern(
         "#,##0" + ("." + "0" * keep + "#" * max(places - keep, 0) if places else ""))
 
