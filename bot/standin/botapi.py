@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import marshal
 import re
 import string
 import sys
@@ -238,11 +239,21 @@ def _u16(text: str) -> int:
 
 
 def _clone(value: T) -> T:
-    """A deep copy of JSON data (dicts, lists, scalars), several times cheaper than deepcopy."""
+    """A deep copy of JSON data (dicts, lists, scalars): marshal's round trip, in C, twice as
+    fast as walking it in Python (what the tests and benchmarks pay on every Bot API call);
+    data marshal cannot write (an object of another type) is walked instead."""
+    try:
+        return marshal.loads(marshal.dumps(value))  # type: ignore[arg-type, no-any-return]
+    except ValueError:
+        return _walk_clone(value)
+
+
+def _walk_clone(value: T) -> T:
+    """A deep copy of dicts and lists, keeping any other value as it is."""
     if isinstance(value, dict):
-        return {key: _clone(item) for key, item in value.items()}  # type: ignore[return-value]
+        return {key: _walk_clone(item) for key, item in value.items()}  # type: ignore[return-value]
     if isinstance(value, list):
-        return [_clone(item) for item in value]  # type: ignore[return-value]
+        return [_walk_clone(item) for item in value]  # type: ignore[return-value]
     return value
 
 
