@@ -110,6 +110,8 @@ class Results:
     latency: dict[str, list[float]] = field(default_factory=dict)
     updates: int = 0
     seconds: float = 0.0
+    cpu: float = 0.0  # the process's CPU seconds over the run (bot, stand-ins, simulated users)
+    busy: list[float] = field(default_factory=list)  # CPU share of each second of the run
     orders: int = 0
     errors: int = 0
     locked: int = 0
@@ -252,8 +254,11 @@ async def run(users: int, processor: BaseUpdateProcessor, latency: float, *,
             people = [SimulatedUser(FIRST_USER + n, app, world, request, results,
                                     random.Random(rng.random()), think)
                       for n in range(users)]
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
+            meter = asyncio.create_task(_busy(results.busy))
             await asyncio.gather(*(person.run() for person in people))
+            meter.cancel()
+            results.cpu = time.process_time() - cpu
             last_reply = max(request.written[p.id] for p in people)
             results.seconds = last_reply - started
             placed = len(sandbox.requests_for("add"))
@@ -269,6 +274,15 @@ async def run(users: int, processor: BaseUpdateProcessor, latency: float, *,
     if errors.first:
         print(f"errors logged: {errors.first}", file=sys.stderr)
     return results
+
+
+async def _busy(shares: list[float]) -> None:
+    """Appends the process's CPU share of each second until cancelled (1.0: a core's worth,
+    so the loop cannot keep up and updates queue)."""
+    while True:
+        wall, cpu = time.perf_counter(), time.process_time()
+        await asyncio.sleep(1.0)
+        shares.append((time.process_time() - cpu) / (time.perf_counter() - wall))
 
 
 def row(title: str, users: int, result: Results) -> str:
@@ -313,6 +327,12 @@ async def main(users: int, sequential_users: int, deployed_users: int, latency: 
           "| orders placed | errors logged | \"database is locked\" |")
     print("|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print()
+    saturated = sum(1 for share in stress.busy if share >= 0.95)
+    print(f"Stress run: {stress.cpu:.1f} s of CPU for {stress.updates:,} updates "
+          f"({stress.cpu / stress.updates * 1000:.2f} ms each: bot, fake Bot API, sandbox and "
+          f"simulated users, one process); {saturated} of its {len(stress.busy)} seconds at "
+          f"95 %+ of a core (updates queue for the loop then).")
     print()
     goals = Goals()
     goals.at_most("cheap_p99_ms_stress", pct(stress.latency["cheap"], 99), 100, fmt="{:,.0f}")
