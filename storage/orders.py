@@ -674,7 +674,7 @@ async def apply_status_changes(
                 int(touched), at, seen.order_id,
             ))
             if moved:
-                history.append((seen.order_id, status, observed.remains, at))
+                history.append((seen.order_id, status, observed.remains))
                 if seen.notify is not None:
                     notices.append((seen.notify, seen.order_id))
                 changed.append(seen.order_id)
@@ -685,11 +685,11 @@ async def apply_status_changes(
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             updates,
         )
-        if history:
-            await db.executemany(
+        if history:  # one statement reading one JSON array, in order
+            await db.execute(
                 "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
-                " VALUES (?, ?, ?, ?)",
-                history,
+                " SELECT value->>0, value->>1, value->>2, ? FROM json_each(?) ORDER BY key",
+                (at, json.dumps(history)),
             )
         await enqueue_notices(db, notices, now=at)
     return changed
