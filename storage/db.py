@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 import sqlite3
 import time
 import weakref
@@ -917,6 +919,23 @@ def decimal_text(value: Decimal | None) -> str | None:
         raise ValueError(f"money must be finite, not {value}")
     text = str(value)  # plain already unless an exponent shows ("1E-7"); str is 4x cheaper
     return format(value, "f") if "E" in text else text
+
+
+#: A lone surrogate as `json.dumps` escapes it (a high one not followed by a low one, or a low
+#: one not after a high one).
+_LONE_SURROGATE = re.compile(
+    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}")
+
+
+def json_rows(rows: Any) -> str | None:
+    """Rows as one JSON array for a statement that reads them with ``json_each(?)``: one
+    statement for a whole batch rather than one bound row at a time. None when a text holds a
+    lone surrogate, which SQLite would store as invalid UTF-8 (binding such a text fails
+    instead): the caller then binds the rows one by one, as before."""
+    text = json.dumps(rows)  # ASCII: the encoder's fast path; SQLite decodes the escapes
+    if "\\ud" in text and _LONE_SURROGATE.search(text):
+        return None
+    return text
 
 
 def text_decimal(value: Any) -> Decimal | None:

@@ -36,6 +36,7 @@ from storage.db import (
     execute_write,
     fetch_all,
     fetch_one,
+    json_rows,
     opt_bool,
     opt_float,
     opt_int,
@@ -685,11 +686,18 @@ async def apply_status_changes(
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             updates,
         )
-        if history:  # one statement reading one JSON array, in order
+        rows = json_rows(history) if history else None
+        if rows is not None:  # one statement reading one JSON array, in order
             await db.execute(
                 "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
                 " SELECT value->>0, value->>1, value->>2, ? FROM json_each(?) ORDER BY key",
-                (at, json.dumps(history)),
+                (at, rows),
+            )
+        elif history:  # a status SQLite's JSON cannot carry: bound row by row
+            await db.executemany(
+                "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(*row, at) for row in history],
             )
         await enqueue_notices(db, notices, now=at)
     return changed

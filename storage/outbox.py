@@ -9,7 +9,15 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from storage.db import fetch_all, fetch_one, opt_float, opt_int, timestamp, transaction
+from storage.db import (
+    fetch_all,
+    fetch_one,
+    json_rows,
+    opt_float,
+    opt_int,
+    timestamp,
+    transaction,
+)
 
 NotificationState = Literal["pending", "sent", "dropped"]
 
@@ -111,17 +119,26 @@ async def enqueue_notices(
     JSON array (the tracker queues thousands per cycle): no per-row encoding or binding."""
     if not notices:
         return 0
-    rows = json.dumps([[notice.chat_id, notice.text, notice.payload, order_id]
-                       for notice, order_id in notices], ensure_ascii=False)
+    at = timestamp(now)
+    rows = json_rows([[notice.chat_id, notice.text, notice.payload, order_id]
+                      for notice, order_id in notices])
     async with transaction(db):
-        # json_each walks the array in order, so the ids follow the order given; value->2 is
-        # the payload as JSON text (SQLite's minified form of what json.dumps wrote).
-        await db.execute(
-            "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
-            " SELECT value->>0, value->>1, value->2, value->>3, ? FROM json_each(?)"
-            " ORDER BY key",
-            (timestamp(now), rows),
-        )
+        if rows is None:  # a text SQLite's JSON cannot carry: bound row by row
+            await db.executemany(
+                "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(notice.chat_id, notice.text, json.dumps(dict(notice.payload)), order_id, at)
+                 for notice, order_id in notices],
+            )
+        else:
+            # json_each walks the array in order, so the ids follow the order given; value->2
+            # is the payload as JSON text.
+            await db.execute(
+                "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
+                " SELECT value->>0, value->>1, value->2, value->>3, ? FROM json_each(?)"
+                " ORDER BY key",
+                (at, rows),
+            )
     return len(notices)
 
 
