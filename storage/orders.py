@@ -686,12 +686,12 @@ async def apply_status_changes(
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             updates,
         )
-        rows = json_rows(history) if history else None
-        if rows is not None:  # one statement reading one JSON array, in order
+        lines = json_rows(history) if history else None
+        if lines is not None:  # one statement reading one JSON array, in order
             await db.execute(
                 "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
                 " SELECT value->>0, value->>1, value->>2, ? FROM json_each(?) ORDER BY key",
-                (at, rows),
+                (at, lines),
             )
         elif history:  # a status SQLite's JSON cannot carry: bound row by row
             await db.executemany(
