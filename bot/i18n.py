@@ -24,7 +24,7 @@ from __future__ import annotations
 import gettext as _gettext
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -153,6 +153,11 @@ def locale() -> Locale:
 def _(message: str) -> str:
     """The current language's translation of `message` (itself when there is none)."""
     return _translation(_current.get()).gettext(message)
+
+
+def translator() -> Callable[[str], str]:
+    """`_` for the current language, looked up once (for a function translating many texts)."""
+    return _translation(_current.get()).gettext
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:

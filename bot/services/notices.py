@@ -11,7 +11,7 @@ until they write to it again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -190,10 +190,10 @@ def change_facts(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
             charges]
 
 
-def _status_html(status: str) -> str:
-    """A status in the current language (HTML), or the panel's word, clipped and escaped."""
+def _status_html(status: str, _: Callable[[str], str]) -> str:
+    """A status in the language of `_` (HTML), or the panel's word, clipped and escaped."""
     word = STATUS_WORDS.get(status)
-    return esc_short(status, WORD_MAX) if word is None else i18n._(word)
+    return esc_short(status, WORD_MAX) if word is None else _(word)
 
 
 def _charged(charge: str, currency: str) -> str:
@@ -206,10 +206,10 @@ def _charged(charge: str, currency: str) -> str:
 def change_text(facts: Sequence[Any]) -> str:
     """The message for a status change (`change_facts`), in plain words (HTML), in the current
     language. The statuses are the panel's words."""
-    _ = i18n._
+    _ = i18n.translator()
     number, name, previous, status, charge, currency, remains, start, charges = facts
-    moved = (_status_html(status) if previous is None
-             else f"{_status_html(previous)} → {_status_html(status)}")
+    moved = (_status_html(status, _) if previous is None
+             else f"{_status_html(previous, _)} → {_status_html(status, _)}")
     # i18n: the title of a message about an order; {number} is the panel's order id
     title = _("Order {number}").format(number=number)
     if name:
