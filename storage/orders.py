@@ -36,7 +36,7 @@ from storage.db import (
     execute_write,
     fetch_all,
     fetch_one,
-    json_rows,
+    insert_rows,
     opt_bool,
     opt_float,
     opt_int,
@@ -677,7 +677,7 @@ async def apply_status_changes(
                 int(touched), at, seen.order_id,
             ))
             if moved:
-                history.append((seen.order_id, status, observed.remains))
+                history.append((seen.order_id, status, observed.remains, at))
                 if seen.notify is not None:
                     notices.append((seen.notify, seen.order_id))
                 changed.append(seen.order_id)
@@ -688,19 +688,9 @@ async def apply_status_changes(
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             updates,
         )
-        lines = json_rows(history) if history else None
-        if lines is not None:  # one statement reading one JSON array, in order
-            await db.execute(
-                "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
-                " SELECT value->>0, value->>1, value->>2, ? FROM json_each(?) ORDER BY key",
-                (at, lines),
-            )
-        elif history:  # a status SQLite's JSON cannot carry: bound row by row
-            await db.executemany(
-                "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
-                " VALUES (?, ?, ?, ?)",
-                [(*row, at) for row in history],
-            )
+        await insert_rows(
+            db, "INSERT INTO order_status_history (order_id, status, remains, observed_at)",
+            history)
         await enqueue_notices(db, notices, now=at)
     return changed
 

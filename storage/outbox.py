@@ -12,7 +12,7 @@ import aiosqlite
 from storage.db import (
     fetch_all,
     fetch_one,
-    json_rows,
+    insert_rows,
     opt_float,
     opt_int,
     timestamp,
@@ -115,31 +115,19 @@ async def enqueue_notices(
     *,
     now: float | None = None,
 ) -> int:
-    """Queues many `(notice, order_id)` at once, in order; how many. One statement reading one
-    JSON array (the tracker queues thousands per cycle): no per-row encoding or binding."""
+    """Queues many `(notice, order_id)` at once, in order (a statement per few hundred); how
+    many."""
     if not notices:
         return 0
     at = timestamp(now)
-    rows = json_rows([[notice.chat_id, notice.text, notice.payload, order_id]
-                      for notice, order_id in notices])
+    rows = [
+        (notice.chat_id, notice.text, json.dumps(dict(notice.payload)), order_id, at)
+        for notice, order_id in notices
+    ]
     async with transaction(db):
-        if rows is None:  # a text SQLite's JSON cannot carry: bound row by row
-            await db.executemany(
-                "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(notice.chat_id, notice.text, json.dumps(dict(notice.payload)), order_id, at)
-                 for notice, order_id in notices],
-            )
-        else:
-            # json_each walks the array in order, so the ids follow the order given; value->2
-            # is the payload as JSON text.
-            await db.execute(
-                "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
-                " SELECT value->>0, value->>1, value->2, value->>3, ? FROM json_each(?)"
-                " ORDER BY key",
-                (at, rows),
-            )
-    return len(notices)
+        await insert_rows(
+            db, "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)", rows)
+    return len(rows)
 
 
 async def get_notification(db: aiosqlite.Connection, notification_id: int) -> Notification | None:

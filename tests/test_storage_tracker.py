@@ -102,8 +102,7 @@ async def test_enqueue_notices_keeps_order_and_payload(db: aiosqlite.Connection)
     ]
 
 
-#: Texts a batch carries through SQLite's JSON (one statement per batch): escapes, emoji
-#: (surrogate pairs in ASCII JSON), HTML, quotes, a literal backslash-u, and numbers.
+#: Texts a batch writes: non-ASCII, emoji, HTML, quotes, a literal backslash-u, line breaks.
 AWKWARD = ["plain", "Order 1 · A → B", "😀 emoji 👍🏽", "ünïcödé ﷽", 'a "quote" and \\ a slash',
            "<b>&amp;</b>", "\\ud800 is not a surrogate", "", "tab\tnew\nline"]
 
@@ -127,32 +126,6 @@ async def test_a_batch_reads_back_every_text_and_payload_as_written(
     for n, (order_id, text) in enumerate(zip(ids, AWKWARD, strict=True)):
         [change] = await orders.order_history(db, order_id)
         assert (change.status, change.remains) == (text or "Pending", n)
-
-
-async def test_a_lone_surrogate_is_refused_as_a_single_write_refuses_it(
-    db: aiosqlite.Connection,
-) -> None:
-    """SQLite's JSON would store a lone surrogate as invalid UTF-8 (unreadable later): such a
-    batch is bound row by row, where the binding refuses the text, and nothing is written."""
-    await users.upsert_user(db, telegram_id=1, name="Ann")
-    order_id = (await orders.track_order(db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT,
-                                         panel_order_id=800)).id
-    for text in ("a\ud800b", "x\udfff", "\ud83d"):
-        with pytest.raises(UnicodeEncodeError):
-            await outbox.enqueue_notice(db, Notice(1, text))
-        with pytest.raises(UnicodeEncodeError):
-            await outbox.enqueue_notices(db, [(Notice(1, "fine"), None), (Notice(1, text), None)])
-        with pytest.raises(UnicodeEncodeError):
-            await orders.apply_status_changes(
-                db, [Observation(order_id, OrderStatus("In progress"), None, Notice(1, text))])
-        with pytest.raises(UnicodeEncodeError):
-            await orders.apply_status_changes(db, [Observation(order_id, OrderStatus(text))])
-    assert await outbox.count_pending_notifications(db) == 0
-    assert await orders.order_history(db, order_id) == []
-    # A lone surrogate in a payload is kept as JSON keeps it (escaped), as before.
-    await outbox.enqueue_notices(db, [(Notice(1, "ok", {"x": "\udfff"}), None)])
-    [queued] = await outbox.pending_notifications(db, now=10.0**10)
-    assert queued.payload == {"x": "\udfff"}
 
 
 async def test_due_orders_lists_what_active_orders_lists_when_due(
