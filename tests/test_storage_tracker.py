@@ -128,6 +128,23 @@ async def test_a_batch_reads_back_every_text_and_payload_as_written(
         assert (change.status, change.remains) == (text or "Pending", n)
 
 
+async def test_many_notices_are_queued_in_order_and_all_or_nothing(
+    db: aiosqlite.Connection,
+) -> None:
+    """A big batch takes several multi-row statements: the order holds across them, and a row
+    refused in a later one leaves nothing of the earlier ones."""
+    many = [(Notice(n % 7, f"#{n}", {"n": n}), None) for n in range(1_000)]
+    assert await outbox.enqueue_notices(db, many, now=1.0) == 1_000
+    queued = await outbox.pending_notifications(db, limit=2_000, now=2.0)
+    assert [(n.chat_id, n.text, n.payload) for n in queued] == [
+        (n % 7, f"#{n}", {"n": n}) for n in range(1_000)]
+    assert [n.id for n in queued] == sorted(n.id for n in queued)
+    bad = [*many, (Notice(1, "a lone surrogate \ud800"), None)]
+    with pytest.raises(UnicodeEncodeError):
+        await outbox.enqueue_notices(db, bad, now=3.0)
+    assert await outbox.count_pending_notifications(db) == 1_000
+
+
 async def test_due_orders_lists_what_active_orders_lists_when_due(
     db: aiosqlite.Connection,
 ) -> None:
