@@ -33,6 +33,8 @@ def to_decimal(value: object) -> Decimal | None:
                                 high: the safe side when money is spent on it.
     Groups must be whole ("1,23,456" and "12,34.5" are unreadable), digits ASCII.
     """
+    if type(value) is str and _PLAIN.fullmatch(value):  # the usual "0.90", first: no sign,
+        return _finite(value)  # spaces or groups to read (panels send thousands per cycle)
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, Decimal):

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import aiosqlite
 
@@ -36,6 +36,7 @@ from storage.db import (
     execute_write,
     fetch_all,
     fetch_one,
+    insert_rows,
     opt_bool,
     opt_float,
     opt_int,
@@ -116,9 +117,10 @@ class StatusChange:
     remains: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One poll result for `apply_status_changes`; `notify` is queued only if status changed."""
+class Observation(NamedTuple):
+    """One poll result for `apply_status_changes`; `notify` is queued only if status changed.
+    (A named tuple: the tracker makes one per order checked, and a frozen dataclass costs
+    several times more to build.)"""
 
     order_id: int
     status: ObservedStatus
@@ -499,9 +501,10 @@ async def active_orders(
     return [_order(row) for row in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class DueOrder:
-    """An order due for a status check: only what the tracker needs to poll and report it."""
+class DueOrder(NamedTuple):
+    """An order due for a status check: only what the tracker needs to poll and report it. (A
+    named tuple: the tracker reads thousands per cycle, and a frozen dataclass costs several
+    times more to build.)"""
 
     id: int
     owner_id: int
@@ -554,7 +557,7 @@ async def due_orders(
             (panel, labels, due_before, -1 if limit is None else limit - len(rows)),
         )
     # The columns come back as the fields' types (INTEGER, TEXT, REAL affinity): no converting.
-    return [DueOrder(*row) for row in rows]
+    return list(map(DueOrder._make, rows))
 
 
 async def followed_accounts(db: aiosqlite.Connection, *, panel: str) -> dict[str, set[int]]:
@@ -685,12 +688,9 @@ async def apply_status_changes(
             " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
             updates,
         )
-        if history:
-            await db.executemany(
-                "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
-                " VALUES (?, ?, ?, ?)",
-                history,
-            )
+        await insert_rows(
+            db, "INSERT INTO order_status_history (order_id, status, remains, observed_at)",
+            history)
         await enqueue_notices(db, notices, now=at)
     return changed
 

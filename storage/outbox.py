@@ -9,7 +9,15 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from storage.db import fetch_all, fetch_one, opt_float, opt_int, timestamp, transaction
+from storage.db import (
+    fetch_all,
+    fetch_one,
+    insert_rows,
+    opt_float,
+    opt_int,
+    timestamp,
+    transaction,
+)
 
 NotificationState = Literal["pending", "sent", "dropped"]
 
@@ -107,7 +115,8 @@ async def enqueue_notices(
     *,
     now: float | None = None,
 ) -> int:
-    """Queues many `(notice, order_id)` at once, in order (one statement); how many."""
+    """Queues many `(notice, order_id)` at once, in order (a statement per few hundred); how
+    many."""
     if not notices:
         return 0
     at = timestamp(now)
@@ -116,11 +125,8 @@ async def enqueue_notices(
         for notice, order_id in notices
     ]
     async with transaction(db):
-        await db.executemany(
-            "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            rows,
-        )
+        await insert_rows(
+            db, "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)", rows)
     return len(rows)
 
 

@@ -184,6 +184,37 @@ async def test_a_notification_is_rendered_in_the_owners_language_when_sent(
         await stop_harness(bot)
 
 
+async def test_a_status_change_is_queued_as_its_facts_and_worded_when_sent(
+        tmp_path: Path) -> None:
+    """The tracker queues a change as the few facts it tells (no text tree built and stored
+    per order); the sender words them in the language the owner has chosen by then."""
+    from bot.panel.sandbox import DEMO_KEY
+    from tests.test_orders import place
+
+    bot = await harness_speaking(tmp_path, "en")
+    try:
+        await bot.send("/start")
+        order = await place(bot, status="In progress")
+        panel_id = order.panel_order_id or 0
+        bot.sandbox.set_status(panel_id, "Partial")
+        await poll_orders(bot.deps, now=10.0**10)
+        [queued] = await outbox.pending_notifications(bot.deps.db, limit=10, now=10.0**10)
+        assert "msg" not in queued.payload and queued.payload["order"] == order.id
+        assert queued.payload["change"][:4] == [panel_id, order.service_name, "In progress",
+                                                "Partial"]
+        assert queued.text.startswith(f"Order {panel_id} · ")  # the record keeps the English
+        assert "In progress → Partial" in queued.text and "charged" in queued.text
+        await bot.deps.languages.choose(bot.deps.db, USER, "ru")  # changed before it is sent
+        await send_pending(bot.app.bot, bot.deps, now=10.0**10)
+        seen = await bot.deps.panel.status(DEMO_KEY, panel_id)
+        with i18n.speaking("ru"):
+            assert bot.last().html == notices.describe_change(order, "In progress", seen)
+        assert "Partial" not in bot.last().plain and "charged" not in bot.last().plain
+        assert bot.last().plain != queued.text
+    finally:
+        await stop_harness(bot)
+
+
 async def test_what_the_bot_noted_on_an_order_is_shown_in_the_readers_language(
         tmp_path: Path) -> None:
     """The bot's own notes (kept with the order) are shown in the language of whoever reads

@@ -102,6 +102,49 @@ async def test_enqueue_notices_keeps_order_and_payload(db: aiosqlite.Connection)
     ]
 
 
+#: Texts a batch writes: non-ASCII, emoji, HTML, quotes, a literal backslash-u, line breaks.
+AWKWARD = ["plain", "Order 1 · A → B", "😀 emoji 👍🏽", "ünïcödé ﷽", 'a "quote" and \\ a slash',
+           "<b>&amp;</b>", "\\ud800 is not a surrogate", "", "tab\tnew\nline"]
+
+
+async def test_a_batch_reads_back_every_text_and_payload_as_written(
+    db: aiosqlite.Connection,
+) -> None:
+    await users.upsert_user(db, telegram_id=1, name="Ann")
+    ids = [(await orders.track_order(db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT,
+                                     panel_order_id=700 + n)).id for n in range(len(AWKWARD))]
+    payloads = [{"order": n, "t": text, "n": [1.5, 10**18, None, True]}
+                for n, text in enumerate(AWKWARD)]
+    batch = [Observation(order_id, OrderStatus(text or "Pending", remains=n), 5.0,
+                         Notice(1, text, payload))
+             for n, (order_id, text, payload) in enumerate(zip(ids, AWKWARD, payloads,
+                                                               strict=True))]
+    assert await orders.apply_status_changes(db, batch, now=1.0) == ids
+    queued = await outbox.pending_notifications(db, limit=50, now=2.0)
+    assert [(n.text, n.payload, n.order_id) for n in queued] == list(zip(AWKWARD, payloads, ids,
+                                                                         strict=True))
+    for n, (order_id, text) in enumerate(zip(ids, AWKWARD, strict=True)):
+        [change] = await orders.order_history(db, order_id)
+        assert (change.status, change.remains) == (text or "Pending", n)
+
+
+async def test_many_notices_are_queued_in_order_and_all_or_nothing(
+    db: aiosqlite.Connection,
+) -> None:
+    """A big batch takes several multi-row statements: the order holds across them, and a row
+    refused in a later one leaves nothing of the earlier ones."""
+    many = [(Notice(n % 7, f"#{n}", {"n": n}), None) for n in range(1_000)]
+    assert await outbox.enqueue_notices(db, many, now=1.0) == 1_000
+    queued = await outbox.pending_notifications(db, limit=2_000, now=2.0)
+    assert [(n.chat_id, n.text, n.payload) for n in queued] == [
+        (n % 7, f"#{n}", {"n": n}) for n in range(1_000)]
+    assert [n.id for n in queued] == sorted(n.id for n in queued)
+    bad = [*many, (Notice(1, "a lone surrogate \ud800"), None)]
+    with pytest.raises(UnicodeEncodeError):
+        await outbox.enqueue_notices(db, bad, now=3.0)
+    assert await outbox.count_pending_notifications(db) == 1_000
+
+
 async def test_due_orders_lists_what_active_orders_lists_when_due(
     db: aiosqlite.Connection,
 ) -> None:

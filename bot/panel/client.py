@@ -222,13 +222,15 @@ class PanelClient:
             else:
                 raise PanelBadResponse()
             result: dict[int, OrderStatus | ItemError] = {}
+            read = OrderStatus.from_api
             for order_id in chunk:
                 value = entries.get(order_id)
-                error = _item_error(value)
-                if error is not None:
+                if not isinstance(value, dict):
+                    result[order_id] = ItemError(_(_NO_ANSWER))
+                elif (error := _item_error(value)) is not None:
                     result[order_id] = ItemError(_error_text(error, key))
-                elif isinstance(value, dict) and "status" in value:
-                    result[order_id] = OrderStatus.from_api(value)
+                elif "status" in value:
+                    result[order_id] = read(value)
                 else:
                     result[order_id] = ItemError(_(_NO_ANSWER))
             return result

@@ -133,12 +133,15 @@ class OrderStatus:
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> OrderStatus:
         """Builds an OrderStatus from a panel answer (numbers as strings or numbers)."""
-        return cls(
-            status=normalize_status(data.get("status")),
-            charge=to_decimal(data.get("charge")),
-            start_count=to_int(data.get("start_count")),
-            remains=to_int(data.get("remains")),
-            currency=str(data.get("currency") or "").strip(),
+        get = data.get
+        status = get("status")
+        currency = get("currency")
+        return cls(  # positional, and the usual strings read directly: one per order tracked
+            _normalize(status) if type(status) is str else normalize_status(status),
+            to_decimal(get("charge")),
+            to_int(get("start_count")),
+            to_int(get("remains")),
+            currency.strip() if type(currency) is str else str(currency or "").strip(),
         )
 
 

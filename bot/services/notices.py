@@ -11,7 +11,7 @@ until they write to it again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -88,8 +88,11 @@ def button(label: i18n.Value, data: str) -> list[Any]:
 
 
 def rendered(text: str, payload: Mapping[str, Any]) -> str:
-    """A queued notification's text in the current language (as written, for one queued before
+    """A queued notification's text in the current language: a status change worded from its
+    facts (`change_facts`), another message from its Msg (as written, for one queued before
     notifications were rendered when sent)."""
+    if "change" in payload:
+        return change_text(payload["change"])
     if "msg" not in payload:
         return text
     return i18n.render(i18n.from_json(payload["msg"]))
@@ -170,47 +173,70 @@ def order_title_msg(order: OrderFacts) -> i18n.Value:
 def describe_change(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
                     charges: bool = True) -> str:
     """The message for a status change, in plain words (HTML), in the current language (see
-    `change_message`)."""
-    return change_message(order, previous, seen, charges=charges).render()
+    `change_text`)."""
+    return change_text(change_facts(order, previous, seen, charges=charges))
 
 
-def change_message(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
-                   charges: bool = True) -> i18n.Joined:
-    """The message for a status change, in plain words (HTML) to render later; without the
-    panel's charge when `charges` is False (a shop's customers: their wallet's refund is a
-    message of its own). The statuses are the panel's words."""
-    status = seen.status
-    moved: i18n.Value = (status_value(status) if previous is None else i18n.Joined(
-        [status_value(previous), status_value(status)], " → "))
-    title = order_title_msg(order)
+def change_facts(order: OrderFacts, previous: str | None, seen: OrderStatus, *,
+                 charges: bool = True) -> list[Any]:
+    """What the message for a status change says, as JSON: the outbox keeps these few facts
+    (``payload["change"]``) and the sender words them in its reader's language (`change_text`).
+    In order: the panel's order id, the service's name, the previous and the new status, the
+    charge (a decimal as text), its currency, what remains, the start count, and whether the
+    charge is told (not to a shop's customers: their wallet's refund is a message of its own)."""
+    return [order.panel_order_id, order.service_name, previous, seen.status,
+            None if seen.charge is None else str(seen.charge),
+            seen.currency or order.service_currency or "", seen.remains, seen.start_count,
+            charges]
+
+
+def _status_html(status: str, _: Callable[[str], str]) -> str:
+    """A status in the language of `_` (HTML), or the panel's word, clipped and escaped."""
+    word = STATUS_WORDS.get(status)
+    return esc_short(status, WORD_MAX) if word is None else _(word)
+
+
+def _charged(charge: str, currency: str) -> str:
+    """"charged 0.27 USD": every decimal the panel sent, in the current language."""
+    # i18n: what the panel charged for an order ("charged 0.27 USD"), after its status
+    return i18n._("charged {amount}").format(
+        amount=exact_money(Decimal(charge), esc(shorten(currency, WORD_MAX))))
+
+
+def change_text(facts: Sequence[Any]) -> str:
+    """The message for a status change (`change_facts`), in plain words (HTML), in the current
+    language. The statuses are the panel's words."""
+    _ = i18n.translator()
+    number, name, previous, status, charge, currency, remains, start, charges = facts
+    moved = (_status_html(status, _) if previous is None
+             else f"{_status_html(previous, _)} → {_status_html(status, _)}")
+    # i18n: the title of a message about an order; {number} is the panel's order id
+    title = _("Order {number}").format(number=number)
+    if name:
+        title = f"{title} · {esc_short(name, NAME_MAX)}"
+    if status in _STOPPED_ENDINGS and (charge is None or Decimal(charge) == 0):
+        # i18n: {order} is "Order 23501 · <service>", {change} the panel's status ("A → B")
+        return _("{order}: {change} (refunded)").format(order=title, change=moved)
     # i18n: {order} is "Order 23501 · <service>", {change} the panel's status ("A → B")
-    head = L_("{order}: {change}", order=title, change=moved)
-    parts: list[i18n.Value] = [head]
-
-    def charged(amount: Decimal) -> i18n.Msg:
-        currency = esc(shorten(seen.currency or order.service_currency or "", WORD_MAX))
-        # i18n: what the panel charged for an order ("charged 0.27 USD"), after its status
-        return L_("charged {amount}", amount=exact_amount(amount, currency))
-
+    head = _("{order}: {change}").format(order=title, change=moved)
+    parts = [head]
     if status == PARTIAL:
-        if seen.remains is not None:
+        if remains is not None:
             # i18n: units of a partial order the panel did not deliver, after its status
-            parts.append(Ln_("{n} not delivered", "{n} not delivered", seen.remains))
-        if seen.charge is not None and charges:
-            parts.append(charged(seen.charge))
+            parts.append(i18n.ngettext("{n} not delivered", "{n} not delivered",
+                                       remains).format(n=remains))
+        if charge is not None and charges:
+            parts.append(_charged(charge, currency))
     elif status in _STOPPED_ENDINGS:
-        if seen.charge is None or seen.charge == 0:
-            # i18n: {order} is "Order 23501 · <service>", {change} the panel's status ("A → B")
-            parts[0] = L_("{order}: {change} (refunded)", order=title, change=moved)
-        elif charges:
-            parts.append(charged(seen.charge))
+        if charges:
+            parts.append(_charged(charge, currency))
     else:
-        if seen.start_count is not None and status != PENDING:
+        if start is not None and status != PENDING:
             # i18n: the count (of followers, views…) when the panel started the order
-            parts.append(L_("start {count}", count=seen.start_count))
-        if status == COMPLETED and seen.charge is not None and charges:
-            parts.append(charged(seen.charge))
-    return i18n.Joined(parts, " · ")
+            parts.append(_("start {count}").format(count=start))
+        if status == COMPLETED and charge is not None and charges:
+            parts.append(_charged(charge, currency))
+    return head if len(parts) == 1 else " · ".join(parts)
 
 
 def listening(user: User | None, *, final: bool) -> bool:
@@ -236,8 +262,10 @@ def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None, *,
             previous = PENDING  # placed by the bot, so placed Pending
         if seen.status == previous:
             return None
-    return notice(order.owner_id, change_message(order, previous, seen, charges=charges),
-                  {"order": order.id})
+    facts = change_facts(order, previous, seen, charges=charges)
+    with i18n.speaking(i18n.SOURCE):  # the record's text; the sender words it for its reader
+        text = change_text(facts)
+    return Notice(chat_id=order.owner_id, text=text, payload={"order": order.id, "change": facts})
 
 
 def lost_notice(order: OrderFacts, owner: User | None) -> Notice | None:
