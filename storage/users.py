@@ -133,6 +133,13 @@ async def get_user(db: aiosqlite.Connection, telegram_id: int) -> User | None:
     return None if row is None else _user(row)
 
 
+async def is_blocked(db: aiosqlite.Connection, telegram_id: int) -> bool:
+    """Whether the user is marked as having blocked the bot (False for an unknown user): the
+    one column the check made on every update needs, not the whole row."""
+    row = await fetch_one(db, "SELECT blocked FROM users WHERE telegram_id = ?", (telegram_id,))
+    return row is not None and bool(row[0])
+
+
 async def get_users(
     db: aiosqlite.Connection, telegram_ids: Iterable[int]
 ) -> dict[int, User]:

@@ -33,6 +33,7 @@ from storage.db import (
     execute_write,
     fetch_all,
     open_database,
+    set_trace_callback,
     transaction,
 )
 from storage.persistence import SqlitePersistence
@@ -283,6 +284,31 @@ async def test_a_returning_user_is_written_only_when_something_changed(tmp_path:
         assert known is not None and known.name == "Renamed" and not known.blocked
     finally:
         await stop_harness(again)
+
+
+async def test_every_update_checks_the_blocked_mark_with_one_narrow_read(tmp_path: Path) -> None:
+    harness = await start_harness(tmp_path)
+    try:
+        db = harness.deps.db
+        await harness.send("/start")
+        seen: list[str] = []
+        await set_trace_callback(db, seen.append)  # the reader's statements too
+        await harness.send("/notify")  # reads the user's mode itself; nothing to write
+        await set_trace_callback(db, None)
+        # The check that runs on every update reads the one flag it needs, not the whole row
+        # (panel key, dates...), and writes nothing for a user who is not marked: the only
+        # whole-row read left is /notify's own (the mode shown).
+        assert seen.count(f"SELECT blocked FROM users WHERE telegram_id = {USER}") == 1, seen
+        assert len([s for s in seen if "FROM users" in s and "panel_key" in s]) == 1, seen
+        assert not [s for s in seen if "INTO users" in s or "UPDATE users" in s], seen
+        assert "Notifications" in harness.texts()[-1]
+        # A marked user who writes is unmarked at once, so messages to them resume.
+        await users.set_blocked(db, USER, True)
+        await harness.send("hello")
+        known = await users.get_user(db, USER)
+        assert known is not None and not known.blocked
+    finally:
+        await stop_harness(harness)
 
 
 # --- the sandbox panel: its clock and its duplicate check do not walk every order ---------------

@@ -111,8 +111,9 @@ async def user_is_back(update: Update, context: BotContext) -> None:
     user = update.effective_user
     if user is None:
         return
-    known = await users.get_user(context.deps.db, user.id)
-    if known is not None and known.blocked:
+    # Every update passes here: one indexed read of one column, and a write only for a user
+    # who is marked (the whole row, with its key and dates, is not needed to tell).
+    if await users.is_blocked(context.deps.db, user.id):
         await users.set_blocked(context.deps.db, user.id, False)
 
 
