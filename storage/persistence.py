@@ -46,9 +46,9 @@ from telegram import Update
 from telegram.ext import BasePersistence, CallbackContext, PersistenceInput
 
 from storage.db import (
+    add_writer,
     close_database,
     connection_lock,
-    execute_write,
     fetch_all,
     fetch_one,
     open_database,
@@ -206,6 +206,7 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         async with self._opening:
             if self._db is None:
                 self._db = await open_database(self.path)
+                await add_writer(self._db, self.path)
                 if self._lock is not None:
                     take_turns(self._db, self._lock)
             return self._db
@@ -262,16 +263,14 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
             self._written.pop(slot, None)
 
     async def _commit(self, batch: _Batch) -> None:
-        """Writes a batch in one transaction: one statement per kind of row; a batch of one
-        row is one statement on its own (atomic without BEGIN/COMMIT)."""
+        """Writes a batch in one transaction: one statement per kind of row."""
         by_sql: dict[str, list[tuple[Any, ...]]] = {}
         for sql, params in batch.writes.values():
             by_sql.setdefault(sql, []).append(params)
         db = await self._conn()
-        if len(by_sql) == 1 and len(rows := next(iter(by_sql.values()))) == 1:
-            await execute_write(db, next(iter(by_sql)), rows[0])
-        else:  # one transaction, in one round trip to the connection's thread
-            await write_many(db, list(by_sql.items()))
+        # One transaction, run on the loop's thread (`add_writer`), or in one round trip to
+        # the connection's thread while another process holds the write lock.
+        await write_many(db, list(by_sql.items()))
         self.commits += 1
 
     # -- reading ---------------------------------------------------------------------------

@@ -55,14 +55,14 @@ async def test_one_updates_conversation_and_user_data_are_committed_together(
     try:
         db = await persistence._conn()
         seen: list[str] = []
-        await db.set_trace_callback(seen.append)
+        await set_trace_callback(db, seen.append)
         # What Application.update_persistence does after an update: the calls run concurrently.
         await asyncio.gather(
             persistence.update_conversation("wizard", (USER, USER), 1),
             persistence.update_user_data(USER, {"order": {"field": "link"}}),
             persistence.update_chat_data(USER, {"page": 2}),
         )
-        await db.set_trace_callback(None)
+        await set_trace_callback(db, None)
         assert _begins(seen) == 1, seen  # one transaction, not one per row
         assert sum(1 for s in seen if s.startswith("INSERT")) == 3
     finally:
@@ -81,10 +81,10 @@ async def test_writes_of_many_chats_at_once_share_one_commit(tmp_path: Path) -> 
     try:
         db = await persistence._conn()
         seen: list[str] = []
-        await db.set_trace_callback(seen.append)
+        await set_trace_callback(db, seen.append)
         await asyncio.gather(*(persistence.update_user_data(user, {"n": user})
                                for user in range(1, 51)))
-        await db.set_trace_callback(None)
+        await set_trace_callback(db, None)
         assert _begins(seen) == 1, seen
         rows = await fetch_all(db, "SELECT user_id FROM ptb_user_data")
         assert sorted(int(r[0]) for r in rows) == list(range(1, 51))
@@ -98,9 +98,9 @@ async def test_a_single_changed_row_is_one_statement(tmp_path: Path) -> None:
         db = await persistence._conn()
         await persistence.update_user_data(USER, {"step": 1})
         seen: list[str] = []
-        await db.set_trace_callback(seen.append)
+        await set_trace_callback(db, seen.append)
         await persistence.update_user_data(USER, {"step": 2})
-        await db.set_trace_callback(None)
+        await set_trace_callback(db, None)
         assert len(seen) == 1 and seen[0].startswith("INSERT INTO ptb_user_data"), seen
     finally:
         await persistence.flush()
@@ -131,7 +131,7 @@ async def test_a_failed_write_is_written_again_the_next_time(tmp_path: Path) -> 
         await fresh.flush()
 
 
-async def test_an_updates_rows_are_one_round_trip_and_land_all_or_nothing(
+async def test_an_updates_rows_are_committed_on_the_loop_and_land_all_or_nothing(
         tmp_path: Path) -> None:
     persistence = SqlitePersistence(tmp_path / "p.sqlite3")
     try:
@@ -148,7 +148,9 @@ async def test_an_updates_rows_are_one_round_trip_and_land_all_or_nothing(
             persistence.update_conversation("wizard", (USER, USER), 1),
             persistence.update_user_data(USER, {"order": {"field": "link"}}),
         )
-        assert len(trips) == 1, trips  # BEGIN, both rows, COMMIT: one visit to the thread
+        # BEGIN, both rows, COMMIT, run on the loop's thread: no visit to aiosqlite's thread
+        # and back (storage.db.add_writer).
+        assert trips == [], trips
         # A row that fails takes the rest of its update with it: nothing half-written.
         await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON ptb_user_data"
                          " BEGIN SELECT RAISE(ABORT, 'disk full'); END")
@@ -267,9 +269,9 @@ async def test_a_returning_user_is_written_only_when_something_changed(tmp_path:
         db = harness.deps.db
         await harness.send("/start")
         seen: list[str] = []
-        await db.set_trace_callback(seen.append)
+        await set_trace_callback(db, seen.append)
         await harness.send("/start")  # the same name, language, not blocked: nothing to write
-        await db.set_trace_callback(None)
+        await set_trace_callback(db, None)
         assert not [s for s in seen if "INTO users" in s or "UPDATE users" in s], seen
         # A new name is written (and the 'blocked the bot' mark cleared) at once.
         await users.set_blocked(db, USER, True)
@@ -477,6 +479,61 @@ def test_the_catalogue_key_is_the_same_for_equal_answers_and_differs_for_any_cha
 # --- the tracker reads only the orders that are due ---------------------------------------------
 
 
+async def test_while_another_process_holds_the_write_lock_the_commit_waits_off_the_loop(
+        tmp_path: Path) -> None:
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    other = sqlite3.connect(tmp_path / "p.sqlite3", isolation_level=None)
+    try:
+        db = await persistence._conn()
+        trips: list[object] = []
+        queue_one = db._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            trips.append(fn)
+            return await queue_one(fn, *args, **kwargs)
+
+        db._execute = counted  # type: ignore[method-assign]
+        other.execute("BEGIN IMMEDIATE")  # a backup or the sqlite3 shell writing
+        write = asyncio.create_task(persistence.update_user_data(USER, {"step": "link"}))
+        ticks = 0
+        while ticks < 20:  # the loop keeps turning while the write waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not write.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(write, timeout=5)
+        assert len(trips) == 1  # it waited on the connection's thread, in SQLite's busy handler
+        rows = await fetch_all(db, "SELECT data FROM ptb_user_data WHERE user_id = ?", (USER,))
+        assert [json.loads(r[0]) for r in rows] == [{"step": "link"}]
+    finally:
+        other.close()
+        await persistence.flush()
+
+
+async def test_the_loop_writer_leaves_checkpoints_to_the_connections_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.db as db_module
+
+    monkeypatch.setattr(db_module, "CHECKPOINT_EVERY", 5)
+    persistence = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        db = await persistence._conn()
+        seen: list[str] = []
+        await db.set_trace_callback(seen.append)  # the aiosqlite connection only
+        for n in range(12):
+            await persistence.update_user_data(USER, {"n": n})
+        await asyncio.sleep(0.05)  # the checkpoint tasks run between the writes' turns
+        assert sum("wal_checkpoint(PASSIVE)" in s for s in seen) == 2, seen
+        assert not any("ptb_user_data" in s for s in seen)  # the writes stayed on the loop
+    finally:
+        await persistence.flush()
+    fresh = SqlitePersistence(tmp_path / "p.sqlite3")
+    try:
+        assert await fresh.get_user_data() == {USER: {"n": 11}}
+    finally:
+        await fresh.flush()
+
+
 async def test_the_tracker_finds_due_orders_by_the_active_orders_index(tmp_path: Path) -> None:
     db = await open_database(tmp_path / "bot.sqlite3")
     try:
@@ -487,7 +544,7 @@ async def test_the_tracker_finds_due_orders_by_the_active_orders_index(tmp_path:
         await db.set_trace_callback(statements.append)
         due = await orders.due_orders(db, due_before=time.time(), panel=PANEL_URL,
                                       accounts=[OPERATOR_ACCOUNT, "user:5"])
-        await db.set_trace_callback(None)
+        await set_trace_callback(db, None)
         assert len(due) == 50
         reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
         assert reads
@@ -511,7 +568,7 @@ async def test_an_update_persists_the_users_data_and_no_chat_data(tmp_path: Path
         persistence = harness.app.persistence
         assert isinstance(persistence, SqlitePersistence)
         seen: list[str] = []
-        await (await persistence._conn()).set_trace_callback(seen.append)
+        await set_trace_callback(await persistence._conn(), seen.append)
         await harness.send("/order 1")
         await harness.send("https://example.com/p/1")
         assert any("ptb_user_data" in s for s in seen), seen

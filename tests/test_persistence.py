@@ -22,7 +22,7 @@ from telegram.ext import (
 )
 
 from bot.standin.botapi import FakeRequest, FakeTelegram, feed
-from storage.db import fetch_all
+from storage.db import fetch_all, total_changes
 from storage.persistence import PERSIST_GROUP, SqlitePersistence, dumps, loads, persist_now
 
 TOKEN = "123456:TEST"
@@ -225,11 +225,11 @@ async def test_unchanged_data_is_not_written_again(tmp_path: Path) -> None:
     try:
         await persistence.update_user_data(1, {"step": "link"})
         db = await persistence._conn()
-        before = db.total_changes
+        before = total_changes(db)
         await persistence.update_user_data(1, {"step": "link"})
         await persistence.update_conversation("wizard", (1, 1), "ASKING")
         await persistence.update_conversation("wizard", (1, 1), "ASKING")
-        assert db.total_changes == before + 1  # only the first conversation write
+        assert total_changes(db) == before + 1  # only the first conversation write
         await persistence.update_user_data(1, {"step": "quantity"})
         await persistence.drop_user_data(1)
         await persistence.update_user_data(1, {"step": "quantity"})  # re-created after a drop
