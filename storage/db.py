@@ -1001,18 +1001,20 @@ def _values(width: int, count: int) -> str:
 
 async def insert_rows(db: aiosqlite.Connection, insert: str,
                       rows: Sequence[Sequence[Any]]) -> None:
-    """Runs ``insert`` (``INSERT INTO t (a, b)``) for `rows`, in order, as few statements of
-    many rows each (``VALUES (?, ?), (?, ?), …``) rather than one statement run per row: a
-    row then costs SQLite much less (a CHECK's ``IN (…)`` list, for one, is built once per
-    statement, not for each row). Call it inside a transaction."""
+    """Runs ``insert`` (``INSERT INTO t (a, b)``) for `rows`, in order, in one call: one
+    statement of many rows (``VALUES (?, ?), (?, ?), …``) when they fit in MAX_BOUND values, as
+    a tracker batch does, rather than one statement run per row: a row then costs SQLite much
+    less (a CHECK's ``IN (…)`` list, for one, is built once per statement, not for each row).
+    More rows than that (a /status of 1,000 ids) are one ``executemany``, so the number of
+    calls never grows with the rows. Call it inside a transaction."""
     if not rows:
         return
     width = len(rows[0])
-    step = max(MAX_BOUND // width, 1)
-    for start in range(0, len(rows), step):
-        chunk = rows[start : start + step]
-        await db.execute(f"{insert} VALUES {_values(width, len(chunk))}",
-                         [value for row in chunk for value in row])
+    if len(rows) * width <= MAX_BOUND:
+        await db.execute(f"{insert} VALUES {_values(width, len(rows))}",
+                         [value for row in rows for value in row])
+    else:
+        await db.executemany(f"{insert} VALUES ({', '.join('?' * width)})", rows)
 
 
 async def fetch_one(

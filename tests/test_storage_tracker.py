@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -131,8 +132,8 @@ async def test_a_batch_reads_back_every_text_and_payload_as_written(
 async def test_many_notices_are_queued_in_order_and_all_or_nothing(
     db: aiosqlite.Connection,
 ) -> None:
-    """A big batch takes several multi-row statements: the order holds across them, and a row
-    refused in a later one leaves nothing of the earlier ones."""
+    """A big batch (more rows than one multi-row statement holds) keeps its order, and a row
+    refused late leaves nothing of the earlier ones."""
     many = [(Notice(n % 7, f"#{n}", {"n": n}), None) for n in range(1_000)]
     assert await outbox.enqueue_notices(db, many, now=1.0) == 1_000
     queued = await outbox.pending_notifications(db, limit=2_000, now=2.0)
@@ -143,6 +144,32 @@ async def test_many_notices_are_queued_in_order_and_all_or_nothing(
     with pytest.raises(UnicodeEncodeError):
         await outbox.enqueue_notices(db, bad, now=3.0)
     assert await outbox.count_pending_notifications(db) == 1_000
+
+
+async def test_queueing_10_or_1000_notices_costs_the_same_calls_into_the_database(
+    db: aiosqlite.Connection,
+) -> None:
+    """/status with 1,000 ids queues up to 1,000 notices and history rows: the calls into the
+    database must not grow with them (issue 18's constant queries)."""
+    calls: list[str] = []
+    execute, executemany = db.execute, db.executemany
+
+    def counted(name: str, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return method(*args, **kwargs)
+        return call
+
+    db.execute = counted("execute", execute)  # type: ignore[method-assign]
+    db.executemany = counted("executemany", executemany)  # type: ignore[method-assign]
+    counts = []
+    for size in (10, 1_000):
+        calls.clear()
+        await outbox.enqueue_notices(db, [(Notice(n, f"#{n}"), None) for n in range(size)],
+                                     now=1.0)
+        counts.append(len(calls))
+    assert counts[0] == counts[1], counts
+    assert await outbox.count_pending_notifications(db) == 1_010
 
 
 async def test_due_orders_lists_what_active_orders_lists_when_due(
