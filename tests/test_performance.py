@@ -46,6 +46,19 @@ def _begins(statements: list[str]) -> int:
     return sum(1 for s in statements if s.strip().upper().startswith("BEGIN"))
 
 
+def _thread_visits(db: Any) -> list[object]:
+    """The functions queued to the aiosqlite connection's thread from now on (each a visit)."""
+    trips: list[object] = []
+    queue_one = db._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn)
+        return await queue_one(fn, *args, **kwargs)
+
+    db._execute = counted
+    return trips
+
+
 # --- the persistence: group commit -------------------------------------------------------------
 
 
@@ -136,14 +149,7 @@ async def test_an_updates_rows_are_committed_on_the_loop_and_land_all_or_nothing
     persistence = SqlitePersistence(tmp_path / "p.sqlite3")
     try:
         db = await persistence._conn()
-        trips: list[object] = []
-        queue_one = db._execute
-
-        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            trips.append(fn)
-            return await queue_one(fn, *args, **kwargs)
-
-        db._execute = counted  # type: ignore[method-assign]
+        trips = _thread_visits(db)
         await asyncio.gather(
             persistence.update_conversation("wizard", (USER, USER), 1),
             persistence.update_user_data(USER, {"order": {"field": "link"}}),
@@ -485,14 +491,7 @@ async def test_while_another_process_holds_the_write_lock_the_commit_waits_off_t
     other = sqlite3.connect(tmp_path / "p.sqlite3", isolation_level=None)
     try:
         db = await persistence._conn()
-        trips: list[object] = []
-        queue_one = db._execute
-
-        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            trips.append(fn)
-            return await queue_one(fn, *args, **kwargs)
-
-        db._execute = counted  # type: ignore[method-assign]
+        trips = _thread_visits(db)
         other.execute("BEGIN IMMEDIATE")  # a backup or the sqlite3 shell writing
         write = asyncio.create_task(persistence.update_user_data(USER, {"step": "link"}))
         ticks = 0
