@@ -44,9 +44,7 @@ def to_decimal(value: object) -> Decimal | None:
     if isinstance(value, float):
         # Through repr, so 0.9 stays 0.9 rather than 0.90000000000000002220…
         return Decimal(repr(value))
-    if isinstance(value, str):
-        if _PLAIN.fullmatch(value):  # the usual "0.90": no sign, spaces or groups to read
-            return _finite(value)
+    if isinstance(value, str):  # not plain (read first, above): a sign, spaces or groups
         return _read_text(value.strip().translate(_SPACES))
     return None
 

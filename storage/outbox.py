@@ -115,7 +115,7 @@ async def enqueue_notices(
     *,
     now: float | None = None,
 ) -> int:
-    """Queues many `(notice, order_id)` at once, in order (a statement per few hundred); how
+    """Queues many `(notice, order_id)` at once, in order, in one call (`insert_rows`); how
     many."""
     if not notices:
         return 0
