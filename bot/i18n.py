@@ -182,9 +182,9 @@ def N_(message: str) -> str:
 def number(value: int) -> str:
     """A whole number for the current language (12,345 / 12 345 / 12.345 / 12,34,567): exactly
     what Babel's `format_decimal` writes, laid out from the locale's own pattern and symbols."""
-    if type(value) is not int or value < 0:
-        return format_decimal(value, locale=locale())
     layout = _whole_layout(_current.get())
+    if layout is None or type(value) is not int or value < 0:
+        return format_decimal(value, locale=locale())
     return _grouped(str(value), layout.group, layout.primary, layout.secondary)
 
 
@@ -220,12 +220,13 @@ class _Layout:
 
 
 @cache
-def _whole_layout(code: str) -> _Layout:
-    """The layout of a language's own decimal pattern (Babel's data: "#,##,##0.###" in hi)."""
+def _whole_layout(code: str) -> _Layout | None:
+    """The layout of a language's own decimal pattern (Babel's data: "#,##,##0.###" in hi);
+    None for a pattern with more to it than groups (a prefix, a suffix): Babel writes those."""
     place = _locale(code)
     pattern = place.decimal_formats[None]
-    if pattern.prefix[0] or pattern.suffix[0]:  # not a plain pattern: let Babel say it
-        raise NotImplementedError(f"number pattern of {code!r}: {pattern.pattern}")
+    if pattern.prefix[0] or pattern.suffix[0]:
+        return None
     return _Layout(get_group_symbol(place), get_decimal_symbol(place), *pattern.grouping)
 
 
