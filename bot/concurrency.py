@@ -20,13 +20,20 @@ def urgent(update: object) -> bool:
     return isinstance(update, Update) and update.pre_checkout_query is not None
 
 
-def _chat_key(update: object) -> int | None:
-    """The chat (or, failing that, the user) an update belongs to; None for neither."""
+def _chat_key(update: object) -> tuple[str, int] | None:
+    """The chat (or, failing that, the user) an update belongs to; None for neither.
+
+    An inline query has no chat: it is typed in another chat's input field, and answers from
+    the catalogue alone. It gets a lane of its own per user ("inline"), so it never waits
+    behind its user's private-chat update (their private chat's id is their user id), say an
+    order being sent to a slow panel; one user's inline queries still run in order."""
     if isinstance(update, Update):
         if update.effective_chat is not None:
-            return update.effective_chat.id
+            return ("chat", update.effective_chat.id)
         if update.effective_user is not None:
-            return update.effective_user.id
+            lane = ("inline" if update.inline_query is not None
+                    or update.chosen_inline_result is not None else "user")
+            return (lane, update.effective_user.id)
     return None
 
 
@@ -71,8 +78,8 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
     def __init__(self, max_running: int = 256, max_queued: int = 4096) -> None:
         super().__init__(max_concurrent_updates=max_queued)
         self._running = asyncio.Semaphore(max_running)
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._waiting: dict[int, int] = {}
+        self._locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self._waiting: dict[tuple[str, int], int] = {}
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Waits for this chat's turn, then for a free slot, then processes the update."""

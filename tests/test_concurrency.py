@@ -10,6 +10,7 @@ from telegram import LabeledPrice, Update
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    InlineQueryHandler,
     MessageHandler,
     PreCheckoutQueryHandler,
     filters,
@@ -111,3 +112,28 @@ async def test_a_pre_checkout_never_waits_behind_its_users_slow_update() -> None
     assert (who, what, later) == (1, "checkout", "slow") and at - started < 0.5
     answer = world.checkout_answer(checkout)
     assert answer is not None and answer["ok"] is True
+
+
+async def test_an_inline_query_never_waits_behind_its_users_slow_private_chat_update() -> None:
+    world = FakeTelegram(strict_chats=False)
+    log: list[tuple[int, str, float]] = []
+    app = build(world, log)
+
+    async def on_inline(update: Update, _context: object) -> None:
+        assert update.inline_query is not None
+        log.append((update.inline_query.from_user.id, "inline", time.monotonic()))
+
+    app.add_handler(InlineQueryHandler(on_inline))
+    async with app:
+        await app.start()
+        started = time.monotonic()
+        # The user's private chat (its id is theirs) is busy, say sending an order to a slow
+        # panel, while they type "@bot likes" in another chat: the results must not wait.
+        await app.update_queue.put(Update.de_json(world.user_sends(1, "slow"), app.bot))
+        await app.update_queue.put(Update.de_json(world.user_inline_query(1, "likes"), app.bot))
+        await app.update_queue.put(Update.de_json(world.user_inline_query(1, "views"), app.bot))
+        await wait_until(lambda: len(log) == 3)
+        await app.stop()
+    (_, first, first_at), (_, second, second_at), (_, third, _) = log
+    assert (first, second, third) == ("inline", "inline", "slow")
+    assert first_at <= second_at and second_at - started < 0.5
