@@ -49,7 +49,7 @@ from bot.services import mass_order, placement
 from bot.services.accounts import verify_secret_key
 from bot.services.languages import Languages
 from storage import orders as order_store
-from storage.db import add_reader, close_database, open_database
+from storage.db import add_reader, add_writer, close_database, open_database
 from storage.persistence import PERSIST_GROUP, SqlitePersistence, persist_now
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ async def start_services(app: BotApp) -> None:
     await verify_secret_key(settings)  # stored keys undecryptable: SecretKeyMismatch, exit 2
     db = await open_database(settings.database_path)
     await add_reader(db, settings.database_path)  # reads never queue behind writes
+    await add_writer(db, settings.database_path)  # one-statement writes on the loop
     if isinstance(app.persistence, SqlitePersistence):
         await app.persistence.take_turns_with(db)  # one writer for the file (storage/db.py)
     if settings.demo_mode and sandbox is None:

@@ -59,7 +59,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -692,10 +692,13 @@ async def add_reader(db: aiosqlite.Connection, path: str | Path) -> None:
 
 
 async def add_writer(db: aiosqlite.Connection, path: str | Path) -> None:
-    """Gives the connection a twin on the event loop's thread that runs its `write_many`
-    batches right there, instead of handing each to aiosqlite's thread and back.
+    """Gives the connection a twin on the event loop's thread that runs its writes made outside
+    a transaction (`write_many`, `execute_write`, `write_returning`) right there, instead of
+    handing each to aiosqlite's thread and back. `transaction(db)` stays on the thread: its
+    statements come one await at a time.
 
-    For the persistence, which commits after nearly every update: the commit itself (WAL,
+    For the persistence, which commits after nearly every update, and the bot's one-statement
+    writes (a draft, a claim, a user's row): the commit itself (WAL,
     synchronous=NORMAL: appending pages, no fsync) takes SQLite ~0.1 ms, the hand-over to the
     thread and back (queue, wake-up, the GIL, the loop's self-pipe, a dozen loop rounds) cost
     ~0.3 ms more. The twin never waits, so it cannot stall the loop: its busy timeout is 0, and
@@ -709,6 +712,7 @@ async def add_writer(db: aiosqlite.Connection, path: str | Path) -> None:
         return
     writer = sqlite3.connect(Path(path), isolation_level=None, timeout=0)  # the loop's thread
     try:
+        writer.row_factory = aiosqlite.Row
         writer.execute("PRAGMA busy_timeout = 0")
         writer.execute("PRAGMA synchronous = NORMAL")
         writer.execute("PRAGMA wal_autocheckpoint = 0")
@@ -844,36 +848,57 @@ async def _rollback(db: aiosqlite.Connection) -> None:
         await db.execute("ROLLBACK")
 
 
+class Written(Protocol):
+    """What a write statement tells (an aiosqlite or a sqlite3 cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+
 async def execute_write(
     db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()
-) -> aiosqlite.Cursor:
+) -> Written:
     """One write statement under the connection's lock; joins an enclosing transaction.
 
     Outside a transaction it runs on its own: in autocommit mode SQLite makes a single
     statement atomic by itself (all of it or nothing, taking the write lock up front like
     BEGIN IMMEDIATE), so a write that is one statement costs one round trip to the database
-    thread instead of three (BEGIN, the statement, COMMIT).
+    thread instead of three (BEGIN, the statement, COMMIT), and none with a loop-thread writer
+    (`add_writer`).
     """
     state = _state(db)
+    values = tuple(params)
     if _joins(state):
         if not state.writing:
             raise RuntimeError("cannot write inside reading(db)")
-        return await db.execute(sql, tuple(params))
+        return await db.execute(sql, values)
     async with _holding(state, writing=True):
-        return await db.execute(sql, tuple(params))
+        done: Written = _on_loop(db, state, lambda writer: writer.execute(sql, values))
+        if done is not _BUSY:
+            return done
+        return await db.execute(sql, values)
 
 
 async def write_returning(
     db: aiosqlite.Connection, sql: str, params: Iterable[Any] = ()
 ) -> list[aiosqlite.Row]:
-    """`execute_write` for a statement with RETURNING: the rows it returned (one round trip)."""
+    """`execute_write` for a statement with RETURNING: the rows it returned (one round trip, or
+    none with a loop-thread writer)."""
     state = _state(db)
+    values = tuple(params)
     if _joins(state):
         if not state.writing:
             raise RuntimeError("cannot write inside reading(db)")
-        return list(await db.execute_fetchall(sql, tuple(params)))
+        return list(await db.execute_fetchall(sql, values))
     async with _holding(state, writing=True):
-        return list(await db.execute_fetchall(sql, tuple(params)))
+        rows: list[aiosqlite.Row] = _on_loop(
+            db, state, lambda writer: writer.execute(sql, values).fetchall())
+        if rows is not _BUSY:
+            return rows
+        return list(await db.execute_fetchall(sql, values))
 
 
 async def write_many(
@@ -915,21 +940,33 @@ async def write_many(
             raise
 
     async with _holding(state, writing=True):
-        writer = state.writer
-        if writer is not None:
-            try:
-                run(writer)
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
-                # Another process holds the write lock (a backup, the sqlite3 shell): wait for
-                # it on the connection's thread, in SQLite's busy handler, not on the loop.
-            else:
-                _committed_on_loop(db, state)
-                return
+        if _on_loop(db, state, run) is not _BUSY:
+            return
         # aiosqlite runs every request of a connection on its one thread, in order; _execute
         # is how its own methods queue a function there (no public name for it).
         await db._execute(run, db._conn)  # type: ignore[no-untyped-call]
+
+
+_BUSY: Any = object()  # `_on_loop`'s answer when the loop-thread writer could not write now
+T = TypeVar("T")
+
+
+def _on_loop(db: aiosqlite.Connection, state: _ConnectionState,
+             write: Callable[[sqlite3.Connection], T]) -> T:
+    """Runs `write` on the connection's loop-thread writer (`add_writer`), under the lock the
+    caller holds; `_BUSY` when there is none or another process holds the write lock, and the
+    caller goes to the connection's thread instead (to wait there, not on the loop)."""
+    writer = state.writer
+    if writer is None:
+        return _BUSY  # type: ignore[no-any-return]
+    try:
+        result = write(writer)
+    except sqlite3.OperationalError as exc:
+        if not _busy(exc):
+            raise
+        return _BUSY  # type: ignore[no-any-return]  # a backup, the sqlite3 shell: it waits
+    _committed_on_loop(db, state)
+    return result
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

@@ -29,6 +29,7 @@ from storage import catalog as catalog_store
 from storage import orders, users
 from storage.db import (
     add_reader,
+    add_writer,
     close_database,
     execute_write,
     fetch_all,
@@ -507,6 +508,33 @@ async def test_while_another_process_holds_the_write_lock_the_commit_waits_off_t
     finally:
         other.close()
         await persistence.flush()
+
+
+async def test_the_bots_one_statement_writes_run_on_the_loop_and_wait_off_it_when_busy(
+        tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    db = await open_database(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        await add_writer(db, path)
+        trips = _thread_visits(db)
+        await users.upsert_user(db, telegram_id=USER, name="Ann")  # RETURNING, on the loop
+        cursor = await execute_write(db, "UPDATE users SET name = 'Bob' WHERE telegram_id = ?",
+                                     (USER,))
+        assert cursor.rowcount == 1 and trips == []
+        other.execute("BEGIN IMMEDIATE")  # another process writing: the write waits off the loop
+        write = asyncio.create_task(execute_write(
+            db, "UPDATE users SET name = 'Cid' WHERE telegram_id = ?", (USER,)))
+        await asyncio.sleep(0.2)  # the loop turns meanwhile
+        assert not write.done()
+        other.execute("COMMIT")
+        assert (await asyncio.wait_for(write, timeout=5)).rowcount == 1
+        assert len(trips) == 1
+        known = await users.get_user(db, USER)
+        assert known is not None and known.name == "Cid"
+    finally:
+        other.close()
+        await close_database(db)
 
 
 async def test_the_loop_writer_leaves_checkpoints_to_the_connections_thread(
