@@ -756,7 +756,7 @@ class _ConnectionState:
     active: object | None = None
     writing: bool = False
     reader: sqlite3.Connection | None = None  # read-only twin for reads (add_reader)
-    writer: sqlite3.Connection | None = None  # loop-thread twin for write_many (add_writer)
+    writer: sqlite3.Connection | None = None  # loop-thread twin for writes (add_writer)
     writer_commits: int = 0
 
 
