@@ -58,6 +58,9 @@ async def measure(bot: BotHarness, command: str) -> list[tuple[int, int, int, fl
     calls = [0]
     real = db._execute
     reader = db_state(db).reader  # reads outside transactions: one statement, one query each
+    # Writes of one statement outside transactions run on the loop-thread writer (add_writer):
+    # one statement, one query each, too.
+    writer = db_state(db).writer
     read: list[str] = []
 
     async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -71,8 +74,9 @@ async def measure(bot: BotHarness, command: str) -> list[tuple[int, int, int, fl
         requests = len(bot.sandbox.requests)
         read.clear()
         await db.set_trace_callback(statements.append)
-        if reader is not None:
-            reader.set_trace_callback(read.append)
+        for twin in (reader, writer):
+            if twin is not None:
+                twin.set_trace_callback(read.append)
         db._execute = counted  # type: ignore[method-assign]
         started = time.perf_counter()
         try:
@@ -81,8 +85,9 @@ async def measure(bot: BotHarness, command: str) -> list[tuple[int, int, int, fl
             elapsed = (time.perf_counter() - started) * 1000
             del db._execute
             await db.set_trace_callback(None)  # type: ignore[arg-type]
-            if reader is not None:
-                reader.set_trace_callback(None)
+            for twin in (reader, writer):
+                if twin is not None:
+                    twin.set_trace_callback(None)
         runs.append((calls[0] + len(read), len(statements) + len(read),
                      len(bot.sandbox.requests) - requests, elapsed))
     return runs
