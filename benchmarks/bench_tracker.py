@@ -17,6 +17,8 @@ than one cycle: the figures are per order checked.
   sandbox runs in this process.
 - The first look is run twice (the second time replayed: every order made never-checked again),
   and the cheaper run counts; "nothing changed" is the median of three cycles.
+- The heap start-up built is frozen out of the garbage collector's way, as the bot's start-up
+  does (`bot.app.freeze_start_up`); the seeded sandbox and everything after are not.
 - Memory is tracemalloc's peak during a first-look cycle, replayed with tracemalloc on.
 - The schedule: the largest set of orders, all over a week old and checked once, then a cycle
   every minute for two hours (``POLL_SCHEDULE``: such orders are asked about every 2 hours).
@@ -53,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from goals import Goals
 
+from bot.app import freeze_start_up
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.crypto import KeyBox
@@ -63,7 +66,7 @@ from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.ratelimit import UserRateLimiter
 from bot.services.tracking import ORDERS_PER_CYCLE, CycleReport, poll_orders
 from storage import orders, users
-from storage.db import close_database, open_database, transaction
+from storage.db import add_reader, add_writer, close_database, open_database, transaction
 from storage.users import OPERATOR_ACCOUNT, user_account
 
 SECRET = "benchmark-secret-key-not-for-production"
@@ -218,7 +221,10 @@ async def one_size(n_orders: int, n_keys: int, n_users: int, latency: float,
     with tempfile.TemporaryDirectory() as tmp:
         panel = TimedSandbox(keys={DEMO_KEY: Decimal(10**9)}, latency=0.0)
         db = await open_database(Path(tmp) / "bench.sqlite3")
+        await add_reader(db, Path(tmp) / "bench.sqlite3")  # as start_services does
+        await add_writer(db, Path(tmp) / "bench.sqlite3")
         deps, client = make_deps(Path(tmp), db, panel)
+        freeze_start_up()  # as the bot's start-up ends (start_services)
         try:
             now = time.time()
             started = time.perf_counter()
@@ -253,6 +259,7 @@ async def one_size(n_orders: int, n_keys: int, n_users: int, latency: float,
         finally:
             await client.aclose()
             await close_database(db)
+            gc.unfreeze()  # as stop_services does
     return size, old
 
 

@@ -21,6 +21,14 @@ from storage.db import (
 
 NotificationState = Literal["pending", "sent", "dropped"]
 
+#: A payload as JSON: a plain tree (no cycle check), its text as it is (UTF-8, not \u escapes).
+_encode = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+
+
+def _json(payload: Mapping[str, Any]) -> str:
+    """The JSON stored for a payload (the tracker writes thousands: one encoder for all)."""
+    return _encode(payload if type(payload) is dict else dict(payload))
+
 
 @dataclass(frozen=True, slots=True)
 class Notice:
@@ -85,7 +93,7 @@ async def enqueue_notification(
         cursor = await db.execute(
             "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (chat_id, text, json.dumps(dict(payload or {})), order_id, timestamp(now)),
+            (chat_id, text, _json(payload or {}), order_id, timestamp(now)),
         )
     assert cursor.lastrowid is not None
     return cursor.lastrowid
@@ -121,7 +129,7 @@ async def enqueue_notices(
         return 0
     at = timestamp(now)
     rows = [
-        (notice.chat_id, notice.text, json.dumps(dict(notice.payload)), order_id, at)
+        (notice.chat_id, notice.text, _json(notice.payload), order_id, at)
         for notice, order_id in notices
     ]
     async with transaction(db):

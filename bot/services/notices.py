@@ -11,7 +11,7 @@ until they write to it again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -248,9 +248,18 @@ def listening(user: User | None, *, final: bool) -> bool:
     return final or user.notify == "all"
 
 
-def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None, *,
-                 charges: bool = True) -> Notice | None:
-    """The notification for an order's new status, or None when nobody should hear of it."""
+def order_notices(changes: Iterable[tuple[OrderFacts, OrderStatus, User | None]], *,
+                  charges: bool = True) -> list[Notice | None]:
+    """The notification of each (order, new status, owner), in order, or None where nobody
+    should hear of it. The record's text is English; the sender words the facts for its
+    reader (`rendered`)."""
+    with i18n.speaking(i18n.SOURCE):  # once for the batch, not once per order
+        return [_order_notice(order, seen, owner, charges) for order, seen, owner in changes]
+
+
+def _order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None,
+                  charges: bool) -> Notice | None:
+    """One of `order_notices`, its record's text in the current language."""
     final = seen.status in FINAL_ORDER_STATUSES
     if not listening(owner, final=final):
         return None
@@ -263,9 +272,7 @@ def order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None, *,
         if seen.status == previous:
             return None
     facts = change_facts(order, previous, seen, charges=charges)
-    with i18n.speaking(i18n.SOURCE):  # the record's text; the sender words it for its reader
-        text = change_text(facts)
-    return Notice(chat_id=order.owner_id, text=text, payload={"order": order.id, "change": facts})
+    return Notice(order.owner_id, change_text(facts), {"order": order.id, "change": facts})
 
 
 def lost_notice(order: OrderFacts, owner: User | None) -> Notice | None:

@@ -3,10 +3,11 @@ write path for every status the bot sees.
 
 One machinery polls both kinds (`ORDERS`, `REFILLS`): the due items of the accounts the bot
 holds a key for, on the panel it uses now, grouped by account, at most 100 ids per request (a
-few requests in flight per account, a few accounts at a time). As each answer arrives, one
-transaction writes what the panel said about that batch: status changes with their history row
-and their notification (the outbox), the others' next check, and the strikes of ids the panel no
-longer knows ("Incorrect order ID" LOST_AFTER checks in a row: lost, owner told once).
+few requests in flight per account, a few accounts at a time). As answers arrive, one
+transaction writes what the panel said about the batches answered together (up to
+WRITE_TOGETHER): status changes with their history row and their notification (the outbox), the
+others' next check, and the strikes of ids the panel no longer knows ("Incorrect order ID"
+LOST_AFTER checks in a row: lost, owner told once).
 
 `record_statuses` is the write path for a status seen anywhere — the tracker, a card's Refresh,
 /status, /track, a cancel's read-back — so whoever looks first, the owner hears of each change
@@ -55,7 +56,7 @@ from bot.services.notices import (
     OrderFacts,
     lost_notice,
     lost_refill_notice,
-    order_notice,
+    order_notices,
     refill_notice,
     unfollowed_notice,
 )
@@ -89,6 +90,8 @@ MAX_BACKOFF: Final = 15 * MINUTE
 #: Panel accounts asked at the same time, and requests in flight per account.
 ACCOUNT_CONCURRENCY: Final = 4
 REQUESTS_PER_ACCOUNT: Final = 4
+#: Most answered batches written in one transaction (see `_Writer`).
+WRITE_TOGETHER: Final = 10
 #: Most orders / refills looked at in one cycle; the most overdue come first.
 ORDERS_PER_CYCLE: Final = 50_000
 REFILLS_PER_CYCLE: Final = 5_000
@@ -234,16 +237,17 @@ async def record_statuses(deps: Deps, seen: Sequence[tuple[Placed, OrderStatus]]
     now = time.time() if now is None else now
     if people is None:
         people = await users.get_users(deps.db, {order.owner_id for order, _ in seen})
-    changes: list[Observation] = []
     unchanged: list[Observation] = []
-    charges = not deps.settings.shop_mode  # a shop's customers never see the panel's charges
+    moved: list[tuple[Placed, OrderStatus]] = []
     for order, status in seen:
-        when = next_check_at(order.created_at, now)
         if status.status == order.status:
-            unchanged.append(Observation(order.id, status, when))
+            unchanged.append(Observation(order.id, status, next_check_at(order.created_at, now)))
         else:
-            notice = order_notice(order, status, people.get(order.owner_id), charges=charges)
-            changes.append(Observation(order.id, status, when, notice))
+            moved.append((order, status))
+    told = order_notices(((order, status, people.get(order.owner_id)) for order, status in moved),
+                         charges=not deps.settings.shop_mode)  # a shop's customers: no charges
+    changes = [Observation(order.id, status, next_check_at(order.created_at, now), notice)
+               for (order, status), notice in zip(moved, told, strict=True)]
     noticed = {change.order_id for change in changes if change.notify is not None}
     async with transaction(deps.db):
         changed = await order_store.apply_status_changes(deps.db, changes, now=now)
@@ -288,10 +292,11 @@ async def poll(deps: Deps, kind: Kind[Item, Answer], *, now: float | None = None
     wanted.update(o for o in map(user_of_account, by_account) if o is not None)
     people = await users.get_users(deps.db, wanted)
     gate = asyncio.Semaphore(ACCOUNT_CONCURRENCY)
+    writer = _Writer(deps, kind, people, now, report)
 
     async def one(account: str, items: list[Item]) -> None:
         async with gate:
-            await _poll_account(deps, kind, state, account, items, people, now, report)
+            await _poll_account(deps, kind, state, account, items, people, now, report, writer)
 
     await asyncio.gather(*(one(a, i) for a, i in by_account.items()))
     return report
@@ -299,7 +304,7 @@ async def poll(deps: Deps, kind: Kind[Item, Answer], *, now: float | None = None
 
 async def _poll_account(deps: Deps, kind: Kind[Item, Answer], state: TrackerState, account: str,
                         items: list[Item], people: Mapping[int, User], now: float,
-                        report: CycleReport) -> None:
+                        report: CycleReport, writer: _Writer[Item, Answer]) -> None:
     """Polls one account's items, 100 per request, writing each batch as it arrives."""
     if state.retry_at.get(account, 0.0) > now:
         report.skipped_accounts.append(account)
@@ -325,7 +330,7 @@ async def _poll_account(deps: Deps, kind: Kind[Item, Answer], state: TrackerStat
                 failures.append(exc)
                 answers = {}
         report.checked += len(batch)
-        await _store_batch(deps, kind, batch, answers, people, now, report)
+        await writer.write(batch, answers)
 
     await asyncio.gather(*(one(batch) for batch in batches))
     if len(failures) == len(batches):
@@ -336,6 +341,55 @@ async def _poll_account(deps: Deps, kind: Kind[Item, Answer], state: TrackerStat
         log.info("Panel account %s: %d of %d %s requests failed (%s)", account,
                  len(failures), len(batches), kind.name, failures[0])
     _account_answered(state, account)
+
+
+class _Writer(Generic[Item, Answer]):
+    """Writes a cycle's answered batches. Those answered while a write is running wait for it,
+    then go together in one transaction (at most WRITE_TOGETHER of them): the requests in flight
+    are answered at about the same time, and each batch's COMMIT of its own cost more than the
+    rest of its writing. A failed write fails every batch it held (none of them is stored)."""
+
+    def __init__(self, deps: Deps, kind: Kind[Item, Answer], people: Mapping[int, User],
+                 now: float, report: CycleReport) -> None:
+        self.deps, self.kind, self.people, self.now, self.report = deps, kind, people, now, report
+        self.lock = asyncio.Lock()
+        self.waiting: list[tuple[Sequence[Item], Mapping[int, Answer | ItemError],
+                                 asyncio.Future[None]]] = []
+
+    async def write(self, batch: Sequence[Item], answers: Mapping[int, Answer | ItemError]) -> None:
+        """Returns once the batch is stored (by this call or by the one before it)."""
+        stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((batch, answers, stored))
+        async with self.lock:
+            if self.waiting:
+                group = self.waiting[:WRITE_TOGETHER]
+                del self.waiting[:WRITE_TOGETHER]
+                await self._write_group(group)
+        await stored
+
+    async def _write_group(self, group: Sequence[tuple[Sequence[Item],
+                                                      Mapping[int, Answer | ItemError],
+                                                      asyncio.Future[None]]]) -> None:
+        counts = CycleReport()  # counted into the cycle's report once committed
+        try:
+            async with transaction(self.deps.db):
+                for batch, answers, _ in group:
+                    await _store_batch(self.deps, self.kind, batch, answers, self.people,
+                                       self.now, counts)
+        except Exception as exc:
+            for *_, stored in group:
+                stored.set_exception(exc)
+            return
+        except BaseException:
+            for *_, stored in group:
+                stored.cancel()
+            raise
+        self.report.changed += counts.changed
+        self.report.notices += counts.notices
+        self.report.postponed += counts.postponed
+        self.report.lost += counts.lost
+        for *_, stored in group:
+            stored.set_result(None)
 
 
 async def _store_batch(deps: Deps, kind: Kind[Item, Answer], batch: Sequence[Item],
