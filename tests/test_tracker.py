@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from telegram.error import RetryAfter
@@ -19,6 +21,7 @@ from bot.panel.sandbox import DEMO_KEY, SANDBOX_URL
 from bot.services import notices, tracking
 from bot.services.tracking import LOST_AFTER, poll_orders, poll_refills
 from storage import orders, outbox, refills, users
+from storage.db import fetch_all, set_trace_callback
 from storage.orders import Order
 from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import OTHER, USER, BotHarness, start_harness, stop_harness
@@ -203,6 +206,59 @@ async def test_one_refused_request_costs_no_order_a_strike(bot: BotHarness) -> N
     assert unanswered in (50, 100)  # that request's orders are simply asked again
     await poll_orders(bot.deps)
     assert all(o.status is not None for o in await orders.active_orders(bot.deps.db))
+
+
+async def test_batches_answered_together_are_written_in_one_transaction(
+    bot: BotHarness,
+) -> None:
+    for panel_id in await follow_many(bot, 400):
+        bot.sandbox.set_status(panel_id, "In progress")
+    bot.sandbox.latency = 0.05  # the four requests in flight are answered at about one time
+    statements: list[str] = []
+    await set_trace_callback(bot.deps.db, statements.append)
+    try:
+        report = await poll_orders(bot.deps)
+    finally:
+        await set_trace_callback(bot.deps.db, None)
+    assert report.requests == 4 and report.checked == 400
+    # The first answer is written alone, the three that came while it was written together
+    # (one COMMIT per batch before: 4).
+    assert statements.count("COMMIT") <= 2
+    followed = await orders.active_orders(bot.deps.db)
+    assert [o.status for o in followed] == ["In progress"] * 400
+    [(history,)] = await fetch_all(bot.deps.db, "SELECT COUNT(*) FROM order_status_history")
+    assert history == 400
+
+
+async def test_a_failed_write_stores_none_of_the_batches_it_held_and_the_next_cycle_does(
+    bot: BotHarness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for panel_id in await follow_many(bot, 400):
+        bot.sandbox.set_status(panel_id, "In progress")
+    bot.sandbox.latency = 0.05
+    real = orders.apply_status_changes
+    calls = 0
+
+    async def third_fails(*args: Any, **kwargs: Any) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # inside the write of batches 2 to 4
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(orders, "apply_status_changes", third_fails)
+    with pytest.raises(sqlite3.OperationalError):
+        await poll_orders(bot.deps)
+    followed = await orders.active_orders(bot.deps.db)
+    # Only a batch written before, in a transaction of its own (the first), is stored.
+    assert sum(o.status is not None for o in followed) in (0, 100)
+    monkeypatch.setattr(orders, "apply_status_changes", real)
+    await poll_orders(bot.deps)
+    followed = await orders.active_orders(bot.deps.db)
+    assert all(o.status == "In progress" for o in followed)
+    rows = await fetch_all(bot.deps.db, "SELECT order_id, COUNT(*) FROM order_status_history"
+                                        " GROUP BY order_id")
+    assert len(rows) == 400 and {count for _, count in rows} == {1}  # each change once
 
 
 # --- crash between the write and the send ----------------------------------------------------

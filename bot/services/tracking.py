@@ -378,7 +378,8 @@ class _Writer(Generic[Item, Answer]):
                                        self.now, counts)
         except Exception as exc:
             for *_, stored in group:
-                stored.set_exception(exc)
+                if not stored.done():  # done: its caller was cancelled meanwhile
+                    stored.set_exception(exc)
             return
         except BaseException:
             for *_, stored in group:
@@ -389,13 +390,15 @@ class _Writer(Generic[Item, Answer]):
         self.report.postponed += counts.postponed
         self.report.lost += counts.lost
         for *_, stored in group:
-            stored.set_result(None)
+            if not stored.done():
+                stored.set_result(None)
 
 
 async def _store_batch(deps: Deps, kind: Kind[Item, Answer], batch: Sequence[Item],
                        answers: Mapping[int, Answer | ItemError], people: Mapping[int, User],
                        now: float, report: CycleReport) -> None:
-    """Writes one batch of answers in one transaction: changes + outbox, strikes, next checks."""
+    """Writes one batch of answers (in the transaction of its `_Writer` group): changes + outbox,
+    strikes, next checks."""
     seen: list[tuple[Item, Answer]] = []
     missing: list[Item] = []
     silent: list[tuple[int, float]] = []
