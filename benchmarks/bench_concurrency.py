@@ -178,7 +178,7 @@ class SimulatedUser:
     def shows(self, expected: str, mark: int) -> bool:
         """Whether a bot message sent or edited after `mark` contains `expected` (looked up in
         place: the simulated users share the bot's CPU, so they must cost it little)."""
-        return self.world.find_text(self.id, expected, since=mark) is not None
+        return self.world.has_text(self.id, expected, since=mark)
 
     def tap(self, label: str) -> dict[str, Any]:
         """A tap on the newest button whose label contains `label`."""
