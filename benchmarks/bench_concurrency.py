@@ -171,7 +171,8 @@ class SimulatedUser:
             wake.clear()
             if self.shows(expected, mark):
                 break
-            await asyncio.wait_for(wake.wait(), timeout=max(0.0, deadline - time.perf_counter()))
+            async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                await wake.wait()  # (asyncio.timeout: no task per wait, as wait_for makes)
         self.results.add(kind, (self.request.written[self.id] - queued) * 1000)
         await asyncio.sleep(self.rng.uniform(*self.think))
 

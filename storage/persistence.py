@@ -114,9 +114,14 @@ def _decode(value: Any) -> Any:
     raise ValueError(f"unknown JSON tag {kind!r}")
 
 
+# Built once: json.dumps with any argument builds a new JSONEncoder on every call.
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_KEY_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def dumps(value: Any) -> str:
     """Serialises persistence data (Decimal, tuples, sets, int keys kept) to JSON text."""
-    return json.dumps(_encode(value), ensure_ascii=False, separators=(",", ":"))
+    return _DUMPS(_encode(value))
 
 
 def loads(text: str) -> Any:
@@ -126,7 +131,7 @@ def loads(text: str) -> Any:
 
 def _conversation_key(key: ConversationKey) -> str:
     """A conversation key tuple as JSON text (an array of ints and strings)."""
-    return json.dumps(list(key), separators=(",", ":"))
+    return _KEY_DUMPS(list(key))
 
 
 _UPSERT_DATA = (

@@ -125,6 +125,7 @@ _COMMAND_RE = re.compile(r"/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,64})?")
 _BOT_COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _INT_RE = re.compile(r"-?\d+")
 _START_PARAM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BUTTON_URL_RE = re.compile(r"(https?|tg)://\S+$")
 
 _INT_PARAMS = frozenset(
     {
@@ -259,10 +260,13 @@ def _clones(value: T) -> tuple[T, T]:
     return marshal.loads(data), marshal.loads(data)  # type: ignore[no-any-return]
 
 
+_BODY_ENCODER = json.JSONEncoder(check_circular=False)  # the world's JSON has no cycles
+
+
 def _encode(body: JSON) -> bytes:
     """A Bot API answer as the bytes Telegram sends (what the fake's in-process request and
     its HTTP server hand back)."""
-    return json.dumps(body).encode("utf-8")
+    return _BODY_ENCODER.encode(body).encode("utf-8")
 
 
 def _walk_clone(value: T) -> T:
@@ -1039,7 +1043,7 @@ class FakeTelegram:
                             "Bad Request: can't parse inline keyboard button: "
                             'Field "text" must be of type String'
                         )
-                    if not _BUTTON_ACTIONS & set(button):
+                    if _BUTTON_ACTIONS.isdisjoint(button):
                         raise _bad(
                             "Bad Request: can't parse inline keyboard button: "
                             "Text buttons are unallowed in the inline keyboard"
@@ -1052,7 +1056,7 @@ class FakeTelegram:
                             raise _bad("Bad Request: BUTTON_DATA_INVALID")
                     if "url" in button:
                         url = button["url"]
-                        if not isinstance(url, str) or not re.match(r"(https?|tg)://\S+$", url):
+                        if not isinstance(url, str) or not _BUTTON_URL_RE.match(url):
                             raise _bad("Bad Request: BUTTON_URL_INVALID")
             return _clone(markup)
         if {"keyboard", "remove_keyboard", "force_reply"} & set(markup):
