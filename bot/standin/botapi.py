@@ -250,14 +250,14 @@ def _clone(value: T) -> T:
         return _walk_clone(value)
 
 
-def _clones(value: T) -> tuple[T, T]:
+def _clones(value: JSON) -> tuple[JSON, JSON]:
     """Two deep copies of JSON data from one serialization (an update queued for getUpdates
     and the one handed to the caller)."""
     try:
         data = marshal.dumps(value)
     except ValueError:
         return _walk_clone(value), _walk_clone(value)
-    return marshal.loads(data), marshal.loads(data)  # type: ignore[no-any-return]
+    return marshal.loads(data), marshal.loads(data)
 
 
 _BODY_ENCODER = json.JSONEncoder(check_circular=False)  # the world's JSON has no cycles
