@@ -71,8 +71,25 @@ _TAG = "$t"
 TOUCH_EVERY = 30.0
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode(value: Any) -> Any:
     """Turns a value into plain JSON types, tagging what JSON would lose."""
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is dict:  # the common case first: string keys, plain values (every update's data)
+        if _TAG not in value and all(type(key) is str for key in value):
+            return {key: item if type(item) in _AS_IS else _encode(item)
+                    for key, item in value.items()}
+    elif kind is list:
+        return [item if type(item) in _AS_IS else _encode(item) for item in value]
+    return _encode_any(value)
+
+
+def _encode_any(value: Any) -> Any:
+    """`_encode` for any value (subclasses of the JSON types included)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Decimal):
