@@ -250,16 +250,6 @@ def _clone(value: T) -> T:
         return _walk_clone(value)
 
 
-def _clones(value: JSON) -> tuple[JSON, JSON]:
-    """Two deep copies of JSON data from one serialization (an update queued for getUpdates
-    and the one handed to the caller)."""
-    try:
-        data = marshal.dumps(value)
-    except ValueError:
-        return _walk_clone(value), _walk_clone(value)
-    return marshal.loads(data), marshal.loads(data)
-
-
 _BODY_ENCODER = json.JSONEncoder(check_circular=False)  # the world's JSON has no cycles
 
 
@@ -653,6 +643,32 @@ class FakeMessage:
 
 
 @dataclass(frozen=True)
+class _Queued:
+    """An update on the getUpdates queue, kept serialized: it is read (a fresh copy each time)
+    only when delivered, and most in-process updates are taken off the queue unread (``feed``)."""
+
+    update_id: int
+    kind: str  # the update's type: its first field besides update_id ("message", ...)
+    frozen: bytes | None  # marshal's serialization...
+    value: JSON | None = None  # ...or, for data marshal cannot write, a walked copy
+
+    @staticmethod
+    def of(update: JSON) -> _Queued:
+        """The world's own copy of ``update``."""
+        kind = next((key for key in update if key != "update_id"), "")
+        try:
+            return _Queued(update["update_id"], kind, marshal.dumps(update))
+        except ValueError:
+            return _Queued(update["update_id"], kind, None, _walk_clone(update))
+
+    def thaw(self) -> JSON:
+        """A fresh copy of the update."""
+        if self.frozen is not None:
+            return marshal.loads(self.frozen)  # type: ignore[no-any-return]
+        return _walk_clone(self.value or {})
+
+
+@dataclass(frozen=True)
 class FakeButton:
     """An inline button found on a bot message."""
 
@@ -721,7 +737,7 @@ class FakeTelegram:
         self.refused_tokens: set[str] = set()
         self._chats: dict[int, _Chat] = {}
         self._users: dict[int, JSON] = {}
-        self._updates: list[JSON] = []
+        self._updates: list[_Queued] = []
         self._next_update_id = 1
         self._next_query_id = 7_000_000_000_000_000_001
         self._pending_queries: dict[str, tuple[int, int]] = {}
@@ -924,7 +940,7 @@ class FakeTelegram:
     def _available(self, offset: int) -> bool:
         if offset < 0:
             return bool(self._updates)
-        return any(u["update_id"] >= offset for u in self._updates)
+        return any(u.update_id >= offset for u in self._updates)
 
     def _confirm(self, params: JSON) -> None:
         """Forget the updates below a positive offset as soon as the call arrives, not after the
@@ -932,7 +948,7 @@ class FakeTelegram:
         offset = self._offset(params)
         if offset > 0:
             with self.lock:
-                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                self._updates = [u for u in self._updates if u.update_id >= offset]
 
     def _wait_for_updates(self, params: JSON) -> None:
         offset = self._offset(params)
@@ -948,13 +964,13 @@ class FakeTelegram:
         limit = params.get("limit", 100)
         limit = min(max(limit, 1), 100) if isinstance(limit, int) else 100
         if offset > 0:
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._updates = [u for u in self._updates if u.update_id >= offset]
             selected = self._updates
         elif offset < 0:
             selected = self._updates[offset:]
         else:
             selected = self._updates
-        return selected[:limit]
+        return [queued.thaw() for queued in selected[:limit]]
 
     def _chat_for(self, params: JSON) -> _Chat:
         chat_id = params.get("chat_id")
@@ -1437,33 +1453,33 @@ class FakeTelegram:
         with self._cond:
             if "update_id" not in update:
                 update["update_id"] = self._next_update_id
-            self._enqueue(update, _clone(update))
+            self._enqueue(_Queued.of(update))
             return update
 
-    def _enqueue(self, update: JSON, queued: JSON) -> None:
-        """Put ``queued`` (the world's own copy of ``update``) on the getUpdates queue."""
-        self._next_update_id = max(self._next_update_id, update["update_id"] + 1)
+    def _enqueue(self, queued: _Queued) -> None:
+        """Put an update on the getUpdates queue."""
+        self._next_update_id = max(self._next_update_id, queued.update_id + 1)
         self._updates.append(queued)
         self._seq += 1
         self._cond.notify_all()
 
     def _queue_built(self, update: JSON) -> JSON:
         """Queue an update the world built from views of its state (``_message_dict``); return
-        the caller's copy (the queue keeps another)."""
-        queued, returned = _clones(update)
-        self._enqueue(update, queued)
-        return returned
+        the caller's copy (the queue keeps its own)."""
+        queued = _Queued.of(update)
+        self._enqueue(queued)
+        return queued.thaw()
 
     def discard_update(self, update_id: int) -> None:
         """Remove an update from the getUpdates queue (``feed`` does this)."""
         with self.lock:
-            self._updates = [u for u in self._updates if u["update_id"] != update_id]
+            self._updates = [u for u in self._updates if u.update_id != update_id]
 
     @property
     def pending_updates(self) -> list[JSON]:
         """Return a copy of the updates not yet confirmed by getUpdates."""
         with self.lock:
-            return _clone(self._updates)
+            return [queued.thaw() for queued in self._updates]
 
     def user_sends(
         self,
@@ -1826,19 +1842,18 @@ class FakeTelegram:
                 self._webhook_paused -= 1
                 self._cond.notify_all()
 
-    def _next_delivery(self) -> tuple[JSON, str, str | None] | None:
+    def _next_delivery(self) -> tuple[_Queued, str, str | None] | None:
         """(update, local URL, secret) to deliver now, dropping types the webhook excludes."""
         if (not self._webhook_url or self._webhook_route is None or self._webhook_paused
                 or self._closed):
             return None
         while self._updates:
-            update = self._updates[0]
-            kind = next((key for key in update if key != "update_id"), "")
-            if self._webhook_allowed and kind not in self._webhook_allowed:
+            queued = self._updates[0]
+            if self._webhook_allowed and queued.kind not in self._webhook_allowed:
                 self._updates.pop(0)
                 continue
             path = urllib.parse.urlsplit(self._webhook_url).path or "/"
-            return copy.deepcopy(update), self._webhook_route + path, self._webhook_secret
+            return queued, self._webhook_route + path, self._webhook_secret
         return None
 
     def _deliver_forever(self) -> None:
@@ -1854,13 +1869,14 @@ class FakeTelegram:
                 job = self._next_delivery()
             if job is None:
                 continue
-            update, url, secret = job
+            queued, url, secret = job
+            update = queued.thaw()
             status, error = _post_json(url, update, secret)
             with self._cond:
                 self.webhook_deliveries.append((update["update_id"], status))
                 if 200 <= status < 300:
                     self._updates = [u for u in self._updates
-                                     if u["update_id"] != update["update_id"]]
+                                     if u.update_id != queued.update_id]
                 else:
                     self._webhook_error = (_now(), error)
                 self._cond.notify_all()
