@@ -95,8 +95,10 @@ class TimedRequest(FakeRequest):
         """Answers as the fake does; a message sent or edited marks its chat."""
         result = await super().do_request(url, method, request_data, read_timeout,
                                           write_timeout, connect_timeout, pool_timeout)
-        chat_id = request_data.parameters.get("chat_id") if request_data else None
-        if isinstance(chat_id, int | str) and url.endswith(("/sendMessage", "/editMessageText")):
+        if request_data is None or not url.endswith(("/sendMessage", "/editMessageText")):
+            return result
+        chat_id = request_data.parameters.get("chat_id")
+        if isinstance(chat_id, int | str):
             chat = int(chat_id)
             self.written[chat] = time.perf_counter()
             self.wake.setdefault(chat, asyncio.Event()).set()
@@ -166,19 +168,19 @@ class SimulatedUser:
         queued = time.perf_counter()
         await self.app.update_queue.put(Update.de_json(update, self.app.bot))
         self.results.updates += 1
-        deadline = queued + REPLY_TIMEOUT
-        while True:
-            wake.clear()
-            if self.shows(expected, mark):
-                break
-            await asyncio.wait_for(wake.wait(), timeout=max(0.0, deadline - time.perf_counter()))
+        async with asyncio.timeout(REPLY_TIMEOUT):  # one timer an action, no task per wait
+            while True:
+                wake.clear()
+                if self.shows(expected, mark):
+                    break
+                await wake.wait()
         self.results.add(kind, (self.request.written[self.id] - queued) * 1000)
         await asyncio.sleep(self.rng.uniform(*self.think))
 
     def shows(self, expected: str, mark: int) -> bool:
         """Whether a bot message sent or edited after `mark` contains `expected` (looked up in
         place: the simulated users share the bot's CPU, so they must cost it little)."""
-        return self.world.find_text(self.id, expected, since=mark) is not None
+        return self.world.has_text(self.id, expected, since=mark)
 
     def tap(self, label: str) -> dict[str, Any]:
         """A tap on the newest button whose label contains `label`."""

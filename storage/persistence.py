@@ -71,8 +71,25 @@ _TAG = "$t"
 TOUCH_EVERY = 30.0
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode(value: Any) -> Any:
     """Turns a value into plain JSON types, tagging what JSON would lose."""
+    kind = type(value)
+    if kind in _AS_IS:
+        return value
+    if kind is dict:  # the common case first: string keys, plain values (every update's data)
+        if _TAG not in value and all(type(key) is str for key in value):
+            return {key: item if type(item) in _AS_IS else _encode(item)
+                    for key, item in value.items()}
+    elif kind is list:
+        return [item if type(item) in _AS_IS else _encode(item) for item in value]
+    return _encode_any(value)
+
+
+def _encode_any(value: Any) -> Any:
+    """`_encode` for any value (subclasses of the JSON types included)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, Decimal):
@@ -114,9 +131,14 @@ def _decode(value: Any) -> Any:
     raise ValueError(f"unknown JSON tag {kind!r}")
 
 
+# Built once: json.dumps with any argument builds a new JSONEncoder on every call.
+_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_KEY_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def dumps(value: Any) -> str:
     """Serialises persistence data (Decimal, tuples, sets, int keys kept) to JSON text."""
-    return json.dumps(_encode(value), ensure_ascii=False, separators=(",", ":"))
+    return _DUMPS(_encode(value))
 
 
 def loads(text: str) -> Any:
@@ -126,7 +148,7 @@ def loads(text: str) -> Any:
 
 def _conversation_key(key: ConversationKey) -> str:
     """A conversation key tuple as JSON text (an array of ints and strings)."""
-    return json.dumps(list(key), separators=(",", ":"))
+    return _KEY_DUMPS(list(key))
 
 
 _UPSERT_DATA = (

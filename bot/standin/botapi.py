@@ -47,7 +47,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,6 +75,7 @@ __all__ = [
 
 JSON = dict[str, Any]
 T = TypeVar("T")
+R = TypeVar("R")
 
 BOT_ID = 1000
 BOT_USERNAME = "smm_test_bot"
@@ -124,6 +125,7 @@ _COMMAND_RE = re.compile(r"/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,64})?")
 _BOT_COMMAND_NAME_RE = re.compile(r"[a-z0-9_]{1,32}")
 _INT_RE = re.compile(r"-?\d+")
 _START_PARAM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_BUTTON_URL_RE = re.compile(r"(https?|tg)://\S+$")
 
 _INT_PARAMS = frozenset(
     {
@@ -248,6 +250,15 @@ def _clone(value: T) -> T:
         return _walk_clone(value)
 
 
+_BODY_ENCODER = json.JSONEncoder(check_circular=False)  # the world's JSON has no cycles
+
+
+def _encode(body: JSON) -> bytes:
+    """A Bot API answer as the bytes Telegram sends (what the fake's in-process request and
+    its HTTP server hand back)."""
+    return _BODY_ENCODER.encode(body).encode("utf-8")
+
+
 def _walk_clone(value: T) -> T:
     """A deep copy of dicts and lists, keeping any other value as it is."""
     if isinstance(value, dict):
@@ -268,7 +279,8 @@ def _canon(obj: Any) -> str:
 
 
 def decode_params(raw: Mapping[str, Any]) -> JSON:
-    """Decode Bot API parameters as Telegram does: JSON for objects, ints for ids, bools."""
+    """Decode Bot API parameters as Telegram does: JSON for objects, ints for ids, bools; the
+    result shares no container with ``raw``."""
     out: JSON = {}
     for key, value in raw.items():
         if isinstance(value, bytes):
@@ -287,6 +299,8 @@ def decode_params(raw: Mapping[str, Any]) -> JSON:
                 value = int(value.strip())
             elif key in _BOOL_PARAMS:
                 value = value.strip().lower() in ("true", "1")
+        elif isinstance(value, dict | list):
+            value = _clone(value)  # the caller's object: the world keeps (and records) its own
         out[key] = value
     return out
 
@@ -552,8 +566,10 @@ def parse_html(text: str) -> tuple[str, list[JSON]]:
 def _trim(plain: str, entities: list[JSON]) -> tuple[str, list[JSON]]:
     """Strip leading/trailing whitespace as Telegram does, moving or cutting entities."""
     stripped_left = plain.lstrip(_TRIM_CHARS)
-    shift = _u16(plain) - _u16(stripped_left)
+    shift = len(plain) - len(stripped_left)  # the trimmed characters are one UTF-16 unit each
     result = stripped_left.rstrip(_TRIM_CHARS)
+    if not entities:
+        return result, []
     total = _u16(result)
     out: list[JSON] = []
     for entity in entities:
@@ -614,8 +630,42 @@ class FakeMessage:
 
     def copy(self) -> FakeMessage:
         """Return a deep copy (a snapshot safe to keep while the world changes)."""
-        return replace(self, entities=_clone(self.entities),
-                       reply_markup=_clone(self.reply_markup))
+        snapshot = object.__new__(FakeMessage)
+        snapshot.__dict__.update(self.__dict__)
+        snapshot.entities = _clone(self.entities)
+        snapshot.reply_markup = _clone(self.reply_markup)
+        snapshot.edit_times = list(self.edit_times)
+        if self.document is not None:
+            snapshot.document = dict(self.document)
+        if self.extra:
+            snapshot.extra = _clone(self.extra)
+        return snapshot
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """An update on the getUpdates queue, kept serialized: it is read (a fresh copy each time)
+    only when delivered, and most in-process updates are taken off the queue unread (``feed``)."""
+
+    update_id: int
+    kind: str  # the update's type: its first field besides update_id ("message", ...)
+    frozen: bytes | None  # marshal's serialization...
+    value: JSON | None = None  # ...or, for data marshal cannot write, a walked copy
+
+    @staticmethod
+    def of(update: JSON) -> _Queued:
+        """The world's own copy of ``update``."""
+        kind = next((key for key in update if key != "update_id"), "")
+        try:
+            return _Queued(update["update_id"], kind, marshal.dumps(update))
+        except ValueError:
+            return _Queued(update["update_id"], kind, None, _walk_clone(update))
+
+    def thaw(self) -> JSON:
+        """A fresh copy of the update."""
+        if self.frozen is not None:
+            return marshal.loads(self.frozen)  # type: ignore[no-any-return]
+        return _walk_clone(self.value or {})
 
 
 @dataclass(frozen=True)
@@ -643,6 +693,21 @@ class _Chat:
     blocked: bool = False
     last_user_seq: int = 0
     reply_keyboard: JSON | None = None
+    by_id: dict[int, FakeMessage] = field(default_factory=dict)  # messages by message_id
+    bot_seq: int = 0  # the newest change (seq) of a bot message here: nothing newer, no match
+
+    def add(self, msg: FakeMessage) -> None:
+        """Append a new message (its message_id is new in the chat)."""
+        self.messages.append(msg)
+        self.by_id[msg.message_id] = msg
+        if msg.from_bot:
+            self.bot_seq = max(self.bot_seq, msg.seq)
+
+    def changed(self, msg: FakeMessage, seq: int) -> None:
+        """Note a change (edit, deletion) of one of its messages."""
+        msg.seq = seq
+        if msg.from_bot:
+            self.bot_seq = max(self.bot_seq, seq)
 
     def as_dict(self) -> JSON:
         """Return the Chat object as Telegram sends it."""
@@ -672,7 +737,7 @@ class FakeTelegram:
         self.refused_tokens: set[str] = set()
         self._chats: dict[int, _Chat] = {}
         self._users: dict[int, JSON] = {}
-        self._updates: list[JSON] = []
+        self._updates: list[_Queued] = []
         self._next_update_id = 1
         self._next_query_id = 7_000_000_000_000_000_001
         self._pending_queries: dict[str, tuple[int, int]] = {}
@@ -729,24 +794,49 @@ class FakeTelegram:
         block: bool = False,
     ) -> tuple[int, JSON]:
         """Answer one Bot API call: (HTTP status, JSON body); ``block`` long-polls getUpdates."""
+        return self._handle(method, params, token, block, _clone)
+
+    def handle_encoded(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        *,
+        token: str | None = None,
+        block: bool = False,
+    ) -> tuple[int, bytes]:
+        """Like ``handle``, the body as the JSON bytes Telegram sends (the HTTP server's)."""
+        return self._handle(method, params, token, block, _encode)
+
+    def _handle(self, method: str, params: Mapping[str, Any], token: str | None, block: bool,
+                finish: Callable[[JSON], R]) -> tuple[int, R]:
         try:
             name, decoded = self._begin(method, params, token)
         except ApiError as exc:
-            return exc.status, exc.body()
+            return exc.status, finish(exc.body())
         if name == "getUpdates" and not self._webhook_url:
             self._confirm(decoded)
             if block:
                 self._wait_for_updates(decoded)
-        return self._dispatch(name, decoded)
+        return self._dispatch(name, decoded, finish)
 
     async def handle_async(
         self, method: str, params: Mapping[str, Any], *, token: str | None = None
     ) -> tuple[int, JSON]:
         """Answer one Bot API call from an event loop; getUpdates long-polls without blocking."""
+        return await self._handle_async(method, params, token, _clone)
+
+    async def handle_encoded_async(
+        self, method: str, params: Mapping[str, Any], *, token: str | None = None
+    ) -> tuple[int, bytes]:
+        """Like ``handle_async``, the body as the JSON bytes Telegram sends (``FakeRequest``'s)."""
+        return await self._handle_async(method, params, token, _encode)
+
+    async def _handle_async(self, method: str, params: Mapping[str, Any], token: str | None,
+                            finish: Callable[[JSON], R]) -> tuple[int, R]:
         try:
             name, decoded = self._begin(method, params, token)
         except ApiError as exc:
-            return exc.status, exc.body()
+            return exc.status, finish(exc.body())
         if name == "getUpdates" and not self._webhook_url:
             self._confirm(decoded)
             deadline = time.monotonic() + self._poll_timeout(decoded)
@@ -756,7 +846,7 @@ class FakeTelegram:
                     if self._closed or self._available(offset):
                         break
                 await asyncio.sleep(0.01)
-        return self._dispatch(name, decoded)
+        return self._dispatch(name, decoded, finish)
 
     def _begin(self, method: str, params: Mapping[str, Any], token: str | None) -> tuple[str, JSON]:
         """Check the token, decode and record the call; return the canonical method name."""
@@ -770,16 +860,20 @@ class FakeTelegram:
             with self.lock:
                 self.calls.append((name, dict(params)))
             raise
-        with self.lock:
-            self.calls.append((name, _clone(decoded)))
+        with self.lock:  # decoded is the world's own (decode_params): nothing to copy
+            self.calls.append((name, decoded))
         if token is not None and token in self.refused_tokens:
             raise ApiError(401, "Unauthorized")
         if entry is None:
             raise _bad(ERR_METHOD_NOT_FOUND)
         return name, decoded
 
-    def _dispatch(self, name: str, params: JSON) -> tuple[int, JSON]:
-        """Run the handler of ``name`` under the lock and wrap its result."""
+    def _dispatch(self, name: str, params: JSON, finish: Callable[[JSON], R]) -> tuple[int, R]:
+        """Run the handler of ``name`` under the lock and wrap its result.
+
+        Handlers answer with views of the world's state (no copies); ``finish`` turns the body,
+        still under the lock, into what leaves the world: a deep copy (``_clone``) or the JSON
+        bytes (``_encode``), so callers never hold the world's own data."""
         with self._cond:
             try:
                 failures = self._failures.get(name.lower())
@@ -789,11 +883,11 @@ class FakeTelegram:
                         self._methods[name.lower()][1](params)
                     raise error
                 result = self._methods[name.lower()][1](params)
+                return 200, finish({"ok": True, "result": result})
             except ApiError as exc:
-                return exc.status, exc.body()
+                return exc.status, finish(exc.body())
             finally:
                 self._cond.notify_all()
-        return 200, {"ok": True, "result": result}
 
     def fail_next(self, method: str, status: int, description: str, *,
                   after_doing_it: bool = False) -> None:
@@ -846,7 +940,7 @@ class FakeTelegram:
     def _available(self, offset: int) -> bool:
         if offset < 0:
             return bool(self._updates)
-        return any(u["update_id"] >= offset for u in self._updates)
+        return any(u.update_id >= offset for u in self._updates)
 
     def _confirm(self, params: JSON) -> None:
         """Forget the updates below a positive offset as soon as the call arrives, not after the
@@ -854,7 +948,7 @@ class FakeTelegram:
         offset = self._offset(params)
         if offset > 0:
             with self.lock:
-                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                self._updates = [u for u in self._updates if u.update_id >= offset]
 
     def _wait_for_updates(self, params: JSON) -> None:
         offset = self._offset(params)
@@ -870,13 +964,13 @@ class FakeTelegram:
         limit = params.get("limit", 100)
         limit = min(max(limit, 1), 100) if isinstance(limit, int) else 100
         if offset > 0:
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._updates = [u for u in self._updates if u.update_id >= offset]
             selected = self._updates
         elif offset < 0:
             selected = self._updates[offset:]
         else:
             selected = self._updates
-        return _clone(selected[:limit])
+        return [queued.thaw() for queued in selected[:limit]]
 
     def _chat_for(self, params: JSON) -> _Chat:
         chat_id = params.get("chat_id")
@@ -925,7 +1019,7 @@ class FakeTelegram:
                 raise _bad(f"Bad Request: can't parse entities: {exc}") from None
         elif mode == "":
             plain = raw
-            ents = [dict(e) for e in entities] if isinstance(entities, list) else []
+            ents = _clone([dict(e) for e in entities]) if isinstance(entities, list) else []
         elif mode in ("markdown", "markdownv2"):
             plain, ents = raw, []  # Markdown is not modelled: the raw text is what you get
         else:
@@ -965,7 +1059,7 @@ class FakeTelegram:
                             "Bad Request: can't parse inline keyboard button: "
                             'Field "text" must be of type String'
                         )
-                    if not _BUTTON_ACTIONS & set(button):
+                    if _BUTTON_ACTIONS.isdisjoint(button):
                         raise _bad(
                             "Bad Request: can't parse inline keyboard button: "
                             "Text buttons are unallowed in the inline keyboard"
@@ -978,7 +1072,7 @@ class FakeTelegram:
                             raise _bad("Bad Request: BUTTON_DATA_INVALID")
                     if "url" in button:
                         url = button["url"]
-                        if not isinstance(url, str) or not re.match(r"(https?|tg)://\S+$", url):
+                        if not isinstance(url, str) or not _BUTTON_URL_RE.match(url):
                             raise _bad("Bad Request: BUTTON_URL_INVALID")
             return _clone(markup)
         if {"keyboard", "remove_keyboard", "force_reply"} & set(markup):
@@ -986,11 +1080,14 @@ class FakeTelegram:
         raise _bad("Bad Request: can't parse reply keyboard markup JSON object")
 
     def _message_dict(self, msg: FakeMessage, *, with_reply: bool = True) -> JSON:
+        """The Message object as Telegram sends it: a view sharing the world's data (the sender,
+        entities, keyboard), to be copied or encoded under the lock before it leaves (see
+        ``_dispatch`` and ``_queue_built``)."""
         chat = self._chats[msg.chat_id]
         sender = BOT_USER if msg.from_bot else self._users.get(msg.user_id, {"id": msg.user_id})
         out: JSON = {
             "message_id": msg.message_id,
-            "from": _clone(sender),
+            "from": sender,
             "chat": chat.as_dict(),
             "date": msg.date,
         }
@@ -1001,27 +1098,29 @@ class FakeTelegram:
             if replied is not None:
                 out["reply_to_message"] = self._message_dict(replied, with_reply=False)
         if msg.document is not None:
-            out["document"] = _clone(msg.document)
+            out["document"] = msg.document
             if msg.plain:
                 out["caption"] = msg.plain
             if msg.entities:
-                out["caption_entities"] = _clone(msg.entities)
+                out["caption_entities"] = msg.entities
         else:
             if msg.kind == "text":
                 out["text"] = msg.plain
-            out.update(_clone(msg.extra))
+            out.update(msg.extra)
             if msg.entities:
-                out["entities"] = _clone(msg.entities)
-        if msg.inline_keyboard:
-            out["reply_markup"] = {"inline_keyboard": _clone(msg.inline_keyboard)}
+                out["entities"] = msg.entities
+        keyboard = msg.inline_keyboard
+        if keyboard:
+            out["reply_markup"] = {"inline_keyboard": keyboard}
         return out
 
     @staticmethod
     def _find(chat: _Chat, message_id: Any) -> FakeMessage | None:
-        for msg in chat.messages:
-            if msg.message_id == message_id and not msg.deleted:
-                return msg
-        return None
+        try:
+            msg = chat.by_id.get(message_id)
+        except TypeError:  # an unhashable id (a list, …) is no message's
+            return None
+        return msg if msg is not None and not msg.deleted else None
 
     def _bump(self) -> int:
         self._seq += 1
@@ -1062,7 +1161,7 @@ class FakeTelegram:
             seq=self._bump(),
         )
         chat.next_message_id += 1
-        chat.messages.append(msg)
+        chat.add(msg)
         return self._message_dict(msg)
 
     def _editable(self, params: JSON) -> tuple[_Chat, FakeMessage]:
@@ -1110,7 +1209,7 @@ class FakeTelegram:
         msg.edit_count += 1
         msg.edit_times.append(time.monotonic())
         msg.edit_date = _now()
-        msg.seq = self._bump()
+        self._chats[msg.chat_id].changed(msg, self._bump())
         return self._message_dict(msg)
 
     def _edit_message_text(self, params: JSON) -> JSON:
@@ -1140,7 +1239,7 @@ class FakeTelegram:
         if chat.type != "private" and not msg.from_bot:
             raise _bad("Bad Request: message can't be deleted")
         msg.deleted = True
-        msg.seq = self._bump()
+        chat.changed(msg, self._bump())
         return True
 
     def _answer_callback_query(self, params: JSON) -> bool:
@@ -1183,7 +1282,7 @@ class FakeTelegram:
         return True
 
     def _get_my_commands(self, params: JSON) -> list[JSON]:
-        return _clone(self._commands.get(self._commands_key(params), []))
+        return self._commands.get(self._commands_key(params), [])
 
     def _delete_my_commands(self, params: JSON) -> bool:
         self._commands.pop(self._commands_key(params), None)
@@ -1258,7 +1357,7 @@ class FakeTelegram:
             extra={"invoice": invoice},
         )
         chat.next_message_id += 1
-        chat.messages.append(msg)
+        chat.add(msg)
         self._invoices[(chat.id, msg.message_id)] = {**invoice, "payload": payload,
                                                      "paid": False}
         return self._message_dict(msg)
@@ -1354,22 +1453,33 @@ class FakeTelegram:
         with self._cond:
             if "update_id" not in update:
                 update["update_id"] = self._next_update_id
-            self._next_update_id = max(self._next_update_id, update["update_id"] + 1)
-            self._updates.append(_clone(update))
-            self._seq += 1
-            self._cond.notify_all()
+            self._enqueue(_Queued.of(update))
             return update
+
+    def _enqueue(self, queued: _Queued) -> None:
+        """Put an update on the getUpdates queue."""
+        self._next_update_id = max(self._next_update_id, queued.update_id + 1)
+        self._updates.append(queued)
+        self._seq += 1
+        self._cond.notify_all()
+
+    def _queue_built(self, update: JSON) -> JSON:
+        """Queue an update the world built from views of its state (``_message_dict``); return
+        the caller's copy (the queue keeps its own)."""
+        queued = _Queued.of(update)
+        self._enqueue(queued)
+        return queued.thaw()
 
     def discard_update(self, update_id: int) -> None:
         """Remove an update from the getUpdates queue (``feed`` does this)."""
         with self.lock:
-            self._updates = [u for u in self._updates if u["update_id"] != update_id]
+            self._updates = [u for u in self._updates if u.update_id != update_id]
 
     @property
     def pending_updates(self) -> list[JSON]:
         """Return a copy of the updates not yet confirmed by getUpdates."""
         with self.lock:
-            return _clone(self._updates)
+            return [queued.thaw() for queued in self._updates]
 
     def user_sends(
         self,
@@ -1408,11 +1518,11 @@ class FakeTelegram:
                 date=_now(),
             )
             chat.next_message_id += 1
-            chat.messages.append(msg)
+            chat.add(msg)
             message = self._message_dict(msg)
             if not entities:
                 message.pop("entities", None)
-            update = self.push_update({"update_id": self._next_update_id, "message": message})
+            update = self._queue_built({"update_id": self._next_update_id, "message": message})
             chat.last_user_seq = self._seq
             msg.seq = self._seq
             return update
@@ -1453,12 +1563,13 @@ class FakeTelegram:
             self._pending_queries[query_id] = (cid, message_id)
             query: JSON = {
                 "id": query_id,
-                "from": _clone(self._users[user_id]),
+                "from": self._users[user_id],
                 "message": message,
                 "chat_instance": str(abs(cid) * 7 + 13),
                 "data": data,
             }
-            update = self.push_update({"update_id": self._next_update_id, "callback_query": query})
+            update = self._queue_built({"update_id": self._next_update_id,
+                                        "callback_query": query})
             chat.last_user_seq = self._seq
             return update
 
@@ -1574,9 +1685,9 @@ class FakeTelegram:
                           user_id=user_id, html="", plain="", date=_now(),
                           kind="successful_payment", extra={"successful_payment": paid})
         chat.next_message_id += 1
-        chat.messages.append(msg)
-        update = self.push_update({"update_id": self._next_update_id,
-                                   "message": self._message_dict(msg)})
+        chat.add(msg)
+        update = self._queue_built({"update_id": self._next_update_id,
+                                    "message": self._message_dict(msg)})
         chat.last_user_seq = self._seq
         msg.seq = self._seq
         return update
@@ -1731,19 +1842,18 @@ class FakeTelegram:
                 self._webhook_paused -= 1
                 self._cond.notify_all()
 
-    def _next_delivery(self) -> tuple[JSON, str, str | None] | None:
+    def _next_delivery(self) -> tuple[_Queued, str, str | None] | None:
         """(update, local URL, secret) to deliver now, dropping types the webhook excludes."""
         if (not self._webhook_url or self._webhook_route is None or self._webhook_paused
                 or self._closed):
             return None
         while self._updates:
-            update = self._updates[0]
-            kind = next((key for key in update if key != "update_id"), "")
-            if self._webhook_allowed and kind not in self._webhook_allowed:
+            queued = self._updates[0]
+            if self._webhook_allowed and queued.kind not in self._webhook_allowed:
                 self._updates.pop(0)
                 continue
             path = urllib.parse.urlsplit(self._webhook_url).path or "/"
-            return copy.deepcopy(update), self._webhook_route + path, self._webhook_secret
+            return queued, self._webhook_route + path, self._webhook_secret
         return None
 
     def _deliver_forever(self) -> None:
@@ -1759,13 +1869,14 @@ class FakeTelegram:
                 job = self._next_delivery()
             if job is None:
                 continue
-            update, url, secret = job
+            queued, url, secret = job
+            update = queued.thaw()
             status, error = _post_json(url, update, secret)
             with self._cond:
                 self.webhook_deliveries.append((update["update_id"], status))
                 if 200 <= status < 300:
                     self._updates = [u for u in self._updates
-                                     if u["update_id"] != update["update_id"]]
+                                     if u.update_id != queued.update_id]
                 else:
                     self._webhook_error = (_now(), error)
                 self._cond.notify_all()
@@ -1855,7 +1966,7 @@ class FakeTelegram:
     def commands(self, *, scope: JSON | None = None, language_code: str = "") -> list[JSON]:
         """Return the commands set by setMyCommands for a scope and language."""
         with self.lock:
-            return self._get_my_commands({"scope": scope, "language_code": language_code})
+            return _clone(self._get_my_commands({"scope": scope, "language_code": language_code}))
 
     # ---------------------------------------------------------------- files and inline mode
 
@@ -1918,7 +2029,7 @@ class FakeTelegram:
                       "mime_type": mime, "file_size": len(content)},
         )
         chat.next_message_id += 1
-        chat.messages.append(msg)
+        chat.add(msg)
         return self._message_dict(msg)
 
     def _get_file(self, params: JSON) -> JSON:
@@ -1974,9 +2085,9 @@ class FakeTelegram:
                           "file_size": len(content)},
             )
             chat.next_message_id += 1
-            chat.messages.append(msg)
+            chat.add(msg)
             message = self._message_dict(msg)
-            update = self.push_update({"update_id": self._next_update_id, "message": message})
+            update = self._queue_built({"update_id": self._next_update_id, "message": message})
             chat.last_user_seq = self._seq
             msg.seq = self._seq
             return update
@@ -2065,6 +2176,12 @@ class FakeTelegram:
         contains ``substring``, or None; looks in place, without copying the chat."""
         return self._text_matcher(chat_id, substring, since)()
 
+    def has_text(self, chat_id: int, substring: str, *, since: int) -> bool:
+        """Whether ``find_text`` would find a message (nothing copied: for simulated users who
+        only wait for the bot's reply)."""
+        with self.lock:
+            return self._newest_text(chat_id, substring, since) is not None
+
     # ---------------------------------------------------------------- waiting
 
     def _text_matcher(
@@ -2072,17 +2189,23 @@ class FakeTelegram:
     ) -> Callable[[], FakeMessage | None]:
         def match() -> FakeMessage | None:
             with self.lock:
-                chat = self._chats.get(chat_id)
-                if chat is None:
-                    return None
-                floor = chat.last_user_seq if since is None else since
-                for msg in reversed(chat.messages):
-                    if msg.from_bot and not msg.deleted and msg.seq > floor:
-                        if substring in msg.plain:
-                            return msg.copy()
-                return None
+                msg = self._newest_text(chat_id, substring, since)
+                return msg.copy() if msg is not None else None
 
         return match
+
+    def _newest_text(self, chat_id: int, substring: str, since: int | None) -> FakeMessage | None:
+        """The live message ``find_text`` means (the caller holds the lock)."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return None
+        floor = chat.last_user_seq if since is None else since
+        if chat.bot_seq <= floor:
+            return None  # no bot message sent or edited since
+        for msg in reversed(chat.messages):
+            if msg.from_bot and not msg.deleted and msg.seq > floor and substring in msg.plain:
+                return msg
+        return None
 
     def _timeout_report(self, what: str, chat_id: int | None) -> str:
         detail = f"; bot texts in chat {chat_id}: {self.bot_texts(chat_id)!r}" if chat_id else ""
@@ -2154,8 +2277,20 @@ class FakeTelegram:
 # --------------------------------------------------------------------------------------------
 
 
+_SPLIT_URLS: dict[str, tuple[str | None, str | None]] = {}  # a bot calls a few URLs over and over
+
+
 def _split_url(url: str) -> tuple[str | None, str | None]:
     """Return (token, method) of a Bot API URL, or (None, None) when it is not one."""
+    known = _SPLIT_URLS.get(url)
+    if known is None:
+        if len(_SPLIT_URLS) >= 1024:
+            _SPLIT_URLS.clear()
+        known = _SPLIT_URLS[url] = _parse_url(url)
+    return known
+
+
+def _parse_url(url: str) -> tuple[str | None, str | None]:
     path = urllib.parse.urlsplit(url).path
     for start in range(len(path)):
         if path.startswith("/bot", start):
@@ -2204,8 +2339,7 @@ class FakeRequest(BaseRequest):
             for name, (filename, content, mime) in request_data.multipart_data.items():
                 data = content if isinstance(content, bytes) else content.read()
                 params[name] = {"filename": filename, "content": data, "mime_type": mime}
-        status, body = await self.world.handle_async(api_method, params, token=token)
-        return status, json.dumps(body).encode("utf-8")
+        return await self.world.handle_encoded_async(api_method, params, token=token)
 
 
 async def feed(
@@ -2312,9 +2446,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Serve a POST call (JSON, urlencoded or multipart body)."""
         self._serve()
 
-    def _reply(self, status: int, body: JSON) -> None:
-        """Send a JSON answer, tolerating a client that already hung up."""
-        data = json.dumps(body).encode("utf-8")
+    def _reply(self, status: int, body: JSON | bytes) -> None:
+        """Send a JSON answer (a body or its bytes), tolerating a client that already hung up."""
+        data = body if isinstance(body, bytes) else _encode(body)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -2341,7 +2475,7 @@ class _Handler(BaseHTTPRequestHandler):
             error = exc if isinstance(exc, ApiError) else _bad("Bad Request: invalid request body")
             self._reply(error.status, error.body())
             return
-        status, payload = self.server.world.handle(
+        status, payload = self.server.world.handle_encoded(
             match.group(2), params, token=match.group(1), block=True
         )
         self._reply(status, payload)
