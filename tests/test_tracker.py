@@ -21,7 +21,7 @@ from bot.panel.sandbox import DEMO_KEY, SANDBOX_URL
 from bot.services import notices, tracking
 from bot.services.tracking import LOST_AFTER, poll_orders, poll_refills
 from storage import orders, outbox, refills, users
-from storage.db import fetch_all, set_trace_callback
+from storage.db import execute_write, fetch_all, set_trace_callback
 from storage.orders import Order
 from storage.users import OPERATOR_ACCOUNT
 from tests.conftest import OTHER, USER, BotHarness, start_harness, stop_harness
@@ -228,6 +228,33 @@ async def test_batches_answered_together_are_written_in_one_transaction(
     assert [o.status for o in followed] == ["In progress"] * 400
     [(history,)] = await fetch_all(bot.deps.db, "SELECT COUNT(*) FROM order_status_history")
     assert history == 400
+
+
+async def test_a_write_of_the_bots_own_waits_for_one_tracker_transaction_at_most(
+    bot: BotHarness,
+) -> None:
+    for panel_id in await follow_many(bot, 800):
+        bot.sandbox.set_status(panel_id, "In progress")
+    bot.sandbox.latency = 0.02
+    seen: list[str] = []  # "asked" when a write is asked for, then the statements as they run
+    await set_trace_callback(bot.deps.db, seen.append)
+    cycle = asyncio.create_task(poll_orders(bot.deps))
+    try:
+        while not cycle.done():  # a user's writes (their draft, their row) all along the cycle
+            seen.append("asked")
+            await execute_write(bot.deps.db, "UPDATE users SET name = 'User' WHERE telegram_id = ?",
+                                (USER,))
+            await asyncio.sleep(0.002)
+        assert (await cycle).checked == 800
+    finally:
+        await set_trace_callback(bot.deps.db, None)
+    waits = []  # tracker COMMITs between asking for each write and running it
+    for at, entry in enumerate(seen):
+        if entry == "asked":
+            ran = next(i for i in range(at, len(seen)) if seen[i].startswith("UPDATE users"))
+            waits.append(seen[at:ran].count("COMMIT"))
+    assert seen.count("COMMIT") >= 3 and len(waits) >= 3
+    assert max(waits) <= 1, waits  # queued behind every batch answered before it: up to 4
 
 
 async def test_a_failed_write_stores_none_of_the_batches_it_held_and_the_next_cycle_does(
