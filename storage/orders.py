@@ -550,11 +550,11 @@ async def due_orders(
     )
     labels = json.dumps(list(accounts))
     rows = await fetch_all(db, f"{select} AND next_check_at IS NULL ORDER BY id LIMIT ?",
-                           (panel, labels, -1 if limit is None else limit))
+                           (panel, labels, -1 if limit is None else limit), many=True)
     if limit is None or len(rows) < limit:
         rows += await fetch_all(
             db, f"{select} AND next_check_at <= ? ORDER BY next_check_at, id LIMIT ?",
-            (panel, labels, due_before, -1 if limit is None else limit - len(rows)),
+            (panel, labels, due_before, -1 if limit is None else limit - len(rows)), many=True,
         )
     # The columns come back as the fields' types (INTEGER, TEXT, REAL affinity): no converting.
     return list(map(DueOrder._make, rows))

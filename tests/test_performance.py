@@ -586,6 +586,43 @@ async def test_the_tracker_finds_due_orders_by_the_active_orders_index(tmp_path:
         await close_database(db)
 
 
+async def test_the_trackers_read_of_thousands_of_due_orders_leaves_the_loop_free(
+        tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    db = await open_database(path)
+    await add_reader(db, path)  # as at start-up: other reads run on the loop
+    try:
+        await users.upsert_user(db, telegram_id=USER, name="U")
+        await orders.track_orders(db, owner_id=USER, account=OPERATOR_ACCOUNT, panel=PANEL_URL,
+                                  panel_order_ids=range(1, 3001))
+        turns = 0
+        reading = True
+
+        async def other_updates() -> None:  # what the loop does for everyone else meanwhile
+            nonlocal turns
+            while reading:
+                turns += 1
+                await asyncio.sleep(0)
+
+        others = asyncio.create_task(other_updates())
+        await asyncio.sleep(0)
+        trips = _thread_visits(db)
+        turns = 0
+        due = await orders.due_orders(db, due_before=time.time(), panel=PANEL_URL,
+                                      accounts=[OPERATOR_ACCOUNT])
+        during = turns
+        reading = False
+        await others
+        assert len(due) == 3000
+        assert trips  # read on the connection's thread…
+        assert during > 0  # …while the loop went on (on the loop's reader: not once)
+        trips.clear()
+        assert await users.get_user(db, USER) is not None
+        assert trips == []  # a read of one row still runs on the loop's reader
+    finally:
+        await close_database(db)
+
+
 # --- per update: only what the bot uses is persisted; start-up is out of the collector's way ----
 
 
