@@ -675,20 +675,8 @@ async def add_reader(db: aiosqlite.Connection, path: str | Path) -> None:
     and may checkpoint) stay on the connection's thread.
     """
     state = _state(db)
-    if state.reader is not None:
-        return
-    reader = sqlite3.connect(Path(path), isolation_level=None,
-                             timeout=BUSY_TIMEOUT_MS / 1000)  # this (the loop's) thread only
-    try:
-        reader.row_factory = aiosqlite.Row
-        reader.execute("PRAGMA query_only = ON")
-        mode = reader.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":  # outside WAL a reader would wait for the writer
-            raise sqlite3.OperationalError(f"a reader needs WAL, not journal_mode {mode}")
-    except BaseException:
-        reader.close()
-        raise
-    state.reader = reader
+    if state.reader is None:  # outside WAL a reader would wait for the writer
+        state.reader = _loop_twin(path, BUSY_TIMEOUT_MS / 1000, ["query_only = ON"], "a reader")
 
 
 async def add_writer(db: aiosqlite.Connection, path: str | Path) -> None:
@@ -708,22 +696,28 @@ async def add_writer(db: aiosqlite.Connection, path: str | Path) -> None:
     lock like every other statement of the connection.
     """
     state = _state(db)
-    if state.writer is not None:
-        return
-    writer = sqlite3.connect(Path(path), isolation_level=None, timeout=0)  # the loop's thread
+    if state.writer is None:  # outside WAL a commit would wait for the readers
+        state.writer = _loop_twin(
+            path, 0, ["busy_timeout = 0", "synchronous = NORMAL", "wal_autocheckpoint = 0",
+                      "foreign_keys = ON"], "a loop-thread writer")
+
+
+def _loop_twin(path: str | Path, timeout: float, pragmas: Sequence[str],
+               role: str) -> sqlite3.Connection:
+    """A plain sqlite3 connection to the file for the event loop's thread only (rows as
+    aiosqlite.Row), with these PRAGMAs; it refuses a database that is not in WAL mode."""
+    twin = sqlite3.connect(Path(path), isolation_level=None, timeout=timeout)
     try:
-        writer.row_factory = aiosqlite.Row
-        writer.execute("PRAGMA busy_timeout = 0")
-        writer.execute("PRAGMA synchronous = NORMAL")
-        writer.execute("PRAGMA wal_autocheckpoint = 0")
-        writer.execute("PRAGMA foreign_keys = ON")
-        mode = writer.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":  # outside WAL a commit would wait for the readers
-            raise sqlite3.OperationalError(f"a loop-thread writer needs WAL, not {mode}")
+        twin.row_factory = aiosqlite.Row
+        for pragma in pragmas:
+            twin.execute(f"PRAGMA {pragma}")
+        mode = twin.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"{role} needs WAL, not journal_mode {mode}")
     except BaseException:
-        writer.close()
+        twin.close()
         raise
-    state.writer = writer
+    return twin
 
 
 async def set_trace_callback(
