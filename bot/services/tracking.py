@@ -347,6 +347,10 @@ async def _poll_account(deps: Deps, kind: Kind[Item, Answer], state: TrackerStat
     _account_answered(state, account)
 
 
+#: A batch, the panel's answers about it, and the future its caller waits on until it is stored.
+_Answered = tuple[Sequence[Item], Mapping[int, Answer | ItemError], asyncio.Future[None]]
+
+
 class _Writer(Generic[Item, Answer]):
     """Writes a cycle's answered batches. Those answered while a write is running wait for it,
     then go together in one transaction (at most WRITE_TOGETHER of them): the requests in flight
@@ -359,8 +363,7 @@ class _Writer(Generic[Item, Answer]):
                  now: float, report: CycleReport) -> None:
         self.deps, self.kind, self.people, self.now, self.report = deps, kind, people, now, report
         self.lock = asyncio.Lock()
-        self.waiting: list[tuple[Sequence[Item], Mapping[int, Answer | ItemError],
-                                 asyncio.Future[None]]] = []
+        self.waiting: list[_Answered[Item, Answer]] = []
 
     async def write(self, batch: Sequence[Item], answers: Mapping[int, Answer | ItemError]) -> None:
         """Returns once the batch is stored (by this call or by the one before it)."""
@@ -373,9 +376,7 @@ class _Writer(Generic[Item, Answer]):
                 await self._write_group(group)
         await stored
 
-    async def _write_group(self, group: Sequence[tuple[Sequence[Item],
-                                                      Mapping[int, Answer | ItemError],
-                                                      asyncio.Future[None]]]) -> None:
+    async def _write_group(self, group: Sequence[_Answered[Item, Answer]]) -> None:
         counts = CycleReport()  # counted into the cycle's report once committed
         try:
             async with transaction(self.deps.db):
