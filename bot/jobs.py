@@ -20,7 +20,6 @@ from datetime import timedelta
 from typing import Final, cast
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
-from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import JobQueue
 
@@ -29,6 +28,7 @@ from bot.callbacks import pack
 from bot.deps import BotApp, BotContext, Deps
 from bot.handlers import conversations
 from bot.i18n import N_, _
+from bot.outgoing import send_html
 from bot.services import shop, tracking
 from bot.services.notices import rendered
 from bot.services.tracking import HOUR, backoff_delay, tracker_state
@@ -134,8 +134,7 @@ async def _send_one(bot: Bot, deps: Deps, note: Notification, blocked: dict[int,
     with i18n.speaking(languages[note.chat_id]):  # the owner's language now, not when written
         text, markup = rendered(note.text, note.payload), _card_markup(note)
     try:
-        await bot.send_message(note.chat_id, fit(text), parse_mode=ParseMode.HTML,
-                               reply_markup=markup, disable_web_page_preview=True)
+        await send_html(bot, note.chat_id, fit(text), markup)
     except Forbidden as exc:
         log.info("Chat %s has blocked the bot; its messages are dropped until it writes again",
                  note.chat_id)

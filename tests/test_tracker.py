@@ -373,8 +373,8 @@ class FloodedBot:
     def __init__(self) -> None:
         self.calls = 0
 
-    async def send_message(self, *args: object, **kwargs: object) -> None:
-        """Always "429: retry after 30"."""
+    async def _post(self, *args: object, **kwargs: object) -> None:
+        """Every Bot API call (bot/outgoing.py's layer): "429: retry after 30"."""
         self.calls += 1
         raise RetryAfter(30)
 

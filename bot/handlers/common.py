@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
-from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from bot.deps import BotContext
 from bot.i18n import N_, _
+from bot.outgoing import edit_html, send_html
 from bot.services.accounts import Account, account_for
 from bot.text import esc as esc
 from bot.text import fit, shorten
@@ -22,17 +22,19 @@ BANNED = N_("You cannot order from this shop.")
 
 
 async def reply(update: Update, text: str,
-                markup: InlineKeyboardMarkup | None = None) -> Message | None:
-    """Sends a new HTML message to the update's chat."""
+                markup: InlineKeyboardMarkup | None = None) -> int | None:
+    """Sends a new HTML message to the update's chat (in the forum topic, or through the
+    business connection, of the message it answers); the new message's id."""
     message = update.effective_message
     chat = update.effective_chat
     if chat is None:
         return None
     if message is not None and update.callback_query is None:
-        return await message.reply_html(fit(text), reply_markup=markup,
-                                        disable_web_page_preview=True)
-    return await chat.send_message(fit(text), parse_mode=ParseMode.HTML, reply_markup=markup,
-                                   disable_web_page_preview=True)
+        return await send_html(message.get_bot(), chat.id, fit(text), markup,
+                               thread_id=message.message_thread_id
+                               if message.is_topic_message else None,
+                               business_connection_id=message.business_connection_id)
+    return await send_html(chat.get_bot(), chat.id, fit(text), markup)
 
 
 async def show(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
@@ -42,9 +44,10 @@ async def show(update: Update, text: str, markup: InlineKeyboardMarkup | None = 
     """
     query = update.callback_query
     if query is not None and query.message is not None and isinstance(query.message, Message):
+        message = query.message
         try:
-            await query.edit_message_text(fit(text), parse_mode=ParseMode.HTML,
-                                          reply_markup=markup, disable_web_page_preview=True)
+            await edit_html(message.get_bot(), message.chat_id, message.message_id, fit(text),
+                            markup, business_connection_id=message.business_connection_id)
         except BadRequest as exc:
             if "not modified" not in str(exc).lower():
                 raise

@@ -455,8 +455,7 @@ async def take(update: Update, context: BotContext, text: str) -> int | None:
                                         filename=f"mass-order-{batch_id or 'lines'}.txt",
                                         caption=_("Every line of this mass order"))
     markup = summary_markup(batch_id, rev, len(parsed.lines)) if batch_id is not None else None
-    sent = await reply(update, shown, markup)
-    data["msg"] = sent.message_id if sent is not None else None
+    data["msg"] = await reply(update, shown, markup)
     if isinstance(old_msg, int):
         try:
             await context.bot.edit_message_reply_markup(chat.id, old_msg, reply_markup=None)

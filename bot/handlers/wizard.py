@@ -392,8 +392,7 @@ async def say(update: Update, text: str, markup: InlineKeyboardMarkup | None = N
     if query is not None and isinstance(query.message, Message):
         await show(update, text, markup)
         return query.message.message_id
-    sent = await reply(update, text, markup)
-    return sent.message_id if sent is not None else None
+    return await reply(update, text, markup)
 
 
 def is_fresh(update: Update, order: Mapping[str, Any]) -> bool:
@@ -413,8 +412,7 @@ async def ask(update: Update, order: dict[str, Any], service: Service, field: Fo
     order["field"] = field.name
     text, markup = question_text(order, service, field, error), question_markup(order, field)
     if new_message:
-        sent = await reply(update, text, markup)
-        order["msg"] = sent.message_id if sent is not None else None
+        order["msg"] = await reply(update, text, markup)
     else:
         order["msg"] = await say(update, text, markup)
 
@@ -520,8 +518,7 @@ async def summarise(update: Update, context: BotContext, order: dict[str, Any],
     order.update(field=None, draft=draft_id, rev=revision, live=True, summary=text)
     markup = summary_markup(draft_id, revision, top_up=top_up)
     if new_message:
-        sent = await reply(update, text, markup)
-        order["msg"] = sent.message_id if sent is not None else None
+        order["msg"] = await reply(update, text, markup)
     else:
         order["msg"] = await say(update, text, markup)
     return SUMMARY
