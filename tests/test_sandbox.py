@@ -500,6 +500,42 @@ async def test_partial_every_fifth_order_refunds(
     assert await balance(client) == Decimal("100") - Decimal("6.3") + 2 * refund
 
 
+async def test_a_finished_order_refunds_and_frees_its_link_though_no_one_asked_about_it(
+    panel: SandboxPanel, client: httpx.AsyncClient
+) -> None:
+    ids = [await add(client, service=1, link=f"{LINK}{i}", quantity=700) for i in range(5)]
+    assert (await call(client, action="add", service=1, link=f"{LINK}4",
+                       quantity=100))["error"] == ERR_DUPLICATE
+    panel.advance(300)
+    # Only balance and add: no status request has read the orders since they were placed.
+    assert await balance(client) == Decimal("100") - Decimal("3.15") + Decimal("0.09")
+    await add(client, service=1, link=f"{LINK}4", quantity=100)  # its order 5 is Partial now
+    assert panel.order(ids[4])["status"] == "Partial"
+
+
+async def test_a_request_brings_up_to_date_the_orders_it_reads_and_those_that_finish(
+    panel: SandboxPanel, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panel.add_key(DEMO_KEY, Decimal("10000"))
+    ids = [await add(client, service=1, link=f"{LINK}{i}", quantity=100) for i in range(300)]
+    looked_at: list[int] = []
+    natural = SandboxPanel._natural
+
+    def counted(order: Any, now: float) -> tuple[str, int]:
+        looked_at.append(order.id)
+        return natural(order, now)
+
+    monkeypatch.setattr(SandboxPanel, "_natural", staticmethod(counted))
+    panel.advance(30)
+    await balance(client)  # 300 orders on their way: none of them is walked
+    assert looked_at == []
+    assert (await call(client, action="status", order=ids[7]))["status"] == "In progress"
+    assert looked_at == [ids[7]]
+    looked_at.clear()
+    panel.advance(35)  # 65 s: the orders due to finish at 60 s (every 7th) finish, only they
+    assert sorted(looked_at) == [i for n, i in enumerate(ids, start=1) if n % 7 == 0]
+
+
 async def test_speed_scales_real_time(clock: FakeClock) -> None:
     panel = SandboxPanel(clock=clock, speed=60)
     async with httpx.AsyncClient(transport=panel.transport()) as http:

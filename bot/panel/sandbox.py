@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import heapq
 import json
 import logging
 import math
@@ -480,9 +481,12 @@ class SandboxPanel:
     def _index(self) -> None:
         """What `_tick` and `add` look at, so neither walks every order ever placed: the orders
         and refills that still move on their own (not final, not forced: once out, never back),
-        and how many unfinished orders each (key, link) has."""
+        when each of those orders finishes (a heap), and how many unfinished orders each (key,
+        link) has."""
         self._moving = {o.id: o for o in self._orders.values()
                         if not o.manual and not _is_final(o.status)}
+        self._finishing = [(self._finishes(o), o.id) for o in self._moving.values()]
+        heapq.heapify(self._finishing)
         self._moving_refills = {r.id: r for r in self._refills.values()
                                 if not r.manual and not _is_final(r.status)}
         self._open_links: dict[tuple[str, str], int] = {}
@@ -552,7 +556,8 @@ class SandboxPanel:
 
     def set_status(self, order_id: int, status: str, *, remains: int | None = None) -> None:
         """Forces an order to `status` now (any spelling); it stops progressing on its own."""
-        order = self._orders[order_id]
+        self._tick()
+        order = self._current(self._orders[order_id])
         letters = _letters(status)
         if remains is None:
             if letters in _FULL_REFUND:
@@ -566,6 +571,7 @@ class SandboxPanel:
         if not 0 <= remains <= order.total:
             raise ValueError(f"remains must be within 0..{order.total}")
         order.manual = True
+        self._moving.pop(order.id, None)
         self._apply(order, status, remains)
         self._save()
 
@@ -575,6 +581,7 @@ class SandboxPanel:
         for order in self._orders.values():
             if not _is_final(order.status):
                 order.manual = True
+                self._moving.pop(order.id, None)
                 self._apply(order, COMPLETED, 0)
         for refill in self._refills.values():
             if not _is_final(refill.status):
@@ -600,13 +607,14 @@ class SandboxPanel:
     def order(self, order_id: int) -> dict[str, Any]:
         """A snapshot of one order (charge as Decimal; the key is left out)."""
         self._tick()
-        return self._snapshot(self._orders[order_id])
+        return self._snapshot(self._current(self._orders[order_id]))
 
     def orders_of(self, key: str) -> list[dict[str, Any]]:
         """Snapshots of every order of a key, oldest first."""
         self._tick()
         key_id = _key_id(key)
-        return [self._snapshot(o) for o in self._orders.values() if o.key == key_id]
+        return [self._snapshot(self._current(o)) for o in self._orders.values()
+                if o.key == key_id]
 
     def refill(self, refill_id: int) -> dict[str, Any]:
         """A snapshot of one refill."""
@@ -617,22 +625,36 @@ class SandboxPanel:
     # -- time ------------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        """Moves every order and refill that runs on its own to where the clock says."""
+        """Finishes the orders whose time has come, and moves every refill that runs on its own
+        to where the clock says. An order on its way is brought up to date when it is read
+        (`_current`): until it finishes only its own status and remains change with the clock,
+        nothing that other requests see (balance, the links with an unfinished order). So a
+        request costs the orders that finish, not every order on its way."""
         now = self.now()
-        for order in list(self._moving.values()):
-            if not order.manual and not _is_final(order.status):
-                status, remains = self._natural(order, now)
-                self._apply(order, status, remains)
-            if order.manual or _is_final(order.status):
-                del self._moving[order.id]
+        finishing = self._finishing
+        while finishing and finishing[0][0] <= now:
+            order = self._moving.pop(heapq.heappop(finishing)[1], None)
+            if order is not None and not order.manual:
+                self._apply(order, *self._natural(order, now))
         for refill in list(self._moving_refills.values()):
             if not refill.manual and not _is_final(refill.status):
                 refill.status = self._natural_refill(refill, now)
             if refill.manual or _is_final(refill.status):
                 del self._moving_refills[refill.id]
 
+    def _current(self, order: _Order) -> _Order:
+        """`order`, brought to where the clock says if it runs on its own (after `_tick`)."""
+        if order.id in self._moving and not order.manual:
+            self._apply(order, *self._natural(order, self.now()))
+        return order
+
     @staticmethod
-    def _natural(order: _Order, now: float) -> tuple[str, int]:
+    def _finishes(order: _Order) -> float:
+        """When an order that runs on its own reaches its final status (sandbox time)."""
+        return order.created + 60.0 + (order.seq % 7) * 10
+
+    @classmethod
+    def _natural(cls, order: _Order, now: float) -> tuple[str, int]:
         """Where an order stands at `now`: deterministic, no randomness.
 
         Pending for 5-15 s, in progress until 60-120 s, then Completed, or Partial for every
@@ -640,7 +662,7 @@ class SandboxPanel:
         """
         age = now - order.created
         starts = 5.0 + (order.seq % 3) * 5
-        ends = 60.0 + (order.seq % 7) * 10
+        ends = cls._finishes(order) - order.created
         package = TYPE_RULES[order.service.type].package
         partial = order.seq % 5 == 0 and order.total >= 2 and not package
         final_remains = max(1, order.total // 7) if partial else 0
@@ -760,7 +782,7 @@ class SandboxPanel:
             "next_order": self._next_order,
             "next_refill": self._next_refill,
             "balances": {key: _money(amount) for key, amount in self._balances.items()},
-            "orders": [_order_state(order) for order in self._orders.values()],
+            "orders": [_order_state(self._current(order)) for order in self._orders.values()],
             "refills": [_refill_state(refill) for refill in self._refills.values()],
         }
 
@@ -937,6 +959,7 @@ class SandboxPanel:
         self._next_order += 1
         self._orders[order.id] = order
         self._moving[order.id] = order
+        heapq.heappush(self._finishing, (self._finishes(order), order.id))
         self._count_link(order, 1)
         self._balances[key] -= charge
         return {"order": str(order.id) if self.string_ids else order.id}
@@ -1010,7 +1033,7 @@ class SandboxPanel:
         """The order with this id if it belongs to `key`."""
         order_id = _parse_int(raw.strip())
         order = self._orders.get(order_id) if order_id is not None else None
-        return order if order is not None and order.key == key else None
+        return self._current(order) if order is not None and order.key == key else None
 
     def _status_of(self, order: _Order) -> dict[str, str]:
         """One order's status object, numbers as strings."""
@@ -1106,6 +1129,7 @@ class SandboxPanel:
                 outcome = {"error": ERR_CANCEL_UNAVAILABLE}
             else:
                 order.manual = True
+                self._moving.pop(order.id, None)
                 self._apply(order, CANCELED, order.total)
                 outcome = 1
             results.append({"order": _id_value(item), "cancel": outcome})
