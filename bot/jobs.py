@@ -236,7 +236,7 @@ async def drain_outbox(context: BotContext) -> None:
 
 
 async def end_stale_conversations(context: BotContext) -> None:
-    """The job that ends forms and waits abandoned across a restart (see
+    """The job that ends abandoned forms and waits, also across a restart (see
     bot/handlers/conversations.py), then sends what they say."""
     try:
         ended = await conversations.end_stale_conversations(

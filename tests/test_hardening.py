@@ -352,6 +352,53 @@ async def test_a_key_wait_abandoned_over_a_restart_never_takes_a_later_message_a
         await stop_harness(bot)
 
 
+class Clock:
+    """time.time for bot/handlers/conversations.py, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        """The hand-moved time."""
+        return self.now
+
+
+async def test_a_form_whose_user_keeps_answering_wrong_is_not_ended_while_they_answer(
+        bot: BotHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr("bot.handlers.conversations.time", clock)
+    start = clock.now
+    await bot.send("/order 1")
+    clock.now = start + 10 * 60
+    await bot.send("not a link")  # the same question again: the form's state is not rewritten
+    assert "Send the link" in bot.last().plain
+    assert await end_stale_conversations(bot.app, now=start + 20 * 60) == 0  # 15 min timeout
+    clock.now = start + 30 * 60
+    await bot.send(LINK)
+    assert "How many" in bot.last().plain
+    assert await end_stale_conversations(bot.app, now=start + 44 * 60) == 0
+    assert await end_stale_conversations(bot.app, now=start + 46 * 60) == 1
+    await drain(bot)
+    assert "Your order was not placed (it timed out after 15 minutes)" in bot.last().plain
+    await bot.send("100")  # no longer an answer
+    assert "Step" not in bot.last().plain
+
+
+async def test_a_conversation_schedules_no_job_per_update(tmp_path: Path) -> None:
+    harness = await start_harness(tmp_path)
+    await harness.app.start()  # the JobQueue runs
+    try:
+        queue = harness.app.job_queue
+        assert queue is not None
+        before = [job.name for job in queue.jobs()]
+        await harness.send("/order 1")
+        await harness.send(LINK)
+        await harness.send("/connect")
+        assert {job.name for job in queue.jobs()} <= set(before)  # one-off start-up jobs end
+    finally:
+        await stop_harness(harness)
+
+
 async def test_a_live_form_is_kept_over_a_restart(tmp_path: Path) -> None:
     first = await start_harness(tmp_path)
     await first.send("/order 1")

@@ -207,7 +207,7 @@ async def _delete(message: Message) -> bool:
 
 
 async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
-    """The wait for a key, restored after a restart, ended after ORDER_TIMEOUT (queued as a
+    """The wait for a key, ended after ORDER_TIMEOUT, also across a restart (queued as a
     Msg: rendered in the user's language when it is sent)."""
     deps: Deps = app.bot_data[DEPS_KEY]
     await outbox.enqueue_notice(deps.db, notice(chat_id, L_(WAIT_ENDED)))

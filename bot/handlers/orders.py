@@ -526,7 +526,7 @@ async def stop_link(update: Update, context: BotContext) -> int:
 
 
 async def link_wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
-    """The wait for an order id, restored after a restart, ended after ORDER_TIMEOUT."""
+    """The wait for an order id, ended after ORDER_TIMEOUT (also across a restart)."""
     data = app.user_data.get(user_id)
     if data is not None and data.pop(LINK_KEY, None) is not None:
         app.mark_data_for_update_persistence(user_ids=user_id)

@@ -524,7 +524,7 @@ async def terms_command(update: Update, context: BotContext) -> None:
 
 
 async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
-    """The wait for a typed amount, restored after a restart, ended after ORDER_TIMEOUT."""
+    """The wait for a typed amount, ended after ORDER_TIMEOUT (also across a restart)."""
     deps: Deps = app.bot_data[DEPS_KEY]
     await outbox.enqueue_notice(deps.db, notice(chat_id, L_(
         "I stopped waiting for the top-up amount; nothing was charged. Send /topup again when "

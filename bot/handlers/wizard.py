@@ -47,7 +47,6 @@ from telegram.ext import (
     CommandHandler,
     ConversationHandler,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 
@@ -65,7 +64,6 @@ from bot.handlers.common import (
     within_rate_limit,
 )
 from bot.handlers.conversations import ExpiringConversation
-from bot.handlers.language import speak_their_language
 from bot.handlers.shop import top_up_hint
 from bot.i18n import L_, N_, Ln_, Money, Msg, _, ngettext, number
 from bot.keyboards import cut
@@ -985,7 +983,7 @@ async def cancel(update: Update, context: BotContext) -> int | None:
 
 def timeout_message(minutes: float) -> Msg:
     """What the user reads when their order form timed out, rendered in the reader's language
-    when shown (queued for after a restart, or said at once: `timeout_text`)."""
+    when it is sent (it is queued: `form_expired`)."""
     if float(minutes).is_integer():
         return Ln_("Your order was not placed (it timed out after {n} minute). Start again "
                    "with /order.",
@@ -998,26 +996,8 @@ def timeout_message(minutes: float) -> Msg:
               "with /order.", minutes=Money(shown, "", places))  # a decimal in the reader's way
 
 
-def timeout_text(minutes: float) -> str:
-    """What the user reads when their order form timed out (in the current language)."""
-    return timeout_message(minutes).render()
-
-
-async def timed_out(update: object, context: BotContext) -> None:
-    """An abandoned wizard ends after ORDER_TIMEOUT, with a message (in the user's language:
-    the timeout runs in a job, outside the update)."""
-    if not isinstance(update, Update) or update.effective_chat is None:
-        return
-    await speak_their_language(update, context)
-    drop_order(update, context)
-    chat, user = update.effective_chat, update.effective_user
-    context.application.mark_data_for_update_persistence(
-        chat_ids=chat.id, user_ids=user.id if user else None)
-    await context.bot.send_message(chat.id, timeout_text(context.deps.settings.order_timeout))
-
-
 async def form_expired(app: BotApp, chat_id: int, user_id: int) -> None:
-    """A form restored after a restart and abandoned for ORDER_TIMEOUT: dropped, user told."""
+    """A form abandoned for ORDER_TIMEOUT (also across a restart): dropped, user told."""
     data = app.user_data.get(user_id)
     if data is not None and data.pop(form_key(chat_id), None) is not None:
         app.mark_data_for_update_persistence(user_ids=user_id)
@@ -1084,7 +1064,6 @@ def handlers(settings: Settings | None = None) -> list[BaseHandler[Update, BotCo
                 MessageHandler(message & ~filters.COMMAND, use_the_buttons),
                 stale,
             ],
-            ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
         },
         fallbacks=[cancel_command, cancel_button],
         name="order_wizard",
