@@ -1,4 +1,5 @@
-"""Tests of the fake Telegram Bot API: Telegram's rules hold in-process and over HTTP."""
+"""Tests of the fake Telegram Bot API: Telegram's rules hold in-process and over HTTP; and the bot's
+own sending layer (bot/outgoing.py) meets them as python-telegram-bot's typed methods do."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from telegram.ext import (
     PreCheckoutQueryHandler,
 )
 
+from bot.outgoing import edit_html, send_html
 from bot.standin.botapi import (
     BOT_ID,
     BOT_USERNAME,
@@ -629,3 +631,52 @@ async def test_fail_next_can_lose_the_answer_of_a_call_that_took_effect(
     with pytest.raises(NetworkError):
         await app.bot.refund_star_payment(USER, charge)
     assert world.star_payments[charge]["refunded"] is True
+
+
+# ------------------------------------------------------------------ bot/outgoing.py
+# The bot's own sends and edits: on the wire as python-telegram-bot's typed methods make them,
+# meeting Telegram's answers (errors included) the same way.
+
+_MARKUP = InlineKeyboardMarkup([[InlineKeyboardButton("Open ✅", callback_data="op:1"),
+                                 InlineKeyboardButton("Site", url="https://example.com")]])
+
+
+async def test_a_message_goes_out_as_the_typed_method_sends_it(
+    app: AnyApp, world: FakeTelegram
+) -> None:
+    text = "<b>Order 7</b> placed: https://example.com/p"
+    typed = await app.bot.send_message(USER, text, parse_mode=ParseMode.HTML,
+                                       reply_markup=_MARKUP, disable_web_page_preview=True)
+    ours = await send_html(app.bot, USER, text, _MARKUP)
+    first, second = world.calls_to("sendMessage")
+    assert second == first
+    assert ours == typed.message_id + 1 == world.bot_messages(USER)[-1].message_id
+    assert world.bot_messages(USER)[-1].buttons() == world.bot_messages(USER)[0].buttons()
+
+
+async def test_an_edit_goes_out_as_the_typed_method_sends_it_and_meets_the_same_errors(
+    app: AnyApp, world: FakeTelegram
+) -> None:
+    message_id = await send_html(app.bot, USER, "Menu", _MARKUP)
+    await app.bot.edit_message_text("<i>Typed</i>", USER, message_id, parse_mode=ParseMode.HTML,
+                                    reply_markup=_MARKUP, disable_web_page_preview=True)
+    await edit_html(app.bot, USER, message_id, "<i>Ours</i>", _MARKUP)
+    typed, ours = world.calls_to("editMessageText")
+    assert {**ours, "text": "<i>Typed</i>"} == typed
+    (message,) = world.bot_messages(USER)
+    assert message.plain == "Ours" and message.edit_count == 2
+    with pytest.raises(BadRequest, match="Message is not modified"):
+        await edit_html(app.bot, USER, message_id, "<i>Ours</i>", _MARKUP)
+    with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
+        await edit_html(app.bot, USER, message_id, "<b>unclosed", _MARKUP)
+    await edit_html(app.bot, USER, message_id, "<i>Ours</i>")  # the buttons go
+    assert world.bot_messages(USER)[0].buttons() == []
+
+
+async def test_a_send_to_a_user_who_blocked_the_bot_raises_forbidden(
+    app: AnyApp, world: FakeTelegram
+) -> None:
+    world.block(USER)
+    with pytest.raises(Forbidden, match="bot was blocked by the user"):
+        await send_html(app.bot, USER, "hello")
+    assert world.bot_messages(USER) == []
