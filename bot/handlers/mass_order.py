@@ -644,7 +644,7 @@ async def results(update: Update, context: BotContext) -> None:
 
 
 async def wait_expired(app: BotApp, chat_id: int, user_id: int) -> None:
-    """The wait for lines, ended after ORDER_TIMEOUT (also across a restart) (a summary
+    """The wait for lines, ended after ORDER_TIMEOUT, also across a restart (a summary
     already shown stays valid, as when any other command ends the wait)."""
     data = app.user_data.get(user_id)
     if data is not None and data.pop(f"{KEY}:{chat_id}", None) is not None:
