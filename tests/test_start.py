@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.panel.sandbox import SandboxPanel
+from bot.standin.botapi import feed
 from tests.conftest import ADMIN, OTHER, USER, BotHarness, start_harness, stop_harness
 
 
@@ -57,3 +58,16 @@ async def test_no_access_text_offers_connect_only_where_it_is_turned_on(tmp_path
         assert "/connect" not in text  # no SECRET_KEY: /connect is off
     finally:
         await stop_harness(harness)
+
+
+async def test_a_reply_goes_to_the_forum_topic_it_answers_and_a_reply_chain_gets_none(
+        bot: BotHarness) -> None:
+    group = -100555
+    bot.world.open_chat(USER, chat_id=group, title="Team")
+    for topic, expected in ((True, 7), (False, None)):
+        update = bot.world.user_sends(USER, "/help", chat_id=group)
+        update["message"].update(message_thread_id=7, is_topic_message=topic)
+        await feed(bot.app, update)
+        sent = bot.world.calls_to("sendMessage")[-1]
+        assert sent["chat_id"] == group and sent.get("message_thread_id") == expected
+        assert "/order" in sent["text"]
