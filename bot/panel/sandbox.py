@@ -646,6 +646,8 @@ class SandboxPanel:
         """`order`, brought to where the clock says if it runs on its own (after `_tick`)."""
         if order.id in self._moving and not order.manual:
             self._apply(order, *self._natural(order, self.now()))
+            if _is_final(order.status):  # read after its finish time, before a tick (a save)
+                del self._moving[order.id]
         return order
 
     @staticmethod
