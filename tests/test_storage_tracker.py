@@ -3,6 +3,7 @@ enqueue_notices and get_users."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 import aiosqlite
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.models import OrderStatus
@@ -127,6 +130,30 @@ async def test_a_batch_reads_back_every_text_and_payload_as_written(
     for n, (order_id, text) in enumerate(zip(ids, AWKWARD, strict=True)):
         [change] = await orders.order_history(db, order_id)
         assert (change.status, change.remains) == (text or "Pending", n)
+
+
+#: JSON trees as payloads hold them: text of any kind, numbers, nesting.
+json_trees = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(st.characters(blacklist_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.dictionaries(st.text(max_size=8), json_trees, max_size=5))
+async def test_a_payload_is_stored_as_the_standard_json_encoder_writes_it(
+    db: aiosqlite.Connection, payload: dict[str, Any],
+) -> None:
+    """The outbox keeps one C encoder for all its payloads rather than json's per call: what it
+    writes is still exactly `json.dumps(..., ensure_ascii=False)`, and reads back the same."""
+    await outbox.enqueue_notices(db, [(Notice(1, "x", payload), None)], now=1.0)
+    [(stored,)] = await db.execute_fetchall(
+        "SELECT payload FROM notifications ORDER BY id DESC LIMIT 1")
+    assert stored == json.dumps(payload, ensure_ascii=False)
+    assert json.loads(stored) == payload
 
 
 async def test_many_notices_are_queued_in_order_and_all_or_nothing(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Protocol
 
 from bot import i18n
@@ -203,17 +204,31 @@ def _charged(charge: str, currency: str) -> str:
         amount=exact_money(Decimal(charge), esc(shorten(currency, WORD_MAX))))
 
 
+@lru_cache(maxsize=1024)
+def _moved(gettext: Callable[[str], str], previous: str | None, status: str) -> str:
+    """"In progress → Partial" (HTML) in the language of `gettext`. Cached, as `_name_html`:
+    the tracker words thousands of changes in a cycle, from a handful of statuses and
+    services."""
+    return (_status_html(status, gettext) if previous is None
+            else f"{_status_html(previous, gettext)} → {_status_html(status, gettext)}")
+
+
+@lru_cache(maxsize=1024)
+def _name_html(name: str) -> str:
+    """A service's name as a message shows it: clipped, escaped."""
+    return esc_short(name, NAME_MAX)
+
+
 def change_text(facts: Sequence[Any]) -> str:
     """The message for a status change (`change_facts`), in plain words (HTML), in the current
     language. The statuses are the panel's words."""
     _ = i18n.translator()
     number, name, previous, status, charge, currency, remains, start, charges = facts
-    moved = (_status_html(status, _) if previous is None
-             else f"{_status_html(previous, _)} → {_status_html(status, _)}")
+    moved = _moved(_, previous, status)
     # i18n: the title of a message about an order; {number} is the panel's order id
     title = _("Order {number}").format(number=number)
     if name:
-        title = f"{title} · {esc_short(name, NAME_MAX)}"
+        title = f"{title} · {_name_html(name)}"
     if status in _STOPPED_ENDINGS and (charge is None or Decimal(charge) == 0):
         # i18n: {order} is "Order 23501 · <service>", {change} the panel's status ("A → B")
         return _("{order}: {change} (refunded)").format(order=title, change=moved)
