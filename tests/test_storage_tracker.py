@@ -135,7 +135,7 @@ async def test_a_batch_reads_back_every_text_and_payload_as_written(
 #: JSON trees as payloads hold them: text of any kind, numbers, nesting.
 json_trees = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(st.characters(blacklist_categories=("Cs",))),
+    | st.text(st.characters(exclude_categories=["Cs"])),
     lambda inner: st.lists(inner, max_size=4)
     | st.dictionaries(st.text(max_size=5), inner, max_size=4),
     max_leaves=12)
