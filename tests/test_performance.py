@@ -662,3 +662,36 @@ async def test_start_up_leaves_what_it_built_out_of_full_collections(tmp_path: P
     finally:
         await stop_harness(harness)
     assert gc.get_freeze_count() == 0  # handed back: a stopped bot can be freed
+
+
+async def test_a_running_bot_makes_no_full_collection_for_a_burst_of_new_objects(
+        tmp_path: Path) -> None:
+    """200,000 objects that outlive a young collection (a busy minute's sessions, answers,
+    rows): with CPython's default thresholds, while the bot runs (its start-up frozen), that
+    is a couple of full collections, each a pause that walks the whole heap; now none.
+    Stopped, the collector's own thresholds are back."""
+    import gc
+
+    def full_collections_for_a_burst() -> int:
+        full: list[int] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "start" and info["generation"] == 2:
+                full.append(1)
+
+        gc.collect()
+        gc.callbacks.append(count)
+        try:
+            burst = [[n] for n in range(200_000)]
+            del burst
+        finally:
+            gc.callbacks.remove(count)
+        return len(full)
+
+    before = gc.get_threshold()
+    harness = await start_harness(tmp_path)
+    try:
+        assert full_collections_for_a_burst() == 0
+    finally:
+        await stop_harness(harness)
+    assert gc.get_threshold() == before
