@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import json.encoder
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,24 +18,12 @@ from storage.db import (
     timestamp,
     transaction,
 )
+from storage.jsontext import tree_encoder
 
 NotificationState = Literal["pending", "sent", "dropped"]
 
-def _payload_encoder() -> Callable[[Any], str]:
-    """Writes a payload as JSON: a plain tree (no cycle check), its text as it is (UTF-8, not
-    \\u escapes). `json.JSONEncoder.encode` builds its C encoder again at every call, which
-    was two thirds of the cost of a notification's small payload; the C encoder is made once
-    here (the same one, with the same settings), where the interpreter has it."""
-    encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # an interpreter without the C accelerator
-        return encoder.encode
-    run = make(None, encoder.default, json.encoder.encode_basestring, None,
-               encoder.key_separator, encoder.item_separator, False, False, True)
-    return lambda payload: "".join(run(payload, 0))
-
-
-_encode = _payload_encoder()
+#: A payload as JSON: a plain tree (no cycle check), its text as it is (UTF-8, not \u escapes).
+_encode = tree_encoder(ensure_ascii=False)
 
 
 def _json(payload: Mapping[str, Any]) -> str:

@@ -55,6 +55,7 @@ from storage.db import (
     take_turns,
     write_many,
 )
+from storage.jsontext import tree_encoder
 
 if TYPE_CHECKING:
     # PTB's own aliases, so the overrides match BasePersistence exactly.
@@ -131,9 +132,10 @@ def _decode(value: Any) -> Any:
     raise ValueError(f"unknown JSON tag {kind!r}")
 
 
-# Built once: json.dumps with any argument builds a new JSONEncoder on every call.
-_DUMPS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_KEY_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+# Built once (json.dumps with any argument builds a new JSONEncoder on every call, and the
+# encoder its C encoder): `_encode`'s output is a fresh tree, with no cycle to look for.
+_DUMPS = tree_encoder(ensure_ascii=False, separators=(",", ":"))
+_KEY_DUMPS = tree_encoder(separators=(",", ":"))
 
 
 def dumps(value: Any) -> str:
