@@ -129,6 +129,28 @@ async def test_html_without_parse_mode_is_shown_raw(app: AnyApp, world: FakeTele
     assert world.bot_texts(USER) == ["<b>hi</b>"]
 
 
+async def test_a_text_sent_again_is_parsed_once_and_each_message_keeps_its_own_entities(
+        app: AnyApp, world: FakeTelegram) -> None:
+    """The fake keeps the parse of texts it sees again (every user's menu): the messages
+    still get entities of their own, and a text that does not parse is refused every time."""
+    from bot.standin import botapi
+
+    botapi._parsed_html.cache_clear()
+    text = "<b>Menu</b> · <i>pick one</i>"
+    for _ in range(3):
+        await app.bot.send_message(USER, text, parse_mode="HTML")
+    assert botapi._parsed_html.cache_info().misses == 1
+    first, second, third = world.bot_messages(USER)
+    assert first.entities == second.entities == third.entities == [
+        {"offset": 0, "length": 4, "type": "bold"},
+        {"offset": 7, "length": 8, "type": "italic"}]
+    first.entities.clear()
+    assert second.entities and third.entities  # not the same list
+    for _ in range(2):
+        with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
+            await app.bot.send_message(USER, "<b>open", parse_mode="HTML")
+
+
 def test_parse_html_entities_use_utf16_offsets() -> None:
     plain, entities = parse_html(
         '🙂 <b>hi <i>there</i></b> <a href="https://e.x/?a=1&amp;b=2">link</a> &amp; &nbsp;'

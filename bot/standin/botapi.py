@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import marshal
 import re
@@ -57,6 +58,8 @@ from typing import Any, TypeVar
 from telegram import Update
 from telegram.ext import Application, CallbackContext
 from telegram.request import BaseRequest, RequestData
+
+from storage.jsontext import tree_encoder
 
 __all__ = [
     "BOT_ID",
@@ -250,13 +253,13 @@ def _clone(value: T) -> T:
         return _walk_clone(value)
 
 
-_BODY_ENCODER = json.JSONEncoder(check_circular=False)  # the world's JSON has no cycles
+_BODY_ENCODER = tree_encoder()  # the world's JSON has no cycles
 
 
 def _encode(body: JSON) -> bytes:
     """A Bot API answer as the bytes Telegram sends (what the fake's in-process request and
     its HTTP server hand back)."""
-    return _BODY_ENCODER.encode(body).encode("utf-8")
+    return _BODY_ENCODER(body).encode("utf-8")
 
 
 def _walk_clone(value: T) -> T:
@@ -385,6 +388,15 @@ def _decode_entity(text: str, pos: int) -> tuple[str | None, int]:
     if end < n and text[end] == ";":
         end += 1
     return char, end
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_html(text: str) -> tuple[str, bytes]:
+    """`parse_html`, its entities serialized (each message thaws its own copy). Kept for the
+    texts sent again and again (every user's menu and catalogue pages): parsing them was a
+    quarter of the fake's work in the stress benchmark, which runs in the bot's process."""
+    plain, entities = parse_html(text)
+    return plain, marshal.dumps(entities)
 
 
 def parse_html(text: str) -> tuple[str, list[JSON]]:
@@ -1014,9 +1026,10 @@ class FakeTelegram:
         mode = parse_mode.lower() if isinstance(parse_mode, str) else ""
         if mode == "html":
             try:
-                plain, ents = parse_html(raw)
+                plain, frozen = _parsed_html(raw)
             except HtmlParseError as exc:
                 raise _bad(f"Bad Request: can't parse entities: {exc}") from None
+            ents = marshal.loads(frozen)  # the message's own entities
         elif mode == "":
             plain = raw
             ents = _clone([dict(e) for e in entities]) if isinstance(entities, list) else []
