@@ -631,8 +631,16 @@ async def record_status(
     return changed
 
 
+_SET_STATUS = (
+    "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
+    " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+    " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?"
+)
+
+
 async def apply_status_changes(
-    db: aiosqlite.Connection, observations: Sequence[Observation], *, now: float | None = None
+    db: aiosqlite.Connection, observations: Sequence[Observation], *, now: float | None = None,
+    previous: Sequence[str | None] | None = None,
 ) -> list[int]:
     """Stores a batch of poll results in one transaction; the ids whose status changed.
 
@@ -640,59 +648,96 @@ async def apply_status_changes(
     a change; LookupError, and nothing written, if an order is unknown), in a handful of
     statements for the whole batch rather than several per order: the tracker writes
     thousands of these per cycle.
+
+    `previous`: the status the caller read for each observation's order, when it has them
+    (the tracker does). If every observation then changes its order's status, the orders are
+    updated on the condition that they still hold that status, and the rows are not read
+    first; if any order no longer does (someone else stored a status meanwhile, or the order
+    is unknown), that update is undone and the batch is stored as without `previous`.
     """
     at = timestamp(now)
     if not observations:
         return []
     async with transaction(db):
-        wanted = sorted({seen.order_id for seen in observations})
-        rows = await fetch_all(  # one query however many orders
-            db,
-            "SELECT id, status, charge, start_count, remains, currency FROM orders"
-            " WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(wanted),),
-        )
-        current: dict[int, tuple[Any, ...]] = {int(row[0]): tuple(row)[1:] for row in rows}
-        updates: list[tuple[Any, ...]] = []
-        history: list[tuple[Any, ...]] = []
-        notices: list[tuple[Notice, int]] = []
-        changed: list[int] = []
-        for seen in observations:
-            before = current.get(seen.order_id)
-            if before is None:
-                raise LookupError(f"no order {seen.order_id}")
-            observed = seen.status
-            status = observed.status
-            values = (
-                status,
-                decimal_text(observed.charge),
-                observed.start_count,
-                observed.remains,
-                observed.currency or None,
-            )
-            moved = before[0] != status
-            touched = moved or before != values
-            updates.append((
-                *values, int(observed.is_final), at, seen.next_check_at,
-                int(touched), at, seen.order_id,
-            ))
-            if moved:
-                history.append((seen.order_id, status, observed.remains, at))
-                if seen.notify is not None:
-                    notices.append((seen.notify, seen.order_id))
-                changed.append(seen.order_id)
-            current[seen.order_id] = values
-        await db.executemany(
-            "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
-            " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
-            " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
-            updates,
-        )
+        if previous is not None and await _changed_as_read(db, observations, previous, at):
+            changed = [seen.order_id for seen in observations]
+            history = [(seen.order_id, seen.status.status, seen.status.remains, at)
+                       for seen in observations]
+            notices = [(seen.notify, seen.order_id) for seen in observations
+                       if seen.notify is not None]
+        else:
+            changed, history, notices = await _changed_by_rows(db, observations, at)
         await insert_rows(
             db, "INSERT INTO order_status_history (order_id, status, remains, observed_at)",
             history)
         await enqueue_notices(db, notices, now=at)
     return changed
+
+
+def _stored(observed: ObservedStatus) -> tuple[Any, ...]:
+    """An observed status as the orders table holds it: status, charge, counts, currency."""
+    return (observed.status, decimal_text(observed.charge), observed.start_count,
+            observed.remains, observed.currency or None)
+
+
+async def _changed_as_read(db: aiosqlite.Connection, observations: Sequence[Observation],
+                           previous: Sequence[str | None], at: float) -> bool:
+    """`apply_status_changes`' way without reading: True when each order still held the status
+    its caller read, differing from the one observed, and is now updated; False (nothing
+    written) otherwise."""
+    if (len(previous) != len(observations)
+            or len({seen.order_id for seen in observations}) != len(observations)
+            or any(seen.status.status == was
+                   for seen, was in zip(observations, previous, strict=True))):
+        return False
+    updates = [(*_stored(seen.status), int(seen.status.is_final), at, seen.next_check_at, 1,
+                at, seen.order_id, was)
+               for seen, was in zip(observations, previous, strict=True)]
+    await db.execute("SAVEPOINT changed_as_read")
+    cursor = await db.executemany(f"{_SET_STATUS} AND status IS ?", updates)
+    if cursor.rowcount != len(updates):
+        await db.execute("ROLLBACK TO changed_as_read")
+    await db.execute("RELEASE changed_as_read")
+    return cursor.rowcount == len(updates)
+
+
+async def _changed_by_rows(
+    db: aiosqlite.Connection, observations: Sequence[Observation], at: float
+) -> tuple[list[int], list[tuple[Any, ...]], list[tuple[Notice, int]]]:
+    """`apply_status_changes`' way with the orders' rows read first (one query): the ids whose
+    status changed, their history rows and their notices, the orders updated."""
+    wanted = sorted({seen.order_id for seen in observations})
+    rows = await fetch_all(  # one query however many orders
+        db,
+        "SELECT id, status, charge, start_count, remains, currency FROM orders"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (json.dumps(wanted),),
+    )
+    current: dict[int, tuple[Any, ...]] = {int(row[0]): tuple(row)[1:] for row in rows}
+    updates: list[tuple[Any, ...]] = []
+    history: list[tuple[Any, ...]] = []
+    notices: list[tuple[Notice, int]] = []
+    changed: list[int] = []
+    for seen in observations:
+        before = current.get(seen.order_id)
+        if before is None:
+            raise LookupError(f"no order {seen.order_id}")
+        observed = seen.status
+        values = _stored(observed)
+        moved = before[0] != observed.status
+        touched = moved or before != values
+        updates.append((
+            *values, int(observed.is_final), at, seen.next_check_at,
+            int(touched), at, seen.order_id,
+        ))
+        if moved:
+            history.append((seen.order_id, observed.status, observed.remains, at))
+            if seen.notify is not None:
+                notices.append((seen.notify, seen.order_id))
+            changed.append(seen.order_id)
+        current[seen.order_id] = values
+    await db.executemany(_SET_STATUS, updates)
+    return changed, history, notices
 
 
 async def record_checks(

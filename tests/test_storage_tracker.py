@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from bot.panel.models import SANDBOX_URL as PANEL
 from bot.panel.models import OrderStatus
 from storage import orders, outbox, users
-from storage.db import close_database, open_database
+from storage.db import close_database, open_database, set_trace_callback
 from storage.orders import Observation
 from storage.outbox import Notice
 from storage.users import OPERATOR_ACCOUNT
@@ -94,6 +94,65 @@ async def test_apply_status_changes_in_bulk_matches_one_by_one(db: aiosqlite.Con
     assert texts == [*(f"#{i}" for i in ids), "done"]
     other = await orders.get_order(db, ids[1])
     assert other is not None and (other.remains, other.next_check_at) == (5, 50.0)
+
+
+async def test_a_batch_whose_statuses_are_as_read_is_stored_without_reading_the_rows(
+    db: aiosqlite.Connection,
+) -> None:
+    await users.upsert_user(db, telegram_id=1, name="Ann")
+    ids = [(await orders.track_order(db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT,
+                                     panel_order_id=100 + n)).id for n in range(120)]
+    for order_id in ids:
+        await orders.record_status(db, order_id, OrderStatus("Pending"), now=5.0)
+    batch = [Observation(i, OrderStatus("Completed", Decimal("0.27819"), 10, 0, "USD"), None,
+                         Notice(1, f"#{i}") if i % 2 else None) for i in ids]
+    statements: list[str] = []
+    await set_trace_callback(db, statements.append)
+    try:
+        changed = await orders.apply_status_changes(db, batch, now=10.0,
+                                                    previous=["Pending"] * len(ids))
+    finally:
+        await set_trace_callback(db, None)
+    assert changed == ids
+    assert not [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    stored = await orders.get_order(db, ids[0])
+    assert stored is not None and stored.final and stored.charge == Decimal("0.27819")
+    assert (stored.status, stored.remains, stored.updated_at) == ("Completed", 0, 10.0)
+    assert [c.status for c in await orders.order_history(db, ids[0])] == ["Pending", "Completed"]
+    texts = [n.text for n in await outbox.pending_notifications(db, limit=300, now=11.0)]
+    assert texts == [f"#{i}" for i in ids if i % 2]
+
+
+async def test_a_status_stored_meanwhile_is_neither_recorded_nor_told_twice(
+    db: aiosqlite.Connection,
+) -> None:
+    """The tracker read "In progress"; before its write, a card's Refresh stored "Partial". Its
+    batch still says "was In progress": that order gets no second history row and no second
+    message, and the rest of the batch is stored as usual."""
+    await users.upsert_user(db, telegram_id=1, name="Ann")
+    ids = [(await orders.track_order(db, panel=PANEL, owner_id=1, account=OPERATOR_ACCOUNT,
+                                     panel_order_id=100 + n)).id for n in range(3)]
+    for order_id in ids:
+        await orders.record_status(db, order_id, OrderStatus("In progress"), now=5.0)
+    partial = OrderStatus("Partial", Decimal("0.5"), 10, 40, "USD")
+    await orders.record_status(db, ids[1], partial, now=7.0, notify=Notice(1, "refresh"))
+    batch = [Observation(i, partial, 90.0, Notice(1, f"#{i}")) for i in ids]
+    changed = await orders.apply_status_changes(db, batch, now=10.0,
+                                                previous=["In progress"] * 3)
+    assert changed == [ids[0], ids[2]]
+    for order_id in ids:
+        history = await orders.order_history(db, order_id)
+        assert [c.status for c in history] == ["In progress", "Partial"]
+        stored = await orders.get_order(db, order_id)
+        assert stored is not None and (stored.status, stored.next_check_at) == ("Partial", 90.0)
+    texts = [n.text for n in await outbox.pending_notifications(db, limit=10, now=11.0)]
+    assert texts == ["refresh", f"#{ids[0]}", f"#{ids[2]}"]
+    with pytest.raises(LookupError):  # an unknown order: nothing of the batch is written
+        await orders.apply_status_changes(
+            db, [Observation(ids[0], OrderStatus("Completed")), Observation(999, partial)],
+            now=20.0, previous=["Partial", "In progress"])
+    assert [c.status for c in await orders.order_history(db, ids[0])] == ["In progress",
+                                                                          "Partial"]
 
 
 async def test_enqueue_notices_keeps_order_and_payload(db: aiosqlite.Connection) -> None:

@@ -253,7 +253,8 @@ async def record_statuses(deps: Deps, seen: Sequence[tuple[Placed, OrderStatus]]
                for (order, status), notice in zip(moved, told, strict=True)]
     noticed = {change.order_id for change in changes if change.notify is not None}
     async with transaction(deps.db):
-        changed = await order_store.apply_status_changes(deps.db, changes, now=now)
+        changed = await order_store.apply_status_changes(
+            deps.db, changes, now=now, previous=[order.status for order, _ in moved])
         await order_store.record_checks(deps.db, unchanged, now=now)
         await wallet.refund_from_statuses(deps, seen, now=now)
     return len(changed), sum(1 for order_id in changed if order_id in noticed)
