@@ -695,6 +695,23 @@ async def test_api_key_never_leaks(connect: Connect, caplog: pytest.LogCaptureFi
     assert all(KEY not in str(record.args) for record in caplog.records)
 
 
+async def test_a_cookie_one_users_answer_sets_never_goes_out_with_another_request(
+        connect: Connect) -> None:
+    """One client serves every user's key: a panel's session cookie (PHPSESSID) or a CDN's mark
+    set on one answer is not kept, so the next request, another user's, carries no Cookie."""
+    session = httpx.Response(200, text='{"balance": "1.00", "currency": "USD"}', headers=[
+        ("Content-Type", "application/json"),
+        ("Set-Cookie", "PHPSESSID=ann-session; Path=/"),
+        ("Set-Cookie", "__cf_bm=mark; Path=/; Domain=panel.example"),
+    ])
+    client, panel = connect(always(session))
+    await client.balance(KEY)
+    await client.balance("ANOTHER-USERS-KEY")
+    await client.statuses("ANOTHER-USERS-KEY", [1, 2])
+    assert panel.count == 3
+    assert [request.headers.get("Cookie") for request in panel.requests] == [None, None, None]
+
+
 def test_repr_hides_url_credentials() -> None:
     client = PanelClient(f"https://user:pw@panel.example/api/v2?key={KEY}")
     assert KEY not in repr(client) and "pw" not in repr(client)

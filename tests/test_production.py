@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot import health, metrics
+from bot.app import BotAPIRequest, build_application
 from bot.config import ConfigError, load_settings
 from bot.panel.client import PanelClient
 from bot.panel.errors import PanelClientError
@@ -218,3 +219,30 @@ async def test_each_order_outcome_is_counted_once(bot: BotHarness) -> None:
     assert bot.last().plain.startswith("✅ Order ")
     for name in ("placed", "failed", "unknown"):
         assert sample("smm_bot_orders_total", outcome=name) == before[name] + 1, name
+
+
+# --- HTTP clients --------------------------------------------------------------------------------
+
+
+async def test_the_bot_api_requests_keep_no_cookie_telegram_or_a_proxy_sets(
+        tmp_path: Path) -> None:
+    """The Bot API goes through python-telegram-bot's HTTPXRequest on a client that keeps no
+    cookies (built as the bot builds it when no fake Bot API is given)."""
+    seen: list[httpx.Request] = []
+
+    def telegram(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True, "result": True},
+                              headers={"Set-Cookie": "stel_ssid=abc; Path=/"})
+
+    app = build_application(load_settings(_env_file=None, BOT_TOKEN="1:x",
+                                          DATABASE_PATH=str(tmp_path / "bot.sqlite3")))
+    assert isinstance(app.bot.request, BotAPIRequest)
+    request = BotAPIRequest(httpx_kwargs={"transport": httpx.MockTransport(telegram)})
+    await request.initialize()
+    try:
+        for _ in range(3):
+            assert await request.post("https://api.telegram.org/bot1:x/close") is True
+    finally:
+        await request.shutdown()
+    assert [r.headers.get("Cookie") for r in seen] == [None, None, None]

@@ -36,6 +36,7 @@ from bot.panel.models import (
     normalize_status,
     to_bool,
 )
+from bot.stateless_http import StatelessClient
 
 # httpx and httpcore log request URLs and connection details at INFO/DEBUG: keep them quiet.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -138,7 +139,7 @@ class PanelClient:
         self._read_retries = max(1, read_retries)
         self._retry_backoff = max(0.0, retry_backoff)
         self._max_concurrency = max(1, max_concurrency)
-        self._http = httpx.AsyncClient(
+        self._http = StatelessClient(
             transport=transport,
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": user_agent, "Accept": "application/json"},
