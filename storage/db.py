@@ -1032,6 +1032,16 @@ def _values(width: int, count: int) -> str:
     return ", ".join([row] * count)
 
 
+def _insert_statement(insert: str,
+                      rows: Sequence[Sequence[Any]]) -> tuple[str, Sequence[Any], bool]:
+    """`insert_rows`' statement for `rows`: (SQL, its values, whether it runs per row)."""
+    width = len(rows[0])
+    if len(rows) * width <= MAX_BOUND:
+        return (f"{insert} VALUES {_values(width, len(rows))}",
+                [value for row in rows for value in row], False)
+    return f"{insert} VALUES ({', '.join('?' * width)})", rows, True
+
+
 async def insert_rows(db: aiosqlite.Connection, insert: str,
                       rows: Sequence[Sequence[Any]]) -> None:
     """Runs ``insert`` (``INSERT INTO t (a, b)``) for `rows`, in order, in one call: one
@@ -1042,12 +1052,40 @@ async def insert_rows(db: aiosqlite.Connection, insert: str,
     calls never grows with the rows. Call it inside a transaction."""
     if not rows:
         return
-    width = len(rows[0])
-    if len(rows) * width <= MAX_BOUND:
-        await db.execute(f"{insert} VALUES {_values(width, len(rows))}",
-                         [value for row in rows for value in row])
+    sql, values, per_row = _insert_statement(insert, rows)
+    if per_row:
+        await db.executemany(sql, values)
     else:
-        await db.executemany(f"{insert} VALUES ({', '.join('?' * width)})", rows)
+        await db.execute(sql, values)
+
+
+def insert_rows_now(conn: sqlite3.Connection, insert: str,
+                    rows: Sequence[Sequence[Any]]) -> None:
+    """`insert_rows` on a plain sqlite3 connection, for work run by `run_in_transaction`."""
+    if not rows:
+        return
+    sql, values, per_row = _insert_statement(insert, rows)
+    if per_row:
+        conn.executemany(sql, values)
+    else:
+        conn.execute(sql, values)
+
+
+async def run_in_transaction(db: aiosqlite.Connection,
+                         work: Callable[[sqlite3.Connection], T]) -> T:
+    """Runs `work` (plain sqlite3 calls, no Python work worth the name) on the connection's
+    thread, in the enclosing `transaction(db)`, in one round trip; its result.
+
+    Each statement awaited is a round trip to that thread, ~65 µs of CPU (the thread woken, the
+    loop woken back); a tracker batch's five statements cost more that way than SQLite spent
+    on them. An error in `work` reaches the caller, and the enclosing transaction rolls back."""
+    state = _state(db)
+    if not _joins(state) or not state.writing:
+        raise RuntimeError("run_in_transaction needs an enclosing transaction(db)")
+    # aiosqlite runs every request of a connection on its one thread, in order; _execute is
+    # how its own methods queue a function there (no public name for it), as in write_many.
+    result: T = await db._execute(work, db._conn)  # type: ignore[no-untyped-call]
+    return result
 
 
 async def fetch_one(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,15 +37,16 @@ from storage.db import (
     execute_write,
     fetch_all,
     fetch_one,
-    insert_rows,
+    insert_rows_now,
     opt_bool,
     opt_float,
     opt_int,
+    run_in_transaction,
     text_decimal,
     timestamp,
     transaction,
 )
-from storage.outbox import Notice, enqueue_notice, enqueue_notices
+from storage.outbox import NOTICE_INSERT, Notice, enqueue_notice, notice_rows
 
 OrderState = Literal["draft", "claimed", "placed", "failed", "unknown"]
 
@@ -646,8 +648,8 @@ async def apply_status_changes(
 
     The same as `record_status` for each observation in turn (history row and `notify` only on
     a change; LookupError, and nothing written, if an order is unknown), in a handful of
-    statements for the whole batch rather than several per order: the tracker writes
-    thousands of these per cycle.
+    statements for the whole batch rather than several per order, run back to back in one
+    round trip to the connection's thread: the tracker writes thousands of these per cycle.
 
     `previous`: the status the caller read for each observation's order, when it has them
     (the tracker does). If every observation then changes its order's status, the orders are
@@ -658,20 +660,40 @@ async def apply_status_changes(
     at = timestamp(now)
     if not observations:
         return []
+    # Everything Python is prepared here, on the loop; the thread only runs the statements.
+    stored = [_stored(seen.status) for seen in observations]
+    history = [(seen.order_id, seen.status.status, seen.status.remains, at)
+               for seen in observations]
+    told = notice_rows([(seen.notify, seen.order_id) for seen in observations
+                        if seen.notify is not None], at)
+    notice_of: list[tuple[Any, ...] | None] = []
+    rows = iter(told)
+    for seen in observations:
+        notice_of.append(None if seen.notify is None else next(rows))
+    as_read = (previous is not None and len(previous) == len(observations)
+               and len({seen.order_id for seen in observations}) == len(observations)
+               and all(seen.status.status != was
+                       for seen, was in zip(observations, previous, strict=True)))
+    conditional = [(*values, int(seen.status.is_final), at, seen.next_check_at, 1, at,
+                    seen.order_id, was)
+                   for seen, values, was in zip(observations, stored, previous or (),
+                                                strict=False)] if as_read else []
+
+    def write(conn: sqlite3.Connection) -> list[int]:
+        moved = (_changed_as_read(conn, conditional) if as_read else None)
+        if moved is None:
+            moved = _changed_by_rows(conn, observations, stored, at)
+        insert_rows_now(conn, _HISTORY_INSERT, [history[i] for i in moved])
+        insert_rows_now(conn, NOTICE_INSERT,
+                        [row for row in map(notice_of.__getitem__, moved) if row is not None])
+        return moved
+
     async with transaction(db):
-        if previous is not None and await _changed_as_read(db, observations, previous, at):
-            changed = [seen.order_id for seen in observations]
-            history = [(seen.order_id, seen.status.status, seen.status.remains, at)
-                       for seen in observations]
-            notices = [(seen.notify, seen.order_id) for seen in observations
-                       if seen.notify is not None]
-        else:
-            changed, history, notices = await _changed_by_rows(db, observations, at)
-        await insert_rows(
-            db, "INSERT INTO order_status_history (order_id, status, remains, observed_at)",
-            history)
-        await enqueue_notices(db, notices, now=at)
-    return changed
+        changed = await run_in_transaction(db, write)
+    return [observations[i].order_id for i in changed]
+
+
+_HISTORY_INSERT = "INSERT INTO order_status_history (order_id, status, remains, observed_at)"
 
 
 def _stored(observed: ObservedStatus) -> tuple[Any, ...]:
@@ -680,64 +702,46 @@ def _stored(observed: ObservedStatus) -> tuple[Any, ...]:
             observed.remains, observed.currency or None)
 
 
-async def _changed_as_read(db: aiosqlite.Connection, observations: Sequence[Observation],
-                           previous: Sequence[str | None], at: float) -> bool:
-    """`apply_status_changes`' way without reading: True when each order still held the status
-    its caller read, differing from the one observed, and is now updated; False (nothing
-    written) otherwise."""
-    if (len(previous) != len(observations)
-            or len({seen.order_id for seen in observations}) != len(observations)
-            or any(seen.status.status == was
-                   for seen, was in zip(observations, previous, strict=True))):
-        return False
-    updates = [(*_stored(seen.status), int(seen.status.is_final), at, seen.next_check_at, 1,
-                at, seen.order_id, was)
-               for seen, was in zip(observations, previous, strict=True)]
-    await db.execute("SAVEPOINT changed_as_read")
-    cursor = await db.executemany(f"{_SET_STATUS} AND status IS ?", updates)
-    if cursor.rowcount != len(updates):
-        await db.execute("ROLLBACK TO changed_as_read")
-    await db.execute("RELEASE changed_as_read")
-    return cursor.rowcount == len(updates)
+def _changed_as_read(conn: sqlite3.Connection,
+                     updates: Sequence[tuple[Any, ...]]) -> list[int] | None:
+    """`apply_status_changes`' way without reading (on the connection's thread): each order
+    updated on the condition that it still holds the status its caller read; every index of
+    the batch when all of them did, else None and nothing written."""
+    conn.execute("SAVEPOINT changed_as_read")
+    try:
+        matched = conn.executemany(f"{_SET_STATUS} AND status IS ?", updates).rowcount
+        if matched != len(updates):
+            conn.execute("ROLLBACK TO changed_as_read")
+    finally:
+        conn.execute("RELEASE changed_as_read")
+    return list(range(len(updates))) if matched == len(updates) else None
 
 
-async def _changed_by_rows(
-    db: aiosqlite.Connection, observations: Sequence[Observation], at: float
-) -> tuple[list[int], list[tuple[Any, ...]], list[tuple[Notice, int]]]:
-    """`apply_status_changes`' way with the orders' rows read first (one query): the ids whose
-    status changed, their history rows and their notices, the orders updated."""
+def _changed_by_rows(conn: sqlite3.Connection, observations: Sequence[Observation],
+                     stored: Sequence[tuple[Any, ...]], at: float) -> list[int]:
+    """`apply_status_changes`' way with the orders' rows read first, in one query (on the
+    connection's thread): the orders updated, and the indexes of the observations that changed
+    a status."""
     wanted = sorted({seen.order_id for seen in observations})
-    rows = await fetch_all(  # one query however many orders
-        db,
-        "SELECT id, status, charge, start_count, remains, currency FROM orders"
-        " WHERE id IN (SELECT value FROM json_each(?))",
-        (json.dumps(wanted),),
-    )
-    current: dict[int, tuple[Any, ...]] = {int(row[0]): tuple(row)[1:] for row in rows}
+    current: dict[int, tuple[Any, ...]] = {
+        int(row[0]): tuple(row)[1:] for row in conn.execute(
+            "SELECT id, status, charge, start_count, remains, currency FROM orders"
+            " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(wanted),))}
     updates: list[tuple[Any, ...]] = []
-    history: list[tuple[Any, ...]] = []
-    notices: list[tuple[Notice, int]] = []
     changed: list[int] = []
-    for seen in observations:
+    for index, (seen, values) in enumerate(zip(observations, stored, strict=True)):
         before = current.get(seen.order_id)
         if before is None:
             raise LookupError(f"no order {seen.order_id}")
-        observed = seen.status
-        values = _stored(observed)
-        moved = before[0] != observed.status
+        moved = before[0] != values[0]
         touched = moved or before != values
-        updates.append((
-            *values, int(observed.is_final), at, seen.next_check_at,
-            int(touched), at, seen.order_id,
-        ))
+        updates.append((*values, int(seen.status.is_final), at, seen.next_check_at,
+                        int(touched), at, seen.order_id))
         if moved:
-            history.append((seen.order_id, observed.status, observed.remains, at))
-            if seen.notify is not None:
-                notices.append((seen.notify, seen.order_id))
-            changed.append(seen.order_id)
+            changed.append(index)
         current[seen.order_id] = values
-    await db.executemany(_SET_STATUS, updates)
-    return changed, history, notices
+    conn.executemany(_SET_STATUS, updates)
+    return changed
 
 
 async def record_checks(

@@ -130,15 +130,20 @@ async def enqueue_notices(
     many."""
     if not notices:
         return 0
-    at = timestamp(now)
-    rows = [
-        (notice.chat_id, notice.text, _json(notice.payload), order_id, at)
-        for notice, order_id in notices
-    ]
+    rows = notice_rows(notices, timestamp(now))
     async with transaction(db):
-        await insert_rows(
-            db, "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)", rows)
+        await insert_rows(db, NOTICE_INSERT, rows)
     return len(rows)
+
+
+#: `notice_rows` go in with `storage.db.insert_rows(db, NOTICE_INSERT, rows)`.
+NOTICE_INSERT = "INSERT INTO notifications (chat_id, text, payload, order_id, created_at)"
+
+
+def notice_rows(notices: Sequence[tuple[Notice, int | None]], at: float) -> list[tuple[Any, ...]]:
+    """The rows `enqueue_notices` writes for `(notice, order_id)`s queued at `at`."""
+    return [(notice.chat_id, notice.text, _json(notice.payload), order_id, at)
+            for notice, order_id in notices]
 
 
 async def get_notification(db: aiosqlite.Connection, notification_id: int) -> Notification | None:
