@@ -1072,7 +1072,7 @@ def insert_rows_now(conn: sqlite3.Connection, insert: str,
 
 
 async def run_in_transaction(db: aiosqlite.Connection,
-                         work: Callable[[sqlite3.Connection], T]) -> T:
+                             work: Callable[[sqlite3.Connection], T]) -> T:
     """Runs `work` (plain sqlite3 calls, no Python work worth the name) on the connection's
     thread, in the enclosing `transaction(db)`, in one round trip; its result.
 

@@ -576,6 +576,13 @@ async def followed_accounts(db: aiosqlite.Connection, *, panel: str) -> dict[str
     return found
 
 
+_SET_STATUS = (
+    "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
+    " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
+    " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?"
+)
+
+
 async def record_status(
     db: aiosqlite.Connection,
     order_id: int,
@@ -591,13 +598,7 @@ async def record_status(
     and told, but the order is neither followed nor offered a cancel again."""
     at = timestamp(now)
     status = observed.status
-    values = (
-        status,
-        decimal_text(observed.charge),
-        observed.start_count,
-        observed.remains,
-        observed.currency or None,
-    )
+    values = _stored(observed)
     async with transaction(db):
         row = await fetch_one(
             db,
@@ -609,9 +610,7 @@ async def record_status(
         changed: bool = row["status"] != status
         touched = changed or tuple(row) != values
         await db.execute(
-            "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
-            " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
-            " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?",
+            _SET_STATUS,
             (
                 *values,
                 int(observed.is_final),
@@ -631,13 +630,6 @@ async def record_status(
             if notify is not None:
                 await enqueue_notice(db, notify, order_id=order_id, now=at)
     return changed
-
-
-_SET_STATUS = (
-    "UPDATE orders SET status = ?, charge = ?, start_count = ?, remains = ?, currency = ?,"
-    " final = MAX(final, ?), last_checked_at = ?, next_check_at = ?, lost_strikes = 0,"
-    " updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?"
-)
 
 
 async def apply_status_changes(
@@ -664,28 +656,21 @@ async def apply_status_changes(
     stored = [_stored(seen.status) for seen in observations]
     history = [(seen.order_id, seen.status.status, seen.status.remains, at)
                for seen in observations]
-    told = notice_rows([(seen.notify, seen.order_id) for seen in observations
-                        if seen.notify is not None], at)
-    notice_of: list[tuple[Any, ...] | None] = []
-    rows = iter(told)
-    for seen in observations:
-        notice_of.append(None if seen.notify is None else next(rows))
-    as_read = (previous is not None and len(previous) == len(observations)
-               and len({seen.order_id for seen in observations}) == len(observations)
-               and all(seen.status.status != was
-                       for seen, was in zip(observations, previous, strict=True)))
-    conditional = [(*values, int(seen.status.is_final), at, seen.next_check_at, 1, at,
-                    seen.order_id, was)
-                   for seen, values, was in zip(observations, stored, previous or (),
-                                                strict=False)] if as_read else []
+    notify = {index: (notice, seen.order_id) for index, seen in enumerate(observations)
+              if (notice := seen.notify) is not None}
+    told = dict(zip(notify, notice_rows(list(notify.values()), at), strict=True))  # index: row
+    conditional = None
+    if previous is not None and _all_move(observations, previous):
+        conditional = [(*values, int(seen.status.is_final), at, seen.next_check_at, 1, at,
+                        seen.order_id, was)
+                       for seen, values, was in zip(observations, stored, previous, strict=True)]
 
     def write(conn: sqlite3.Connection) -> list[int]:
-        moved = (_changed_as_read(conn, conditional) if as_read else None)
+        moved = None if conditional is None else _changed_as_read(conn, conditional)
         if moved is None:
             moved = _changed_by_rows(conn, observations, stored, at)
         insert_rows_now(conn, _HISTORY_INSERT, [history[i] for i in moved])
-        insert_rows_now(conn, NOTICE_INSERT,
-                        [row for row in map(notice_of.__getitem__, moved) if row is not None])
+        insert_rows_now(conn, NOTICE_INSERT, [told[i] for i in moved if i in told])
         return moved
 
     async with transaction(db):
@@ -700,6 +685,14 @@ def _stored(observed: ObservedStatus) -> tuple[Any, ...]:
     """An observed status as the orders table holds it: status, charge, counts, currency."""
     return (observed.status, decimal_text(observed.charge), observed.start_count,
             observed.remains, observed.currency or None)
+
+
+def _all_move(observations: Sequence[Observation], previous: Sequence[str | None]) -> bool:
+    """True when each observation names its own order and changes the status read of it."""
+    return (len(previous) == len(observations)
+            and len({seen.order_id for seen in observations}) == len(observations)
+            and all(seen.status.status != was
+                    for seen, was in zip(observations, previous, strict=True)))
 
 
 def _changed_as_read(conn: sqlite3.Connection,
@@ -758,12 +751,7 @@ async def record_checks(
     rows = []
     for seen in observations:
         observed = seen.status
-        values = (
-            decimal_text(observed.charge),
-            observed.start_count,
-            observed.remains,
-            observed.currency or None,
-        )
+        values = _stored(observed)[1:]  # all but the status
         rows.append((*values, at, seen.next_check_at, *values, at,
                      seen.order_id, observed.status))
     if not rows:
