@@ -52,7 +52,12 @@ from bot.services.languages import Languages
 from bot.stateless_http import StatelessClient
 from storage import orders as order_store
 from storage.db import add_reader, add_writer, close_database, open_database
-from storage.persistence import PERSIST_GROUP, SqlitePersistence, persist_now
+from storage.persistence import (
+    PERSIST_GROUP,
+    SqlitePersistence,
+    WriteThroughApplication,
+    persist_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,8 @@ def build_application(settings: Settings, *, request: BaseRequest | None = None,
     )
     builder = (
         ApplicationBuilder()
+        # Its update_persistence writes the rows of an update on the spot (storage/persistence.py)
+        .application_class(WriteThroughApplication)
         .token(token)
         .base_url(settings.telegram_base_url)
         .context_types(ContextTypes(context=BotContext))

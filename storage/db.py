@@ -732,6 +732,12 @@ async def set_trace_callback(
             twin.set_trace_callback(callback)
 
 
+def has_loop_writer(db: aiosqlite.Connection) -> bool:
+    """True while the connection is open with a loop-thread writer (`add_writer`)."""
+    state = _states.get(db)
+    return state is not None and state.writer is not None
+
+
 def total_changes(db: aiosqlite.Connection) -> int:
     """Rows changed through the connection since it was opened, its loop-thread writer's
     (`add_writer`) included."""
@@ -1015,8 +1021,21 @@ async def fetch_all(
     `reading(db)` on the connection's thread, so the loop keeps answering updates meanwhile
     (on the loop, 20,000 rows held it for ~0.2 s)."""
     state = _state(db)
-    if state.reader is not None and not _joins(state) and not many:
-        return state.reader.execute(sql, params).fetchall()
+    if not many and not _joins(state):
+        # A SELECT on the loop-thread writer when there is one: after the bot's own writes its
+        # page cache is still good, where the reader's is dropped by every write (SQLite drops
+        # a connection's cache when another one has written). Anything but a SELECT goes to
+        # the reader, which refuses to write.
+        if state.writer is not None and sql.lstrip()[:6].upper() == "SELECT":
+            try:
+                return state.writer.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                # A WAL read is busy only for a moment (another process recovering the WAL):
+                # the reader waits for it; the writer never waits.
+        if state.reader is not None:
+            return state.reader.execute(sql, params).fetchall()
     async with reading(db):
         return list(await db.execute_fetchall(sql, params))
 

@@ -227,10 +227,13 @@ async def test_the_persistence_waits_its_turn_instead_of_failing_with_database_l
 # --- reads on a read-only second connection ----------------------------------------------------
 
 
+@pytest.mark.parametrize("with_writer", [False, True])
 async def test_reads_outside_a_transaction_see_every_committed_write_and_never_wait(
-        tmp_path: Path) -> None:
+        tmp_path: Path, with_writer: bool) -> None:
     db = await open_database(tmp_path / "bot.sqlite3")
     await add_reader(db, tmp_path / "bot.sqlite3")
+    if with_writer:  # as at start-up: the SELECTs then run on the loop-thread writer
+        await add_writer(db, tmp_path / "bot.sqlite3")
     try:
         # Read after write by the same task, through every way of writing.
         await users.upsert_user(db, telegram_id=USER, name="Ann")
@@ -632,10 +635,15 @@ async def test_an_update_persists_the_users_data_and_no_chat_data(tmp_path: Path
         persistence = harness.app.persistence
         assert isinstance(persistence, SqlitePersistence)
         seen: list[str] = []
-        await set_trace_callback(await persistence._conn(), seen.append)
+        own: list[str] = []
+        await set_trace_callback(harness.deps.db, seen.append)
+        await set_trace_callback(await persistence._conn(), own.append)
         await harness.send("/order 1")
         await harness.send("https://example.com/p/1")
+        # Written through the bot's connection: the persistence's own one writes nothing, so
+        # it never makes SQLite drop the bot's page cache (SqlitePersistence.take_turns_with).
         assert any("ptb_user_data" in s for s in seen), seen
+        assert own == [], own
         assert not any("ptb_chat_data" in s for s in seen), seen
         rows = await fetch_all(await persistence._conn(), "SELECT * FROM ptb_chat_data")
         assert rows == []

@@ -22,8 +22,22 @@ from telegram.ext import (
 )
 
 from bot.standin.botapi import FakeRequest, FakeTelegram, feed
-from storage.db import fetch_all, total_changes
-from storage.persistence import PERSIST_GROUP, SqlitePersistence, dumps, loads, persist_now
+from storage.db import (
+    add_writer,
+    close_database,
+    fetch_all,
+    open_database,
+    set_trace_callback,
+    total_changes,
+)
+from storage.persistence import (
+    PERSIST_GROUP,
+    SqlitePersistence,
+    WriteThroughApplication,
+    dumps,
+    loads,
+    persist_now,
+)
 
 TOKEN = "123456:TEST"
 USER = 7
@@ -59,11 +73,17 @@ async def got_quantity(update: Update, context: ContextTypes.DEFAULT_TYPE) -> in
 AnyApp = Application[Any, Any, Any, Any, Any, Any]
 
 
-def build(path: Path, world: FakeTelegram, *, write_through: bool = False) -> AnyApp:
+#: PTB's own Application, and the bot's, whose update_persistence writes on the spot.
+APPLICATIONS = pytest.mark.parametrize("app_class", [Application, WriteThroughApplication])
+
+
+def build(path: Path, world: FakeTelegram, *, write_through: bool = False,
+          app_class: type[AnyApp] = Application) -> AnyApp:
     """An Application with the order conversation and a SqlitePersistence on `path`."""
     persistence = SqlitePersistence(path, update_interval=3600)
     app = (
         Application.builder()
+        .application_class(app_class)
         .token(TOKEN)
         .request(FakeRequest(world))
         .get_updates_request(FakeRequest(world))
@@ -87,17 +107,19 @@ def build(path: Path, world: FakeTelegram, *, write_through: bool = False) -> An
     return app
 
 
-async def test_fresh_application_resumes_the_conversation(tmp_path: Path) -> None:
+@APPLICATIONS
+async def test_fresh_application_resumes_the_conversation(tmp_path: Path,
+                                                          app_class: type[AnyApp]) -> None:
     path = tmp_path / "bot.sqlite3"
     world = FakeTelegram()
-    app = build(path, world)
+    app = build(path, world, app_class=app_class)
     async with app:
         await feed(app, world.user_sends(USER, "/order"))
         await feed(app, world.user_sends(USER, "https://t.me/x"))
     assert world.bot_texts(USER) == ["Link?", "Quantity?"]
 
     # A new process: new Application, new persistence object, same file.
-    app2 = build(path, world)
+    app2 = build(path, world, app_class=app_class)
     async with app2:
         assert app2.user_data[USER]["draft"] == {
             "service": 1, "rate": Decimal("0.90"), "ids": (1, 2), "link": "https://t.me/x",
@@ -113,10 +135,12 @@ async def test_fresh_application_resumes_the_conversation(tmp_path: Path) -> Non
     await check.flush()
 
 
-async def test_persist_now_writes_before_any_shutdown(tmp_path: Path) -> None:
+@APPLICATIONS
+async def test_persist_now_writes_before_any_shutdown(tmp_path: Path,
+                                                      app_class: type[AnyApp]) -> None:
     path = tmp_path / "bot.sqlite3"
     world = FakeTelegram()
-    app = build(path, world, write_through=True)
+    app = build(path, world, write_through=True, app_class=app_class)
     await app.initialize()
     try:
         await feed(app, world.user_sends(USER, "/order"))
@@ -130,6 +154,93 @@ async def test_persist_now_writes_before_any_shutdown(tmp_path: Path) -> None:
         await peek.flush()
     finally:
         await app.shutdown()
+
+
+async def test_an_updates_rows_are_committed_together_before_the_update_is_done(
+        tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    world = FakeTelegram()
+    app = build(path, world, write_through=True, app_class=WriteThroughApplication)
+    await app.initialize()
+    try:
+        assert isinstance(app.persistence, SqlitePersistence)
+        seen: list[str] = []
+        await set_trace_callback(await app.persistence._conn(), seen.append)
+        await feed(app, world.user_sends(USER, "/order"))
+        # The conversation's state, the user's draft and the chat's (empty) data, in one
+        # transaction, committed before the update is done.
+        heads = [s.split(" (")[0] for s in seen]
+        assert heads[0] == "BEGIN IMMEDIATE" and heads[-1] == "COMMIT", seen
+        assert sorted(heads[1:-1]) == ["INSERT INTO ptb_chat_data",
+                                       "INSERT INTO ptb_conversations",
+                                       "INSERT INTO ptb_user_data"], seen
+        seen.clear()
+        await feed(app, world.user_sends(USER, "https://t.me/x"))
+        # Only what changed: the state and the draft; the chat's data is as it was.
+        assert sorted(s.split(" (")[0] for s in seen if s.startswith("INSERT")) == [
+            "INSERT INTO ptb_conversations", "INSERT INTO ptb_user_data"], seen
+    finally:
+        await app.shutdown()
+    fresh = SqlitePersistence(path)
+    try:
+        assert await fresh.get_conversations("order") == {(USER, USER): QUANTITY}
+        assert (await fresh.get_user_data())[USER]["draft"]["link"] == "https://t.me/x"
+    finally:
+        await fresh.flush()
+
+
+async def test_a_row_that_cannot_be_stored_goes_to_the_error_handlers_and_the_rest_is_written(
+        tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    world = FakeTelegram()
+    app = build(path, world, app_class=WriteThroughApplication)
+    errors: list[object] = []
+
+    async def collect(_: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        errors.append(context.error)
+
+    app.add_error_handler(collect)
+    await app.initialize()
+    try:
+        app.user_data[1]["fine"] = Decimal("1.50")
+        app.user_data[2]["broken"] = object()  # not JSON, not a type the codec keeps
+        app.user_data[3]["gone"] = True
+        app.mark_data_for_update_persistence(user_ids=[1, 2, 3])
+        await app.update_persistence()
+        assert len(errors) == 1 and isinstance(errors[0], TypeError), errors
+        app.drop_user_data(3)
+        await app.update_persistence()
+    finally:
+        await app.shutdown()
+    fresh = SqlitePersistence(path)
+    try:
+        assert await fresh.get_user_data() == {1: {"fine": Decimal("1.50")}}
+    finally:
+        await fresh.flush()
+
+
+async def test_the_rows_go_through_the_bots_connection_while_it_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    persistence = SqlitePersistence(path)
+    await persistence.get_user_data()  # as PTB loads it, before the bot's connection opens
+    bots = await open_database(path)
+    await add_writer(bots, path)
+    own: list[str] = []
+    shared: list[str] = []
+    await set_trace_callback(await persistence._conn(), own.append)
+    await set_trace_callback(bots, shared.append)
+    await persistence.take_turns_with(bots)
+    await persistence.update_user_data(USER, {"step": "link"})
+    assert own == [] and any("ptb_user_data" in s for s in shared), (own, shared)
+    await close_database(bots)  # the bot stops first; a last write still lands
+    await persistence.update_user_data(USER, {"step": "quantity"})
+    assert any("ptb_user_data" in s for s in own), own
+    await persistence.flush()
+    fresh = SqlitePersistence(path)
+    try:
+        assert await fresh.get_user_data() == {USER: {"step": "quantity"}}
+    finally:
+        await fresh.flush()
 
 
 async def test_data_methods(tmp_path: Path) -> None:
