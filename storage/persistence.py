@@ -6,15 +6,18 @@ schema is migrated) on first use, and closes it in ``flush()``, which PTB calls 
 in ``Application.initialize()``, before ``post_init`` where that connection is made. But the two
 must not contend for SQLite's write lock (the one that waits sleeps in SQLite's busy handler, and
 fails with "database is locked" after the busy timeout): so once the bot's connection is open,
-``take_turns_with(db)`` makes the persistence run its statements under that connection's lock
-(``storage.db.take_turns``). The process then has one writer, and waiters queue first come,
-first served.
+``take_turns_with(db)`` makes the persistence write its rows through that connection (and run
+what is left on its own under that connection's lock, ``storage.db.take_turns``). The process
+then has one writer, and waiters queue first come, first served.
 
 Durability: every ``update_*`` / ``drop_*`` call returns once its row is committed. PTB itself
 calls them only every ``update_interval`` seconds and at shutdown. To lose nothing on a crash
 mid-conversation, register ``persist_now`` to run after each update::
 
     application.add_handler(TypeHandler(Update, persist_now), group=PERSIST_GROUP)
+
+and build the Application as a ``WriteThroughApplication``, whose ``update_persistence`` turns
+the rows into JSON and commits them on the spot instead of a deep copy and a task per row.
 
 Group commit: the writes are not one transaction each. Every ``update_*`` / ``drop_*`` call
 puts its row into the batch being collected and waits for that batch's commit; one writer task
@@ -256,8 +259,9 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         One connection writing keeps its page cache: SQLite drops a connection's cache
         whenever another one has written, and the persistence commits after every update, so
         the bot's writes and reads right after it (a user's row, an order's) read their pages
-        again from the file. Measured on the order wizard: the INSERT of an order 59 -> X µs,
-        a point read 12 -> X µs."""
+        again from the file. Measured on the order wizard (with the SELECTs on the bot's
+        loop-thread writer, `storage.db.fetch_all`): the INSERT of an order 59 -> 48 µs, the
+        per-update read of a user's row 12 -> 6 µs, SQLite's time per update 88 -> 67 µs."""
         self._shared = db
         self._lock = connection_lock(db)
         async with self._opening:
