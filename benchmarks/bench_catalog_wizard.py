@@ -203,7 +203,9 @@ class StandIns:
         self._saved: list[tuple[type, str, Any]] = []
 
     def __enter__(self) -> StandIns:
-        for owner, name in ((FakeTelegram, "handle_async"), (SandboxPanel, "handle")):
+        # Every Bot API call the bot makes reaches the fake through _handle_async (PTB's
+        # requests through handle_encoded_async, other callers through handle_async).
+        for owner, name in ((FakeTelegram, "_handle_async"), (SandboxPanel, "handle")):
             original = getattr(owner, name)
             self._saved.append((owner, name, original))
             setattr(owner, name, self._timed(original))

@@ -12,13 +12,46 @@ RetryAfter), only no `Message` built from the answer.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from telegram import Bot, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 
-#: What the bot's messages never have: a preview of the first link in them.
-_NO_PREVIEW = {"is_disabled": True}
+#: What the bot's messages never have: a preview of the first link in them (as the JSON
+#: python-telegram-bot would make of {"is_disabled": True} on every call).
+_NO_PREVIEW = '{"is_disabled":true}'
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+#: What a button made of text and callback data or a URL leaves unset.
+_OTHER_FIELDS = tuple(name for name in InlineKeyboardButton.__slots__
+                      if name not in ("text", "callback_data", "url"))
+
+
+def markup_json(markup: InlineKeyboardMarkup) -> str:
+    """A keyboard as the JSON Telegram reads: what python-telegram-bot's `to_dict` makes of it,
+    built straight from the buttons when they are text with callback data or a URL (the bot's
+    keyboards). PTB's generic walk over every attribute of every button took ~30 µs for a
+    four-button keyboard, on each message sent or edited. Any other button goes through
+    `to_dict`, and so does a keyboard without buttons."""
+    if not markup.inline_keyboard:
+        return _JSON(markup.to_dict())
+    return _JSON({"inline_keyboard": [[_button(button) for button in row]
+                                      for row in markup.inline_keyboard]})
+
+
+def _button(button: InlineKeyboardButton) -> dict[str, Any]:
+    """One button as JSON-ready values."""
+    data = button.callback_data
+    if (button.api_kwargs or not (data is None or type(data) is str)
+            or any(getattr(button, name) is not None for name in _OTHER_FIELDS)):
+        return button.to_dict()
+    plain: dict[str, Any] = {"text": button.text}
+    if button.url is not None:
+        plain["url"] = button.url
+    if data is not None:
+        plain["callback_data"] = data
+    return plain
 
 
 async def send_html(bot: Bot, chat_id: int, text: str,
@@ -29,7 +62,8 @@ async def send_html(bot: Bot, chat_id: int, text: str,
     topic to post in; `business_connection_id`: the business connection to send through."""
     sent = await _post(bot, "sendMessage", {
         "chat_id": chat_id, "text": text, "parse_mode": ParseMode.HTML,
-        "reply_markup": markup, "link_preview_options": _NO_PREVIEW,
+        "reply_markup": None if markup is None else markup_json(markup),
+        "link_preview_options": _NO_PREVIEW,
         "message_thread_id": thread_id, "business_connection_id": business_connection_id,
     })
     return int(sent["message_id"])
@@ -42,7 +76,8 @@ async def edit_html(bot: Bot, chat_id: int, message_id: int, text: str,
     None). Raises BadRequest "message is not modified" as Telegram does."""
     await _post(bot, "editMessageText", {
         "chat_id": chat_id, "message_id": message_id, "text": text,
-        "parse_mode": ParseMode.HTML, "reply_markup": markup,
+        "parse_mode": ParseMode.HTML,
+        "reply_markup": None if markup is None else markup_json(markup),
         "link_preview_options": _NO_PREVIEW, "business_connection_id": business_connection_id,
     })
 

@@ -12,13 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from telegram import (
+    CopyTextButton,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LabeledPrice,
     Message,
     PreCheckoutQuery,
     Update,
+    WebAppInfo,
 )
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
@@ -30,7 +34,7 @@ from telegram.ext import (
     PreCheckoutQueryHandler,
 )
 
-from bot.outgoing import edit_html, send_html
+from bot.outgoing import edit_html, markup_json, send_html
 from bot.standin.botapi import (
     BOT_ID,
     BOT_USERNAME,
@@ -693,6 +697,31 @@ async def test_an_edit_goes_out_as_the_typed_method_sends_it_and_meets_the_same_
         await edit_html(app.bot, USER, message_id, "<b>unclosed", _MARKUP)
     await edit_html(app.bot, USER, message_id, "<i>Ours</i>")  # the buttons go
     assert world.bot_messages(USER)[0].buttons() == []
+
+
+_TEXTS = st.text(min_size=1, max_size=20)
+_BUTTONS = st.one_of(
+    st.builds(lambda t, d: InlineKeyboardButton(t, callback_data=d), _TEXTS,
+              st.text(min_size=1, max_size=64)),
+    st.builds(lambda t, u: InlineKeyboardButton(t, url=u), _TEXTS,
+              st.sampled_from(["https://example.com/a?b=1", "tg://user?id=7", "https://t.me/x"])),
+    st.builds(lambda t, q: InlineKeyboardButton(t, switch_inline_query=q), _TEXTS, _TEXTS),
+    st.builds(lambda t, q: InlineKeyboardButton(t, switch_inline_query_current_chat=q),
+              _TEXTS, st.text(max_size=10)),
+    st.builds(lambda t, c: InlineKeyboardButton(t, copy_text=CopyTextButton(c)), _TEXTS,
+              _TEXTS),
+    st.builds(lambda t: InlineKeyboardButton(t, web_app=WebAppInfo("https://example.com/app")),
+              _TEXTS),
+    st.builds(lambda t, d: InlineKeyboardButton(t, callback_data=d, api_kwargs={"style": "x"}),
+              _TEXTS, _TEXTS),
+)
+
+
+@given(st.lists(st.lists(_BUTTONS, min_size=1, max_size=4), max_size=5))
+def test_a_keyboard_goes_out_as_python_telegram_bot_would_send_it(
+        rows: list[list[InlineKeyboardButton]]) -> None:
+    markup = InlineKeyboardMarkup(rows)
+    assert json.loads(markup_json(markup)) == markup.to_dict()
 
 
 async def test_a_send_to_a_user_who_blocked_the_bot_raises_forbidden(
