@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -290,25 +290,25 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
                 try:
                     await self._commit(batch.writes)
                 except asyncio.CancelledError:
-                    self._forget(batch)
+                    self._forget(batch.writes)
                     batch.done.cancel()
                     raise
                 except BaseException as exc:
-                    self._forget(batch)
+                    self._forget(batch.writes)
                     batch.done.set_exception(exc)
                 else:
                     batch.done.set_result(None)
         finally:
             self._writer = None
             if self._collecting is not None:  # cancelled with rows still waiting
-                self._forget(self._collecting)
+                self._forget(self._collecting.writes)
                 self._collecting.done.cancel()
                 self._collecting = None
 
-    def _forget(self, batch: _Batch) -> None:
+    def _forget(self, slots: Iterable[Slot]) -> None:
         """After a failed commit: the rows are not known to hold anything, so they are written
         again next time even when unchanged."""
-        for slot in batch.writes:
+        for slot in slots:
             self._written.pop(slot, None)
 
     async def _commit(self, writes: dict[Slot, tuple[str, tuple[Any, ...]]]) -> None:
@@ -327,15 +327,13 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
         """Commits rows made by the `*_write` methods, in one transaction, right away (not
         through the group commit: the caller has gathered its rows itself). With the loop-thread
         writer this returns without waiting at all. On failure the rows count as unwritten."""
-        if not writes:
+        rows = {slot: (sql, params) for slot, sql, params in writes}
+        if not rows:
             return
-        batch = _Batch(asyncio.get_running_loop().create_future())
-        for write in writes:
-            batch.add(write)
         try:
-            await self._commit(batch.writes)
+            await self._commit(rows)
         except BaseException:
-            self._forget(batch)
+            self._forget(rows)
             raise
 
     # -- reading ---------------------------------------------------------------------------
@@ -520,7 +518,8 @@ class WriteThroughApplication(Application[Any, Any, Any, Any, Any, Any]):
 
     The rows are PTB 22's: the data of the users and chats marked since the last run (deleted
     ones dropped), bot_data when it is stored, the conversations whose state was set, a
-    non-blocking handler's pending state resolved as PTB does. A row that cannot be persisted
+    non-blocking handler's pending state resolved as PTB does (callback data: SqlitePersistence
+    keeps none). A row that cannot be persisted
     (TypeError) or a failed commit goes to the error handlers, as PTB's gather hands them over;
     the other rows are written. Any other persistence goes PTB's way.
     """

@@ -219,6 +219,39 @@ async def test_a_row_that_cannot_be_stored_goes_to_the_error_handlers_and_the_re
         await fresh.flush()
 
 
+async def test_rows_whose_commit_failed_are_written_the_next_time(tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    world = FakeTelegram()
+    app = build(path, world, app_class=WriteThroughApplication)
+    errors: list[object] = []
+
+    async def collect(_: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        errors.append(context.error)
+
+    app.add_error_handler(collect)
+    await app.initialize()
+    try:
+        assert isinstance(app.persistence, SqlitePersistence)
+        db = await app.persistence._conn()
+        await db.execute("CREATE TRIGGER refuse BEFORE INSERT ON ptb_user_data"
+                         " BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        app.user_data[USER]["step"] = "quantity"
+        app.mark_data_for_update_persistence(user_ids=USER)
+        await app.update_persistence()
+        assert [type(e).__name__ for e in errors] == ["IntegrityError"], errors
+        await db.execute("DROP TRIGGER refuse")
+        # The same data after the next update: it must not count as written already.
+        app.mark_data_for_update_persistence(user_ids=USER)
+        await app.update_persistence()
+    finally:
+        await app.shutdown()
+    fresh = SqlitePersistence(path)
+    try:
+        assert await fresh.get_user_data() == {USER: {"step": "quantity"}}
+    finally:
+        await fresh.flush()
+
+
 async def test_the_rows_go_through_the_bots_connection_while_it_is_open(tmp_path: Path) -> None:
     path = tmp_path / "bot.sqlite3"
     persistence = SqlitePersistence(path)
