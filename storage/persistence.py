@@ -511,17 +511,17 @@ class WriteThroughApplication(Application[Any, Any, Any, Any, Any, Any]):
     PTB's own deep-copies each marked user's and chat's data and hands every row to the
     persistence as a coroutine of its own, run concurrently (a task each, then the group
     commit's writer task and the waits on it): after every update (`persist_now`) that was a
-    fifth of the order wizard's time per update, of which the SQLite commit was a third. This
-    one turns each row into its JSON text at once (the snapshot the deep copy was for) and
-    commits them together through `SqlitePersistence.write_now`: one transaction, and, with the
-    loop-thread writer, no wait at all.
+    fifth of the order wizard's time per update (160 µs of 810), of which the SQLite commit
+    was a third. This one turns each row into its JSON text at once (the snapshot the deep copy
+    was for) and commits them together through `SqlitePersistence.write_now`: one transaction,
+    and, with the loop-thread writer, no wait at all (~75 µs an update).
 
     The rows are PTB 22's: the data of the users and chats marked since the last run (deleted
     ones dropped), bot_data when it is stored, the conversations whose state was set, a
     non-blocking handler's pending state resolved as PTB does (callback data: SqlitePersistence
-    keeps none). A row that cannot be persisted
-    (TypeError) or a failed commit goes to the error handlers, as PTB's gather hands them over;
-    the other rows are written. Any other persistence goes PTB's way.
+    keeps none). A row that cannot be persisted (TypeError) or a failed commit goes to the
+    error handlers, as PTB's gather hands them over; the other rows are written. Any other
+    persistence goes PTB's way.
     """
 
     def __init__(self, **kwargs: Any) -> None:

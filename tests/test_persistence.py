@@ -189,11 +189,9 @@ async def test_an_updates_rows_are_committed_together_before_the_update_is_done(
         await fresh.flush()
 
 
-async def test_a_row_that_cannot_be_stored_goes_to_the_error_handlers_and_the_rest_is_written(
-        tmp_path: Path) -> None:
-    path = tmp_path / "bot.sqlite3"
-    world = FakeTelegram()
-    app = build(path, world, app_class=WriteThroughApplication)
+async def errors_told(path: Path) -> tuple[AnyApp, list[object]]:
+    """An initialised WriteThroughApplication on `path`, and what its error handlers are told."""
+    app = build(path, FakeTelegram(), app_class=WriteThroughApplication)
     errors: list[object] = []
 
     async def collect(_: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -201,6 +199,13 @@ async def test_a_row_that_cannot_be_stored_goes_to_the_error_handlers_and_the_re
 
     app.add_error_handler(collect)
     await app.initialize()
+    return app, errors
+
+
+async def test_a_row_that_cannot_be_stored_goes_to_the_error_handlers_and_the_rest_is_written(
+        tmp_path: Path) -> None:
+    path = tmp_path / "bot.sqlite3"
+    app, errors = await errors_told(path)
     try:
         app.user_data[1]["fine"] = Decimal("1.50")
         app.user_data[2]["broken"] = object()  # not JSON, not a type the codec keeps
@@ -221,15 +226,7 @@ async def test_a_row_that_cannot_be_stored_goes_to_the_error_handlers_and_the_re
 
 async def test_rows_whose_commit_failed_are_written_the_next_time(tmp_path: Path) -> None:
     path = tmp_path / "bot.sqlite3"
-    world = FakeTelegram()
-    app = build(path, world, app_class=WriteThroughApplication)
-    errors: list[object] = []
-
-    async def collect(_: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        errors.append(context.error)
-
-    app.add_error_handler(collect)
-    await app.initialize()
+    app, errors = await errors_told(path)
     try:
         assert isinstance(app.persistence, SqlitePersistence)
         db = await app.persistence._conn()
