@@ -189,6 +189,15 @@ async def test_an_updates_rows_are_committed_together_before_the_update_is_done(
         await fresh.flush()
 
 
+async def stored_user_data(path: Path) -> dict[int, Any]:
+    """The user_data a restarted bot would load from `path`."""
+    fresh = SqlitePersistence(path)
+    try:
+        return await fresh.get_user_data()
+    finally:
+        await fresh.flush()
+
+
 async def errors_told(path: Path) -> tuple[AnyApp, list[object]]:
     """An initialised WriteThroughApplication on `path`, and what its error handlers are told."""
     app = build(path, FakeTelegram(), app_class=WriteThroughApplication)
@@ -217,11 +226,7 @@ async def test_a_row_that_cannot_be_stored_goes_to_the_error_handlers_and_the_re
         await app.update_persistence()
     finally:
         await app.shutdown()
-    fresh = SqlitePersistence(path)
-    try:
-        assert await fresh.get_user_data() == {1: {"fine": Decimal("1.50")}}
-    finally:
-        await fresh.flush()
+    assert await stored_user_data(path) == {1: {"fine": Decimal("1.50")}}
 
 
 async def test_rows_whose_commit_failed_are_written_the_next_time(tmp_path: Path) -> None:
@@ -242,11 +247,7 @@ async def test_rows_whose_commit_failed_are_written_the_next_time(tmp_path: Path
         await app.update_persistence()
     finally:
         await app.shutdown()
-    fresh = SqlitePersistence(path)
-    try:
-        assert await fresh.get_user_data() == {USER: {"step": "quantity"}}
-    finally:
-        await fresh.flush()
+    assert await stored_user_data(path) == {USER: {"step": "quantity"}}
 
 
 async def test_the_rows_go_through_the_bots_connection_while_it_is_open(tmp_path: Path) -> None:
@@ -266,11 +267,7 @@ async def test_the_rows_go_through_the_bots_connection_while_it_is_open(tmp_path
     await persistence.update_user_data(USER, {"step": "quantity"})
     assert any("ptb_user_data" in s for s in own), own
     await persistence.flush()
-    fresh = SqlitePersistence(path)
-    try:
-        assert await fresh.get_user_data() == {USER: {"step": "quantity"}}
-    finally:
-        await fresh.flush()
+    assert await stored_user_data(path) == {USER: {"step": "quantity"}}
 
 
 async def test_data_methods(tmp_path: Path) -> None:
