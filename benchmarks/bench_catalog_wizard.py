@@ -7,11 +7,14 @@ Prints markdown tables and the goal line (exit status 1 when it is missed):
 
 Everything runs in-process: the real Application (persistence on, write-through after every
 update), the fake Bot API of the tests (bot/standin/botapi.py), the sandbox panel; the wizard's
-updates per second are compared with a bare echo bot fed the same way in the same run, the two
-taking turns (a fifth of the orders, then as many echo updates, five times over). The time
-spent inside the stand-ins themselves (the fake Bot API answering, the sandbox panel answering)
-is shown apart: it is counted in both rates, as a real Telegram and panel would cost waiting
-instead.
+updates per second are compared with a bare echo bot fed the same way in the same run, and
+with the wizard's Telegram traffic alone (`ShapedBot`: the same updates and Bot API calls, made
+the way the bot makes them, and no other work), the three taking turns (a fifth of the orders,
+then as many echo updates, then as many orders of traffic alone, five times over). The traffic
+alone is the most the wizard could reach if its own work (conversation, SQLite, persistence,
+panel requests, texts) cost nothing. The time spent inside the stand-ins themselves (the fake
+Bot API answering, the sandbox panel answering) is shown apart: it is counted in every rate,
+as a real Telegram and panel would cost waiting instead.
 
 The bot's AIORateLimiter keeps it under Telegram's ~30 calls/s, and that ceiling, not the bot's
 own work, bounds it when one chat is fed as fast as possible. So the bot's own cost is measured
@@ -36,11 +39,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from goals import Goals
-from telegram import Update
-from telegram.ext import AIORateLimiter, Application, MessageHandler, filters
+from telegram import InlineKeyboardMarkup, Update
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
 
 from bot.catalog import ServiceIndex
 from bot.handlers.catalog import categories_page, category_page, search_page
+from bot.outgoing import edit_html, send_html
 from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.standin.botapi import FakeRequest, FakeTelegram, feed
@@ -180,6 +191,81 @@ class EchoBot:
         return time.perf_counter() - start
 
 
+#: The wizard's steps as a user takes them: (what the user does, with what).
+STEPS = (("send", "/order 1"), ("send", "https://example.com/"), ("send", "100"),
+         ("press", "Skip"), ("press", "Confirm"))
+
+
+async def wizard_calls(bot: BotHarness, user: int) -> list[list[tuple[str, dict[str, Any]]]]:
+    """One full order through the real wizard: the Bot API calls the bot made at each step."""
+    steps = []
+    for kind, arg in STEPS:
+        before = len(bot.world.calls)
+        if kind == "send":
+            await bot.send(arg, user=user)
+        else:
+            await bot.press(arg, user=user)
+        steps.append([(method, dict(params)) for method, params in bot.world.calls[before:]])
+    return steps
+
+
+class ShapedBot:
+    """The wizard's Telegram traffic alone: a bot that gets the same five updates an order is
+    (three messages; two button taps, whose callback carries the message with its keyboard)
+    and makes the same Bot API calls with the same texts and keyboards, the way the bot makes
+    them (`bot.outgoing`'s sendMessage / editMessageText, PTB's answerCallbackQuery), and
+    nothing else: no conversation, no state, no database, no panel. Its rate is the most the
+    wizard could reach if all of its own work cost nothing; what the wizard takes beyond it is
+    that work."""
+
+    def __init__(self, calls: list[list[tuple[str, dict[str, Any]]]]) -> None:
+        self.world = FakeTelegram(strict_chats=False)
+        self.app = Application.builder().token(TOKEN).request(
+            FakeRequest(self.world)).get_updates_request(FakeRequest(self.world)).build()
+        self.calls = calls
+        self.app.add_handler(CommandHandler("order", self._step(0)))
+        self.app.add_handler(MessageHandler(filters.Regex("^https://"), self._step(1)))
+        self.app.add_handler(MessageHandler(filters.TEXT, self._step(2)))
+        self.app.add_handler(CallbackQueryHandler(self._step(3), pattern="^wz:skip$"))
+        self.app.add_handler(CallbackQueryHandler(self._step(4)))
+        self.chats = 0
+
+    def _step(self, index: int) -> Callable[[Update, Any], Any]:
+        async def step(update: Update, context: Any) -> None:
+            chat, query = update.effective_chat, update.callback_query
+            assert chat is not None
+            for method, params in self.calls[index]:
+                markup = params.get("reply_markup")
+                keyboard = (InlineKeyboardMarkup.de_json(markup, context.bot)
+                            if isinstance(markup, dict) else None)
+                if method == "answerCallbackQuery":
+                    assert query is not None
+                    await query.answer(params.get("text"))
+                elif method == "sendMessage":
+                    await send_html(context.bot, chat.id, params["text"], keyboard)
+                elif method == "editMessageText":
+                    assert query is not None and query.message is not None
+                    await edit_html(context.bot, chat.id, query.message.message_id,
+                                    params["text"], keyboard)
+        return step
+
+    async def seconds(self, orders: int) -> float:
+        """How long `orders` full orders (five updates each, a chat each) take."""
+        start = time.perf_counter()
+        for _ in range(orders):
+            self.chats += 1
+            user = 700_000 + self.chats
+            for kind, arg in STEPS:
+                if kind == "send":
+                    update = self.world.user_sends(user, arg)
+                else:
+                    button = self.world.find_button(user, arg)
+                    assert button is not None and button.data is not None
+                    update = self.world.user_presses(user, button.message_id, button.data)
+                await feed(self.app, update)
+        return time.perf_counter() - start
+
+
 _LIMITED = AIORateLimiter.process_request
 
 
@@ -230,7 +316,8 @@ async def main(orders: int, runs: int, deployed_orders: int) -> int:
     rounds = 5
     echo = EchoBot()
     await echo.app.initialize()
-    wizard_seconds = echo_seconds = wizard_stand_ins = echo_stand_ins = 0.0
+    wizard_seconds = echo_seconds = shaped_seconds = 0.0
+    wizard_stand_ins = echo_stand_ins = shaped_stand_ins = 0.0
     updates = 0
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = SandboxPanel(keys={DEMO_KEY: Decimal("1000000000")}, speed=60,
@@ -239,10 +326,13 @@ async def main(orders: int, runs: int, deployed_orders: int) -> int:
         try:
             telegram_limiter(on=False)
             rows = await catalogue_rows(bot, runs)
+            shaped = ShapedBot(await wizard_calls(bot, user=40_000))
+            await shaped.app.initialize()
             await wizard_rate(bot, max(1, orders // 10), "warm-up", first_user=50_000)
             await echo.seconds(50)
-            # The two bots take turns, a fifth of the orders at a time, so a slower moment of
-            # a shared machine weighs on both alike.
+            await shaped.seconds(10)
+            # The bots take turns, a fifth of the orders at a time, so a slower moment of a
+            # shared machine weighs on them alike.
             with StandIns() as stand_ins:
                 for n in range(rounds):
                     share = orders // rounds + (n < orders % rounds)
@@ -255,6 +345,9 @@ async def main(orders: int, runs: int, deployed_orders: int) -> int:
                     mark = stand_ins.seconds
                     echo_seconds += await echo.seconds(done)
                     echo_stand_ins += stand_ins.seconds - mark
+                    mark = stand_ins.seconds
+                    shaped_seconds += await shaped.seconds(share)
+                    shaped_stand_ins += stand_ins.seconds - mark
             telegram_limiter(on=True)
             deployed, deployed_updates = await wizard_rate(bot, deployed_orders, "on",
                                                            first_user=300_000)
@@ -264,21 +357,29 @@ async def main(orders: int, runs: int, deployed_orders: int) -> int:
             await echo.app.shutdown()
     wizard = updates / wizard_seconds
     echo_rate = updates / echo_seconds
+    shaped_rate = updates / shaped_seconds
     print("| 5,000-service catalogue | p50 | p99 | runs |")
     print("|---|---|---|---|")
     print("\n".join(rows))
     print()
-    print("| Throughput (updates fed one at a time) | updates/s | of which in the stand-ins |")
-    print("|---|---|---|")
-    echo_share = echo_stand_ins / echo_seconds
-    wizard_share = wizard_stand_ins / wizard_seconds
-    print(f"| bare echo bot (same fake Bot API) | {echo_rate:,.0f} | {echo_share:.0%} |")
-    print(f"| order wizard: {orders} full orders, {updates} updates (SQLite drafts, write-through "
-          f"persistence, sandbox balance + add), Telegram limiter off | {wizard:,.0f} | "
-          f"{wizard_share:.0%} |")
-    print(f"| ratio wizard / echo | {wizard / echo_rate:.2f} | |")
+    print("| Throughput (updates fed one at a time) | updates/s | µs per update | "
+          "of which in the stand-ins |")
+    print("|---|---|---|---|")
+    for what, rate, stand_in_seconds in (
+        ("bare echo bot (same fake Bot API)", echo_rate, echo_stand_ins),
+        ("the wizard's Telegram traffic alone: its updates and Bot API calls, nothing else",
+         shaped_rate, shaped_stand_ins),
+        (f"order wizard: {orders} full orders, {updates} updates (SQLite drafts, write-through "
+         "persistence, sandbox balance + add), Telegram limiter off", wizard, wizard_stand_ins),
+    ):
+        in_stand_ins = stand_in_seconds * rate / updates
+        print(f"| {what} | {rate:,.0f} | {1e6 / rate:,.0f} | {in_stand_ins:.0%} |")
+    print(f"| ratio wizard / echo | {wizard / echo_rate:.2f} | | |")
+    print(f"| ratio traffic alone / echo: the most the wizard could reach if its own work cost "
+          f"nothing | {shaped_rate / echo_rate:.2f} | | |")
+    print(f"| ratio wizard / traffic alone | {wizard / shaped_rate:.2f} | | |")
     print(f"| order wizard as deployed ({deployed_updates} updates, AIORateLimiter on: "
-          f"~30 Bot API calls/s overall) | {deployed:,.0f} | |")
+          f"~30 Bot API calls/s overall) | {deployed:,.0f} | | |")
     print()
     goals = Goals()
     goals.at_least("wizard_vs_echo", wizard / echo_rate, 0.5)

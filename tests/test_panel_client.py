@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.money import format_money, to_decimal
+from bot.panel import client as client_module
 from bot.panel.client import PanelClient
 from bot.panel.errors import (
     OutcomeUnknown,
@@ -198,6 +200,35 @@ async def test_add_returns_order_id_and_sends_the_form(connect: Connect, body: s
     assert str(request.url) == URL
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert request.headers["user-agent"] == "smm-panel-bot/0.1"
+
+
+async def test_a_silent_panel_is_given_up_on_after_the_timeouts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A panel that takes the connection and never answers: a read gives up after the client's
+    timeout, the summary's quick balance after its own shorter one (it must not keep the
+    summary waiting), both as PanelTimeout."""
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(client_module, "QUICK_TIMEOUT", 0.05)
+    client = PanelClient(f"http://127.0.0.1:{port}/api/v2", timeout=0.6, read_retries=1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PanelTimeout):
+            await client.balance(KEY, quick=True)
+        quick = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(PanelTimeout):
+            await client.balance(KEY)
+        full = time.monotonic() - started
+    finally:
+        await client.aclose()
+        server.close()
+    assert quick < 0.4
+    assert 0.6 <= full < 3
 
 
 async def test_add_custom_comments_keep_their_line_breaks(connect: Connect) -> None:

