@@ -4,6 +4,7 @@ refunds, the admins' tools, and what customers never see."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from bot.jobs import send_pending
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.services import mass_order, shop, wallet
-from bot.services.tracking import poll_orders
+from bot.services.tracking import LOST_AFTER, poll_orders
 from bot.standin.botapi import feed
 from storage import orders
 from storage import wallet as ledger
@@ -285,6 +286,33 @@ async def test_canceled_refunds_the_full_charge_exactly_once_whatever_repeats(
     assert await balance_of(bot) == Decimal("5.00")
     assert [e.kind for e in await ledger.entries(bot.deps.db, USER)] == ["refund", "charge",
                                                                          "topup"]
+    await assert_audit_holds(bot)
+
+
+async def test_a_paid_order_the_panel_loses_keeps_its_charge_and_an_admin_is_told(
+        bot: BotHarness) -> None:
+    await credit(bot, "5")
+    order = await buy(bot)
+    assert order.panel_order_id is not None
+    bot.sandbox.forget(order.panel_order_id)  # purged on the panel: "Incorrect order ID"
+    now = time.time()
+    for strike in range(1, LOST_AFTER + 1):
+        await poll_orders(bot.deps, now=now + strike * 3600)
+    await drain(bot)
+    assert bot.texts()[-1] == (
+        f"Order {order.panel_order_id} · Instagram Followers: the panel no longer knows this "
+        "order; I stopped following it. The 1.17 USD charged to your wallet stays held until "
+        "the shop has checked: if it was not delivered, you get it back. The shop's admins "
+        "have been told.")
+    assert bot.texts(ADMIN)[-1] == (
+        f"⚠️ Shop order bot #{order.id} of customer {USER} (Instagram Followers, 1.17 USD "
+        f"charged) is lost: the panel no longer knows its order {order.panel_order_id}, so I "
+        "stopped following it. Check the panel's order list; if it was not delivered, refund "
+        f"the customer with /credit {USER} 1.17.")
+    assert await balance_of(bot) == Decimal("3.83")  # nothing refunded on its own
+    await poll_orders(bot.deps, now=now + 10 * 3600)
+    await drain(bot)
+    assert len([t for t in bot.texts(ADMIN) if "is lost" in t]) == 1  # told once
     await assert_audit_holds(bot)
 
 

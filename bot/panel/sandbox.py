@@ -589,6 +589,16 @@ class SandboxPanel:
                 refill.status = COMPLETED
         self._save()
 
+    def forget(self, order_id: int) -> None:
+        """Drops an order, as a panel that purged it or went back to an older database would:
+        from now on it answers "Incorrect order ID" for it."""
+        self._tick()
+        order = self._current(self._orders.pop(order_id))
+        self._moving.pop(order_id, None)
+        if not _is_final(order.status):
+            self._count_link(order, -1)
+        self._save()
+
     def set_refill_status(self, refill_id: int, status: str) -> None:
         """Forces a refill to `status` now; it stops progressing on its own."""
         refill = self._refills[refill_id]

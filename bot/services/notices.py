@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from bot import i18n
-from bot.i18n import L_, N_, Ln_
+from bot.i18n import L_, N_, Ln_, Msg
 from bot.panel.models import (
     CANCELED,
     COMPLETED,
@@ -290,13 +290,22 @@ def _order_notice(order: OrderFacts, seen: OrderStatus, owner: User | None,
     return Notice(order.owner_id, change_text(facts), {"order": order.id, "change": facts})
 
 
-def lost_notice(order: OrderFacts, owner: User | None) -> Notice | None:
-    """The one message saying the panel no longer knows an order."""
+def lost_notice(order: OrderFacts, owner: User | None,
+                held: Msg | None = None) -> Notice | None:
+    """The one message saying the panel no longer knows an order; `held`: what becomes of the
+    money a shop's customer paid for it (a sentence)."""
     if not listening(owner, final=True):
         return None
-    # i18n: {order} is "Order 23501 · <service>"
-    text = L_("{order}: the panel no longer knows this order; I stopped following it.",
-              order=order_title_msg(order))
+    title = order_title_msg(order)
+    if held is None:
+        # i18n: {order} is "Order 23501 · <service>"
+        text = L_("{order}: the panel no longer knows this order; I stopped following it.",
+                  order=title)
+    else:
+        # i18n: {order} is "Order 23501 · <service>"; {held} is a sentence about the money
+        # charged to the customer's wallet for it
+        text = L_("{order}: the panel no longer knows this order; I stopped following it. "
+                  "{held}", order=title, held=held)
     return notice(order.owner_id, text, {"order": order.id})
 
 

@@ -225,6 +225,33 @@ def unknown_for_customer(amount: Decimal, currency: str,
     return unknown_customer_msg(amount, currency, why).render()
 
 
+# --- … and about a charged order the panel no longer knows ----------------------------------
+
+
+def lost_held_msg(amount: Decimal, currency: str) -> i18n.Msg:
+    """"The 1.17 USD you paid stays held…" for a customer whose order the panel lost (HTML),
+    rendered in its reader's language (a notification)."""
+    return L_("The <b>{amount}</b> charged to your wallet stays held until the shop has "
+              "checked: if it was not delivered, you get it back. The shop's admins have been "
+              "told.", amount=money_value(amount, currency))
+
+
+def lost_for_admins(order_id: int, owner_id: int, panel_order_id: int,
+                    service_name: str | None, amount: Decimal, currency: str) -> i18n.Msg:
+    """What admins must settle: a customer's charged order the panel no longer knows (HTML, a
+    Msg for `alert_admins`). Nothing is refunded on its own: the panel may have delivered it
+    and purged it since."""
+    # i18n: {panel} is the panel's order id; the /credit command is typed as it stands
+    return L_("⚠️ <b>Shop order bot #{number}</b> of customer <code>{customer}</code> "
+              "({service}, {amount} charged) is lost: the panel no longer knows its order "
+              "{panel}, so I stopped following it. Check the panel's order list; if it was not "
+              "delivered, refund the customer with <code>/credit {customer} {refund}</code>.",
+              number=order_id, customer=owner_id, panel=panel_order_id,
+              service=esc(service_name) if service_name else L_("a service"),
+              amount=money_value(amount, currency),
+              refund=f"{amount:f}")
+
+
 def unknown_for_admins(order_id: int, owner_id: int, service_name: str | None,
                        amount: Decimal, currency: str, why: i18n.Value) -> i18n.Msg:
     """What admins must settle: a customer's charged order whose outcome is unknown (HTML, a

@@ -50,7 +50,7 @@ from bot.i18n import L_, Msg
 from bot.panel.client import BATCH_SIZE, PanelClient
 from bot.panel.errors import PanelClientError, PanelErrorKind, classify_error
 from bot.panel.models import FINAL_REFILL_STATUSES, ItemError, OrderStatus
-from bot.services import wallet
+from bot.services import shop, wallet
 from bot.services.accounts import key_of_account, keyed_accounts, user_of_account
 from bot.services.notices import (
     OrderFacts,
@@ -461,7 +461,13 @@ async def _strike_order(db: aiosqlite.Connection, order_id: int, now: float,
 
 async def _lose_order(deps: Deps, order: DueOrder, owner: User | None, now: float) -> bool:
     await order_store.stop_tracking(deps.db, order.id, error=LOST)
-    notice = lost_notice(order, owner)
+    held = await wallet.held_by(deps, order.id)
+    if held is not None:  # a shop's customer paid for it: nothing is refunded on its own
+        await shop.alert_admins(deps, shop.lost_for_admins(
+            order.id, order.owner_id, order.panel_order_id, order.service_name, held.amount,
+            held.currency), now=now)
+    notice = lost_notice(order, owner, held=None if held is None
+                         else shop.lost_held_msg(held.amount, held.currency))
     if notice is not None:
         await outbox.enqueue_notice(deps.db, notice, order_id=order.id, now=now)
     return notice is not None

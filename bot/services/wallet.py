@@ -329,6 +329,17 @@ async def _refund(deps: Deps, charge: Entry, amount: Decimal, *, why: i18n.Value
     return Booked(entry, new)
 
 
+async def held_by(deps: Deps, order_id: int) -> Money | None:
+    """What an order's charge still holds of its owner's money (charged less refunded); None
+    when it was not charged to a wallet, or was refunded in full."""
+    charge = await ledger.get_by_reference(deps.db, charge_reference(order_id))
+    if charge is None:
+        return None
+    refund = await ledger.get_by_reference(deps.db, refund_reference(order_id))
+    held = -charge.amount - (refund.amount if refund is not None else Decimal(0))
+    return Money(held, charge.currency) if held > 0 else None
+
+
 def refund_due(order: ChargedOrder) -> Decimal | None:
     """What an order's outcome gives back, from the first final status the bot saw: the full
     charge, a Partial's share, or 0; None when it cannot be told (a Partial without remains)."""
