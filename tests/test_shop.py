@@ -316,6 +316,27 @@ async def test_a_paid_order_the_panel_loses_keeps_its_charge_and_an_admin_is_tol
     await assert_audit_holds(bot)
 
 
+async def test_a_partial_that_says_no_remains_is_left_to_the_admins_who_are_told_once(
+        bot: BotHarness) -> None:
+    await credit(bot, "5")
+    order = await buy(bot)
+    assert order.panel_order_id is not None
+    bot.sandbox.leave_out_remains(order.panel_order_id)  # some panels send no `remains`
+    bot.sandbox.set_status(order.panel_order_id, "Partial", remains=157)
+    await poll_orders(bot.deps)
+    await bot.send(f"/status {order.panel_order_id}")  # seen again, by another path
+    await drain(bot)
+    assert await balance_of(bot) == Decimal("3.83")  # what is owed cannot be told
+    alerts = [text for text in bot.texts(ADMIN) if "ended Partial" in text]
+    assert alerts == [
+        f"⚠️ Shop order bot #{order.id} of customer {USER} (Instagram Followers, 1.17 USD "
+        "charged) ended Partial, but the panel did not say how much was not delivered, so "
+        f"nothing was refunded. Check order {order.panel_order_id} on the panel, then refund "
+        f"what was not delivered with /credit {USER} amount."]
+    report = await wallet.audit(bot.deps)
+    assert report.ok and any("without saying what remains" in note for note in report.notes)
+
+
 async def test_partial_refunds_what_was_not_delivered_rounded_down(bot: BotHarness) -> None:
     await credit(bot, "5")
     order = await buy(bot)

@@ -471,6 +471,8 @@ class SandboxPanel:
         self._refills: dict[int, _Refill] = {}
         self._index()
         self._failures: list[tuple[str | None, str]] = []
+        #: Orders whose status answers leave `remains` out (not kept across restarts).
+        self._remains_unsaid: set[int] = set()
         self._next_order = FIRST_ORDER_ID
         self._next_refill = FIRST_REFILL_ID
         self._state_path = state_path
@@ -588,6 +590,11 @@ class SandboxPanel:
                 refill.manual = True
                 refill.status = COMPLETED
         self._save()
+
+    def leave_out_remains(self, order_id: int) -> None:
+        """From now on the status of this order comes without `remains`, as some panels send
+        it (kept for this run only, like the queued failures)."""
+        self._remains_unsaid.add(order_id)
 
     def forget(self, order_id: int) -> None:
         """Drops an order, as a panel that purged it or went back to an older database would:
@@ -1049,13 +1056,16 @@ class SandboxPanel:
 
     def _status_of(self, order: _Order) -> dict[str, str]:
         """One order's status object, numbers as strings."""
-        return {
+        answer = {
             "charge": _money(order.charge - order.refunded),
             "start_count": str(order.start_count),
             "status": order.status,
             "remains": str(order.remains),
             "currency": self.currency,
         }
+        if order.id in self._remains_unsaid:
+            del answer["remains"]
+        return answer
 
     def _status(self, key: str, fields: Mapping[str, str]) -> Any:
         """action=status, single (`order`) or multiple (`orders`)."""

@@ -23,7 +23,7 @@ from bot import i18n
 from bot.deps import Deps
 from bot.i18n import L_, _, ngettext
 from bot.panel.errors import PanelClientError
-from bot.panel.models import FINAL_ORDER_STATUSES, Balance
+from bot.panel.models import FINAL_ORDER_STATUSES, PARTIAL, Balance
 from bot.services import notices
 from bot.services.accounts import shop_account
 from bot.services.wallet import money_value, show
@@ -31,6 +31,7 @@ from bot.text import esc
 from storage import meta, outbox, users
 from storage import wallet as ledger
 from storage.db import transaction
+from storage.wallet import ChargedOrder
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,24 @@ def lost_for_admins(order_id: int, owner_id: int, panel_order_id: int,
               service=esc(service_name) if service_name else L_("a service"),
               amount=money_value(amount, currency),
               refund=f"{amount:f}")
+
+
+def partial_for_admins(order: ChargedOrder) -> i18n.Msg:
+    """What admins must settle: a customer's charged order that ended Partial without the
+    panel saying how much was not delivered, so no refund could be worked out (HTML, a Msg
+    for `alert_admins`)."""
+    # i18n: {status} is the status word (Partial); {panel} is the panel's order id; the
+    # /credit command is typed as it stands, with the amount to refund put in by the admin
+    return L_("⚠️ <b>Shop order bot #{number}</b> of customer <code>{customer}</code> "
+              "({service}, {amount} charged) ended {status}, but the panel did not say how much "
+              "was not delivered, so nothing was refunded. Check order {panel} on the panel, "
+              "then refund what was not delivered with <code>/credit {customer} "
+              "amount</code>.",
+              number=order.order_id, customer=order.owner_id,
+              panel=order.panel_order_id if order.panel_order_id is not None else "?",
+              service=esc(order.service_name) if order.service_name else L_("a service"),
+              amount=money_value(order.charge, order.currency),
+              status=notices.status_value(order.first_final or PARTIAL))
 
 
 def unknown_for_admins(order_id: int, owner_id: int, service_name: str | None,

@@ -256,7 +256,10 @@ async def record_statuses(deps: Deps, seen: Sequence[tuple[Placed, OrderStatus]]
         changed = await order_store.apply_status_changes(
             deps.db, changes, now=now, previous=[order.status for order, _ in moved])
         await order_store.record_checks(deps.db, unchanged, now=now)
-        await wallet.refund_from_statuses(deps, seen, now=now)
+        by_hand = await wallet.refund_from_statuses(deps, seen, now=now)
+        for charged in by_hand:
+            if charged.order_id in changed:  # told once: when the status has just become it
+                await shop.alert_admins(deps, shop.partial_for_admins(charged), now=now)
     return len(changed), sum(1 for order_id in changed if order_id in noticed)
 
 

@@ -377,13 +377,14 @@ def _outcome_words(order: ChargedOrder) -> i18n.Msg:
 
 
 async def refund_from_statuses(deps: Deps, seen: Iterable[tuple[_Seen, OrderStatus]], *,
-                               now: float | None = None) -> int:
+                               now: float | None = None) -> list[ChargedOrder]:
     """Books the refunds the statuses just stored call for (call inside their transaction,
-    after they are written); how many were booked."""
+    after they are written); the charged orders whose refund cannot be told (a Partial
+    without remains: a person must settle them)."""
     candidates = {order.id for order, status in seen if status.status in REFUND_STATUSES}
+    by_hand: list[ChargedOrder] = []
     if not candidates:
-        return 0
-    booked = 0
+        return by_hand
     async with transaction(deps.db):
         for order in await ledger.charged_orders(deps.db, final_statuses=sorted(
                 FINAL_ORDER_STATUSES), order_ids=sorted(candidates)):
@@ -393,6 +394,7 @@ async def refund_from_statuses(deps: Deps, seen: Iterable[tuple[_Seen, OrderStat
             if amount is None:
                 log.warning("Order %d ended Partial without saying what remains: refund it "
                             "by hand (/audit lists it)", order.order_id)
+                by_hand.append(order)
                 continue
             if amount <= 0:
                 continue
@@ -401,10 +403,9 @@ async def refund_from_statuses(deps: Deps, seen: Iterable[tuple[_Seen, OrderStat
             result = await _refund(deps, charge, amount, notify=False, now=now,
                                    why=f"order {order.panel_order_id}: {order.first_final}")
             if result.new:
-                booked += 1
                 await _tell(deps, result.entry,
                             _refund_text(result.entry, _outcome_words(order)), now=now)
-    return booked
+    return by_hand
 
 
 async def order_money(deps: Deps, order_ids: Sequence[int]) -> dict[int, tuple[Decimal,
