@@ -489,7 +489,11 @@ class SqlitePersistence(BasePersistence[Data, Data, Data]):
 
 
 def _slot(table: str, key: object) -> Slot:
-    """The `_written` / batch key of a row."""
+    """The `_written` / batch key of a row (an id as its digits: what `json.dumps` writes, made
+    without building an encoder, twice for every row of every update: 0.7 % of the wizard's
+    instructions)."""
+    if type(key) is int:
+        return (table, str(key))
     return (table, key if isinstance(key, str) else json.dumps(key))
 
 

@@ -69,6 +69,26 @@ class ExpiringConversation(ConversationHandler[BotContext]):
         #: When each conversation last handled an update in this process (unix time).
         self.touched: dict[tuple[int | str, ...], float] = {}
 
+    def check_update(self, update: object) -> Any:
+        """PTB's answer, reached the short way when no conversation of this handler is open for
+        the update's chat and user: then only an entry point can take it (PTB's own rule), and
+        an update that starts none is turned away without PTB's other checks. Every update is
+        checked by each conversation registered before the one it belongs to: the four waits
+        placed before the order wizard cost ~5 % of the wizard's instructions, and the short
+        way saves a third of that (1.7 %, callgrind)."""
+        if type(update) is Update and not self.per_message:
+            chat, user = update.effective_chat, update.effective_user
+            if chat is not None and user is not None:
+                key = ((chat.id,) if self.per_chat else ()) + ((user.id,) if self.per_user
+                                                                else ())
+                if key not in self._conversations:
+                    for entry_point in self.entry_points:
+                        check = entry_point.check_update(update)
+                        if check is not None and check is not False:
+                            return super().check_update(update)
+                    return None
+        return super().check_update(update)
+
     async def handle_update(self, update: Update, application: Any, check_result: Any,
                             context: BotContext) -> object | None:
         """Handles the update as PTB does, noting the conversation as touched, before (a
