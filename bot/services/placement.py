@@ -46,6 +46,7 @@ from bot.services import pricing, shop, wallet
 from bot.services.accounts import Account
 from bot.services.notices import interrupted_notice
 from bot.services.notices import notice as owner_notice
+from bot.services.shop import service_value
 from bot.services.tracking import record_statuses
 from bot.text import esc
 from storage import orders, outbox
@@ -272,18 +273,13 @@ async def _refused(deps: Deps, draft: Order, exc: PanelClientError,
             alert = L_("🛑 <b>The panel refused a customer's order</b> (bot #{number}, "
                        "{service}): {error}. The customer was refunded and told the shop "
                        "cannot take orders right now. Top up the panel balance (or check "
-                       "PANEL_KEY).", number=draft.id, service=_service(draft.service_name),
+                       "PANEL_KEY).", number=draft.id,
+                       service=service_value(draft.service_name),
                        error=esc(exc.text if isinstance(exc, PanelError) else exc))
             await shop.alert_admins(deps, alert)
     assert booked is not None
     refund = Paid(booked.entry.amount, booked.entry.balance_after, booked.entry.currency)
     return Refused(exc, refund, retry, problem)
-
-
-def _service(name: str | None) -> i18n.Value:
-    """An order's service in a Msg: the panel's name (escaped), or "a service"."""
-    # i18n: an order's service when the panel's name of it is not known
-    return esc(name) if name else L_("a service")
 
 
 async def _already_known(deps: Deps, account: Account, owner_id: int, draft: Order,
@@ -323,7 +319,7 @@ async def release_interrupted(deps: Deps) -> list[Order]:
                 return interrupted_notice(order.id, order.owner_id, order.service_name)
             # i18n: opens the sentence "…, so I do not know yet whether your order was placed"
             why = L_("The bot stopped while sending your order of <b>{service}</b>",
-                     service=_service(order.service_name))
+                     service=service_value(order.service_name))
             return owner_notice(order.owner_id, shop.unknown_customer_msg(
                 held.charge, held.currency, why), {"order": order.id})
 
@@ -414,7 +410,8 @@ async def link_unknown(deps: Deps, account: Account, owner_id: int, order_id: in
                 # i18n: {service} is the panel's service name, {number} the panel's order id
                 placed_msg = L_("✅ Your order of <b>{service}</b> was placed after all: it is "
                                 "order <b>{number}</b>. I follow it from now on (see /orders).",
-                                service=_service(order.service_name), number=panel_order_id)
+                                service=service_value(order.service_name),
+                                number=panel_order_id)
                 await outbox.enqueue_notice(db, owner_notice(order.owner_id, placed_msg),
                                             order_id=order_id)
     except sqlite3.IntegrityError:
@@ -447,7 +444,8 @@ async def not_placed(deps: Deps, account: Account, owner_id: int, order_id: int,
         if not await orders.mark_failed(deps.db, order_id, error=_note(note)):
             return False
         # i18n: why a wallet was refunded, after "refunded to your wallet:"
-        why = L_("your order of {service} was not placed", service=_service(order.service_name))
+        why = L_("your order of {service} was not placed",
+                 service=service_value(order.service_name))
         await wallet.refund_order(deps, order_id, why=why)
     return True
 

@@ -229,6 +229,12 @@ def unknown_for_customer(amount: Decimal, currency: str,
 # --- … and about a charged order the panel no longer knows ----------------------------------
 
 
+def service_value(name: str | None) -> i18n.Value:
+    """An order's service in a Msg: the panel's name (escaped), or "a service"."""
+    # i18n: an order's service when the panel's name of it is not known
+    return esc(name) if name else L_("a service")
+
+
 def lost_held_msg(amount: Decimal, currency: str) -> i18n.Msg:
     """"The 1.17 USD you paid stays held…" for a customer whose order the panel lost (HTML),
     rendered in its reader's language (a notification)."""
@@ -248,8 +254,7 @@ def lost_for_admins(order_id: int, owner_id: int, panel_order_id: int,
               "{panel}, so I stopped following it. Check the panel's order list; if it was not "
               "delivered, refund the customer with <code>/credit {customer} {refund}</code>.",
               number=order_id, customer=owner_id, panel=panel_order_id,
-              service=esc(service_name) if service_name else L_("a service"),
-              amount=money_value(amount, currency),
+              service=service_value(service_name), amount=money_value(amount, currency),
               refund=f"{amount:f}")
 
 
@@ -266,7 +271,7 @@ def partial_for_admins(order: ChargedOrder) -> i18n.Msg:
               "amount</code>.",
               number=order.order_id, customer=order.owner_id,
               panel=order.panel_order_id if order.panel_order_id is not None else "?",
-              service=esc(order.service_name) if order.service_name else L_("a service"),
+              service=service_value(order.service_name),
               amount=money_value(order.charge, order.currency),
               status=notices.status_value(order.first_final or PARTIAL))
 
@@ -281,8 +286,6 @@ def unknown_for_admins(order_id: int, owner_id: int, service_name: str | None,
               "({service}, {amount} held): outcome unknown ({reason}). Check the panel's order "
               "list, then open it in /orders: <b>It was placed</b> (send its id) keeps the "
               "charge, <b>It was not placed</b> refunds the customer.",
-              number=order_id, customer=owner_id,
-              # i18n: an order's service when the panel's name of it is not known
-              service=esc(service_name) if service_name else L_("a service"),
+              number=order_id, customer=owner_id, service=service_value(service_name),
               amount=money_value(amount, currency),
               reason=why if isinstance(why, i18n.Msg | i18n.Joined) else esc(why))
