@@ -247,6 +247,8 @@ class ShapedBot:
                     assert query is not None and query.message is not None
                     await edit_html(context.bot, chat.id, query.message.message_id,
                                     params["text"], keyboard)
+                else:  # the wizard makes a call this peer does not: it would not be its traffic
+                    raise AssertionError(f"the traffic-alone bot cannot make {method}")
         return step
 
     async def seconds(self, orders: int) -> float:
