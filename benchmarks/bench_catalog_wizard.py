@@ -21,6 +21,11 @@ own work, bounds it when one chat is fed as fast as possible. So the bot's own c
 with that limiter switched off (patched to pass calls straight through), and the wizard is also
 timed as deployed, limiter on, to show the ceiling. `--quick` (about 15 s): fewer orders and
 page builds.
+
+`--without persistence,summary-balance,blocked-read` measures what some of the bot's promises
+cost: it switches them off before the bot starts (see `PROMISES`) and prints the same tables,
+with no goal judged (the bot then breaks those promises; the figures are an ablation, not the
+bot). Without `--without` nothing is switched off.
 """
 
 from __future__ import annotations
@@ -49,12 +54,15 @@ from telegram.ext import (
     filters,
 )
 
+import bot.handlers.notify
+import bot.handlers.wizard
 from bot.catalog import ServiceIndex
 from bot.handlers.catalog import categories_page, category_page, search_page
 from bot.outgoing import edit_html, send_html
 from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
 from bot.standin.botapi import FakeRequest, FakeTelegram, feed
+from storage.persistence import WriteThroughApplication
 from tests.conftest import TOKEN, USER, BotHarness, start_harness, stop_harness
 
 PLATFORMS = ["Instagram", "TikTok", "YouTube", "Telegram", "Twitter", "Facebook", "Spotify",
@@ -268,6 +276,33 @@ class ShapedBot:
         return time.perf_counter() - start
 
 
+async def _nothing(*args: Any, **kwargs: Any) -> None:
+    """Does nothing (a promise switched off)."""
+
+
+#: The promises `--without` can switch off, each with what the bot then no longer does. Each
+#: is patched where the bot looks it up, before the bot is built.
+PROMISES: dict[str, tuple[str, Callable[[], None]]] = {
+    "persistence": (
+        "write-through persistence after every update (an answer may be lost in a restart)",
+        lambda: setattr(WriteThroughApplication, "update_persistence", _nothing)),
+    "summary-balance": (
+        "the panel balance request on the summary (it no longer says if the balance covers "
+        "the order)",
+        lambda: setattr(bot.handlers.wizard, "panel_balance", _nothing)),
+    "blocked-read": (
+        "the per-update read of the user's 'blocked the bot' mark (notices no longer resume "
+        "when a user comes back)",
+        lambda: setattr(bot.handlers.notify, "user_is_back", _nothing)),
+}
+
+
+def switch_off(names: list[str]) -> None:
+    """Switches these promises off (`PROMISES`) for the rest of the process."""
+    for name in names:
+        PROMISES[name][1]()
+
+
 _LIMITED = AIORateLimiter.process_request
 
 
@@ -313,8 +348,9 @@ class StandIns:
         return timed
 
 
-async def main(orders: int, runs: int, deployed_orders: int) -> int:
+async def main(orders: int, runs: int, deployed_orders: int, without: list[str]) -> int:
     """Runs everything, prints the tables and the goal; the exit status."""
+    switch_off(without)
     rounds = 5
     echo = EchoBot()
     await echo.app.initialize()
@@ -372,7 +408,9 @@ async def main(orders: int, runs: int, deployed_orders: int) -> int:
         ("the wizard's Telegram traffic alone: its updates and Bot API calls, nothing else",
          shaped_rate, shaped_stand_ins),
         (f"order wizard: {orders} full orders, {updates} updates (SQLite drafts, write-through "
-         "persistence, sandbox balance + add), Telegram limiter off", wizard, wizard_stand_ins),
+         "persistence, sandbox balance + add), Telegram limiter off"
+         + (f"; ABLATION: without {', '.join(without)}" if without else ""),
+         wizard, wizard_stand_ins),
     ):
         in_stand_ins = stand_in_seconds * rate / updates
         print(f"| {what} | {rate:,.0f} | {1e6 / rate:,.0f} | {in_stand_ins:.0%} |")
@@ -383,9 +421,24 @@ async def main(orders: int, runs: int, deployed_orders: int) -> int:
     print(f"| order wizard as deployed ({deployed_updates} updates, AIORateLimiter on: "
           f"~30 Bot API calls/s overall) | {deployed:,.0f} | | |")
     print()
+    if without:
+        print("ablation, no goal judged: switched off " + "; ".join(
+            PROMISES[name][0] for name in without))
+        print(f"ablation wizard_vs_echo: {wizard / echo_rate:.2f}")
+        return 0
     goals = Goals()
     goals.at_least("wizard_vs_echo", wizard / echo_rate, 0.5)
     return goals.exit_code()
+
+
+def promises(value: str) -> list[str]:
+    """`--without`'s value: promise names, comma-separated."""
+    names = [name for name in value.split(",") if name]
+    unknown = [name for name in names if name not in PROMISES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {', '.join(unknown)} (known: {', '.join(PROMISES)})")
+    return names
 
 
 if __name__ == "__main__":
@@ -394,7 +447,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a shorter run (about 15 s)")
     parser.add_argument("--orders", type=int, default=None, help="full orders (default 200)")
     parser.add_argument("--runs", type=int, default=None, help="page builds (default 2000)")
+    parser.add_argument("--without", type=promises, default=[],
+                        help=f"promises switched off, to see their cost: {', '.join(PROMISES)}")
     args = parser.parse_args()
     n_orders = args.orders or (60 if args.quick else 200)
     n_runs = args.runs or (400 if args.quick else 2000)
-    sys.exit(asyncio.run(main(n_orders, n_runs, 20)))
+    sys.exit(asyncio.run(main(n_orders, n_runs, 20, args.without)))

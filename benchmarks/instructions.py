@@ -14,7 +14,8 @@ wizard takes ~2x the echo bot's time per instruction), so they rank changes, not
 Compare trees in the same state: one without `__pycache__` (PYTHONDONTWRITEBYTECODE=1 is set on
 these machines) compiles every module at start-up; both runs of a tree pay that alike, so the
 difference per update is still right. `--tree DIR` measures another checkout (a `git worktree`)
-with this script.
+with this script. `--without NAMES` switches some of the bot's promises off first, as
+`bench_catalog_wizard.py --without` does, to count what they cost.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 
 
-def run_counted(tree: Path, bot: str, count: int) -> int:
+def run_counted(tree: Path, bot: str, count: int, without: str) -> int:
     """Instructions valgrind counts for one run of `bot` ("wizard" or "echo") feeding `count`
-    orders or updates."""
+    orders or updates, with the promises `without` (comma-separated) switched off."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-             str(HERE), "--drive", bot, str(count), "--tree", str(tree)],
+             str(HERE), "--drive", bot, str(count), "--tree", str(tree), "--without", without],
             env=env, capture_output=True, text=True, check=True)
     found = re.search(r"Collected\s*:\s*([\d,]+)", done.stderr)
     if found is None:
@@ -50,10 +51,13 @@ def run_counted(tree: Path, bot: str, count: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-async def drive(tree: Path, bot: str, count: int) -> None:
+async def drive(tree: Path, bot: str, count: int, without: str) -> None:
     """The counted program: a bot started, warmed up, then fed `count` orders or updates."""
     sys.path[:0] = [str(tree / "benchmarks"), str(tree)]
     import bench_catalog_wizard as bench
+
+    if without:  # (a tree from before `--without` has no switch_off)
+        bench.switch_off(bench.promises(without))
 
     from bot.panel.sandbox import DEMO_KEY, SandboxPanel
     from tests.conftest import start_harness, stop_harness
@@ -83,11 +87,13 @@ def main() -> int:
     parser.add_argument("--orders", type=int, default=200, help="orders counted (default 200)")
     parser.add_argument("--tree", type=Path, default=HERE.parent.parent,
                         help="the checkout to measure (default: this one)")
+    parser.add_argument("--without", default="",
+                        help="promises switched off (see bench_catalog_wizard.py --without)")
     parser.add_argument("--drive", nargs=2, metavar=("BOT", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     tree = args.tree.resolve()
     if args.drive:
-        asyncio.run(drive(tree, args.drive[0], int(args.drive[1])))
+        asyncio.run(drive(tree, args.drive[0], int(args.drive[1]), args.without))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt install valgrind)")
@@ -95,11 +101,12 @@ def main() -> int:
     updates = 5 * args.orders
     runs = {("wizard", 0): 0, ("wizard", args.orders): 0, ("echo", updates): 0}
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        counted = {run: pool.submit(run_counted, tree, *run) for run in runs}
+        counted = {run: pool.submit(run_counted, tree, *run, args.without) for run in runs}
         base = counted[("wizard", 0)].result()  # the same start-up and warm-up in every run
         wizard = (counted[("wizard", args.orders)].result() - base) / updates
         echo = (counted[("echo", updates)].result() - base) / updates
-    print(f"| {tree} | instructions per update |")
+    off = f", without {args.without}" if args.without else ""
+    print(f"| {tree}{off} | instructions per update |")
     print("|---|---|")
     print(f"| order wizard ({args.orders} full orders, limiter off) | {wizard / 1e6:.3f} M |")
     print(f"| bare echo bot ({updates} updates) | {echo / 1e6:.3f} M |")

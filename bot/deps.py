@@ -46,6 +46,13 @@ class Deps:
 class BotContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], dict[Any, Any]]):
     """The handlers' context, with `deps` for the shared objects."""
 
+    #: The update's user as the users table had them when the update came in: (name,
+    #: language), None when not in it. Read once per update, by the first handler group
+    #: (`bot.handlers.notify.user_is_back`), so `remember_user` need not read it again;
+    #: `user_read` is False until then. (PTB makes one context per update.)
+    stored_user: tuple[str, str] | None = None
+    user_read: bool = False
+
     @property
     def deps(self) -> Deps:
         """The shared objects of this application."""

@@ -266,13 +266,17 @@ async def purge_drafts(db: aiosqlite.Connection, *, older_than: float) -> int:
     return cursor.rowcount
 
 
-async def claim_order(db: aiosqlite.Connection, draft_id: int, *, owner_id: int) -> bool:
-    """Takes a draft (or a failed order) for sending; True for exactly one concurrent caller."""
+async def claim_order(db: aiosqlite.Connection, draft_id: int, *, owner_id: int,
+                      as_read: float | None = None) -> bool:
+    """Takes a draft (or a failed order) for sending; True for exactly one concurrent caller.
+    With `as_read` (the `updated_at` of the row the caller read), only if it has not been
+    written since: a draft rewritten after that read is not sent with what the read said."""
     cursor = await execute_write(
         db,
         "UPDATE orders SET state = 'claimed', error = NULL, updated_at = ?"
-        " WHERE id = ? AND owner_id = ? AND state IN ('draft', 'failed')",
-        (timestamp(), draft_id, owner_id),
+        " WHERE id = ? AND owner_id = ? AND state IN ('draft', 'failed')"
+        + ("" if as_read is None else " AND updated_at = ?"),
+        (timestamp(), draft_id, owner_id, *(() if as_read is None else (as_read,))),
     )
     return cursor.rowcount == 1
 

@@ -133,11 +133,19 @@ async def get_user(db: aiosqlite.Connection, telegram_id: int) -> User | None:
     return None if row is None else _user(row)
 
 
-async def is_blocked(db: aiosqlite.Connection, telegram_id: int) -> bool:
-    """Whether the user is marked as having blocked the bot (False for an unknown user): the
-    one column the check made on every update needs, not the whole row."""
-    row = await fetch_one(db, "SELECT blocked FROM users WHERE telegram_id = ?", (telegram_id,))
-    return row is not None and bool(row[0])
+async def user_returns(db: aiosqlite.Connection, telegram_id: int) -> tuple[str, str] | None:
+    """Someone writes to the bot: their name and language as stored (None: not a known user),
+    after clearing their 'blocked the bot' mark if it was set. One indexed read of three
+    columns (not the whole row, with its key and dates); a write only for a marked user."""
+    row = await fetch_one(
+        db, "SELECT name, language, blocked FROM users WHERE telegram_id = ?", (telegram_id,))
+    if row is None:
+        return None
+    if row[2]:
+        await set_blocked(db, telegram_id, False)
+    name: str = row[0]
+    language: str = row[1]
+    return name, language
 
 
 async def get_users(

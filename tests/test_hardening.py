@@ -18,7 +18,9 @@ from bot.handlers.conversations import end_stale_conversations
 from bot.jobs import send_pending
 from bot.panel.models import SANDBOX_URL
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
+from bot.service_types import form_for
 from bot.services import placement, tracking
+from bot.services.accounts import account_for
 from bot.standin.botapi import FakeRequest
 from storage import orders, refills, users
 from storage.db import fetch_all, set_trace_callback, transaction
@@ -447,6 +449,35 @@ async def test_back_and_edit_reuse_one_draft_and_an_older_summary_is_stale(
     await bot.press("Confirm")
     [add] = bot.panel_requests("add")
     assert add["quantity"] == "200"
+
+
+async def test_a_draft_rewritten_after_it_was_read_for_sending_is_not_sent_as_read(
+        bot: BotHarness) -> None:
+    # Confirm reads the draft, answers Telegram, then claims: a draft rewritten in between
+    # (the same form's draft, after Edit) must not go out with the quantity read before it.
+    await to_summary(bot)
+    [draft] = await all_orders(bot)
+    deps = bot.deps
+    account = await account_for(deps, USER)
+    assert account is not None
+    ready = await placement.prepare(deps, account, USER, draft.id)
+    assert isinstance(ready, placement.Ready) and ready.draft.quantity == 100
+    index = await deps.catalog.get(account.catalog_key, account.key)
+    service = index.by_id[1]
+    assert await placement.save_draft(
+        deps, account, USER, service, form_for(service.type),
+        {"link": LINK, "quantity": "200"}, index.currency, draft_id=draft.id) == draft.id
+    outcome = await placement.send(deps, ready)
+    assert outcome == placement.NotClaimed(sent=False)  # out of date, not "already sent"
+    assert bot.panel_requests("add") == []
+    fresh = await orders.get_order(deps.db, draft.id)
+    assert fresh is not None and fresh.state == "draft" and fresh.quantity == 200
+    placed = await placement.place(deps, account, USER, draft.id)  # read afresh: sent once
+    assert isinstance(placed, placement.Placed)
+    [add] = bot.panel_requests("add")
+    assert add["quantity"] == "200"
+    assert await placement.send(deps, ready) == placement.NotClaimed(sent=True)
+    assert len(bot.panel_requests("add")) == 1
 
 
 async def test_old_drafts_are_purged(bot: BotHarness) -> None:

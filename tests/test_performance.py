@@ -299,22 +299,32 @@ async def test_a_returning_user_is_written_only_when_something_changed(tmp_path:
         await stop_harness(again)
 
 
-async def test_every_update_checks_the_blocked_mark_with_one_narrow_read(tmp_path: Path) -> None:
+async def test_every_update_reads_its_user_once_narrowly_and_handlers_reuse_it(
+        tmp_path: Path) -> None:
     harness = await start_harness(tmp_path)
     try:
         db = harness.deps.db
         await harness.send("/start")
         seen: list[str] = []
         await set_trace_callback(db, seen.append)  # the reader's statements too
-        await harness.send("/notify")  # reads the user's mode itself; nothing to write
+        await harness.send("/notify")  # remembers its user, and reads the mode shown
         await set_trace_callback(db, None)
-        # The check that runs on every update reads the one flag it needs, not the whole row
-        # (panel key, dates...), and writes nothing for a user who is not marked: the only
-        # whole-row read left is /notify's own (the mode shown).
-        assert seen.count(f"SELECT blocked FROM users WHERE telegram_id = {USER}") == 1, seen
+        # The check that runs on every update reads the three columns it needs, not the whole
+        # row (panel key, dates...), once: /notify's own "remember the user" uses that read.
+        # Nothing is written for a known user whose name and language are unchanged; the only
+        # whole-row read is /notify's own (the mode shown).
+        narrow = f"SELECT name, language, blocked FROM users WHERE telegram_id = {USER}"
+        assert seen.count(narrow) == 1, seen
+        assert len([s for s in seen if "FROM users" in s]) == 2, seen
         assert len([s for s in seen if "FROM users" in s and "panel_key" in s]) == 1, seen
         assert not [s for s in seen if "INTO users" in s or "UPDATE users" in s], seen
         assert "Notifications" in harness.texts()[-1]
+        # A user renamed in Telegram is stored under the new name by the next command that
+        # remembers its user (the read made when the update came in showed the old one).
+        harness.world.open_chat(USER, first_name="Renamed")
+        await harness.send("/notify")
+        known = await users.get_user(db, USER)
+        assert known is not None and known.name == "Renamed"
         # A marked user who writes is unmarked at once, so messages to them resume.
         await users.set_blocked(db, USER, True)
         await harness.send("hello")

@@ -74,8 +74,15 @@ async def remember_user(update: Update, context: BotContext) -> None:
     user = update.effective_user
     if user is None:
         return
-    await users.remember_user(context.deps.db, telegram_id=user.id, name=user.full_name,
-                              language=user.language_code or "")
+    name, language = user.full_name, user.language_code or ""
+    db = context.deps.db
+    if not context.user_read:
+        await users.remember_user(db, telegram_id=user.id, name=name, language=language)
+    elif context.stored_user != (name, language):  # new, or renamed: no need to read again
+        await users.upsert_user(db, telegram_id=user.id, name=name, language=language)
+    else:
+        return  # stored as they are, and unblocked when the update came in (`user_is_back`)
+    context.stored_user, context.user_read = (name, language), True
 
 
 def no_access_text(user_id: int, *, can_connect: bool) -> str:

@@ -111,10 +111,10 @@ async def user_is_back(update: Update, context: BotContext) -> None:
     user = update.effective_user
     if user is None:
         return
-    # Every update passes here: one indexed read of one column, and a write only for a user
-    # who is marked (the whole row, with its key and dates, is not needed to tell).
-    if await users.is_blocked(context.deps.db, user.id):
-        await users.set_blocked(context.deps.db, user.id, False)
+    # Every update passes here: one indexed read, and a write only for a user who is marked.
+    # What it read is kept for this update's `remember_user`.
+    context.stored_user = await users.user_returns(context.deps.db, user.id)
+    context.user_read = True
 
 
 def handlers() -> list[BaseHandler[Update, BotContext, object]]:

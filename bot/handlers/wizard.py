@@ -835,12 +835,14 @@ async def confirm(update: Update, context: BotContext) -> int | None:
     account = await order_account(update, context, order)
     if account is None:
         return END
-    if await placement.was_sent(context.deps, draft_id, user.id):
+    ready = await placement.prepare(context.deps, account, user.id, draft_id)
+    if isinstance(ready, placement.NotClaimed) and ready.sent:
         await answer(query, _(ALREADY_SENT))
         return None
     # Telegram is answered before the claim: nothing may stand between the claim and the add.
     await answer(query, _("Sending the order…"))
-    outcome = await placement.place(context.deps, account, user.id, draft_id)
+    outcome = (ready if isinstance(ready, placement.NotClaimed)
+               else await placement.send(context.deps, ready))
     summary = str(order.get("summary") or "")
     if isinstance(outcome, placement.Short):
         settings = context.deps.settings

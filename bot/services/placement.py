@@ -3,6 +3,9 @@
     draft_id = await save_draft(deps, account, owner_id, service, form, values, currency)
     outcome = await place(deps, account, owner_id, draft_id)
 
+(`place` is `prepare`, which reads the draft and says whether this user may send it now, then
+`send`; the wizard calls the two itself, to answer Telegram in between.)
+
 `place` is exactly once by construction: the draft is claimed atomically in SQLite (one winner
 among double taps, old summaries and racing taps), then the one `add` request goes out, then
 the panel's id is stored — with nothing in between that could fail or wait on Telegram. So:
@@ -167,12 +170,36 @@ def _sendable(draft: Order | None, account: Account, owner_id: int) -> bool:
             and draft.state in ("draft", "failed"))
 
 
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A draft this user may send now through this account, as read (`prepare`)."""
+
+    account: Account
+    draft: Order
+
+
+async def prepare(deps: Deps, account: Account, owner_id: int,
+                  draft_id: int) -> Ready | NotClaimed:
+    """Whether this user may send this draft through this account now (one read): `Ready` to
+    `send`, or why not. Nothing is claimed yet: `send` claims the draft only as it was read
+    (`claim_order(as_read=...)`), so a draft sent meanwhile is sent once, and one rewritten
+    meanwhile (Edit) is not sent with the fields and price read before."""
+    draft = await orders.get_order(deps.db, draft_id)
+    if draft is None or not _sendable(draft, account, owner_id):
+        return NotClaimed(sent=_sent(draft, owner_id))
+    return Ready(account, draft)
+
+
 async def place(deps: Deps, account: Account, owner_id: int, draft_id: int) -> Outcome:
     """Sends a draft to the panel exactly once: claim → `add` → the panel's id stored."""
-    db = deps.db
-    draft = await orders.get_order(db, draft_id)
-    if draft is None or not _sendable(draft, account, owner_id):
-        return NotClaimed(sent=await was_sent(deps, draft_id, owner_id))
+    ready = await prepare(deps, account, owner_id, draft_id)
+    return ready if isinstance(ready, NotClaimed) else await send(deps, ready)
+
+
+async def send(deps: Deps, ready: Ready) -> Outcome:
+    """`place` for a draft `prepare` found ready: claim → `add` → the panel's id stored."""
+    db, account, draft = deps.db, ready.account, ready.draft
+    draft_id, owner_id = draft.id, draft.owner_id
     assert draft.service_id is not None
     fields = {name: str(value) for name, value in draft.fields.items()}
     held: Paid | None = None
@@ -181,8 +208,9 @@ async def place(deps: Deps, account: Account, owner_id: int, draft_id: int) -> O
         if not isinstance(claimed, Paid):
             return claimed
         held = claimed
-    elif not await orders.claim_order(db, draft_id, owner_id=owner_id):
-        return NotClaimed(sent=True)
+    elif not await orders.claim_order(db, draft_id, owner_id=owner_id,
+                                      as_read=draft.updated_at):
+        return NotClaimed(sent=await was_sent(deps, draft_id, owner_id))
     # From the claim to the stored id: only the panel request and the database.
     try:
         panel_id = await deps.panel.add(account.key, draft.service_id, fields)
@@ -224,8 +252,9 @@ async def _claim_and_charge(deps: Deps, draft: Order) -> Paid | Short | NotClaim
         return NotClaimed(sent=False)  # made before shop mode, or no longer sold
     try:
         async with transaction(deps.db):
-            if not await orders.claim_order(deps.db, draft.id, owner_id=draft.owner_id):
-                return NotClaimed(sent=True)
+            if not await orders.claim_order(deps.db, draft.id, owner_id=draft.owner_id,
+                                            as_read=draft.updated_at):
+                return NotClaimed(sent=await was_sent(deps, draft.id, draft.owner_id))
             entry = await wallet.charge_order(deps, draft)
     except wallet.NotEnough as exc:
         return Short(exc.amount, exc.balance, exc.currency)
@@ -299,7 +328,11 @@ async def _already_known(deps: Deps, account: Account, owner_id: int, draft: Ord
 
 async def was_sent(deps: Deps, draft_id: int, owner_id: int) -> bool:
     """Whether this user's draft has been sent (or is being sent) already."""
-    draft = await orders.get_order(deps.db, draft_id)
+    return _sent(await orders.get_order(deps.db, draft_id), owner_id)
+
+
+def _sent(draft: Order | None, owner_id: int) -> bool:
+    """Whether this draft, as read, is this user's and has been sent (or is being sent)."""
     return (draft is not None and draft.owner_id == owner_id
             and draft.state in ("claimed", "placed", "unknown"))
 
