@@ -44,7 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from goals import Goals
-from telegram import InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -58,6 +58,7 @@ import bot.handlers.notify
 import bot.handlers.wizard
 from bot.catalog import ServiceIndex
 from bot.handlers.catalog import categories_page, category_page, search_page
+from bot.keyboards import Button, Keyboard
 from bot.outgoing import edit_html, send_html
 from bot.panel.models import Service
 from bot.panel.sandbox import DEMO_KEY, SandboxPanel
@@ -243,8 +244,9 @@ class ShapedBot:
             chat, query = update.effective_chat, update.callback_query
             assert chat is not None
             for method, params in self.calls[index]:
-                markup = params.get("reply_markup")
-                keyboard = (InlineKeyboardMarkup.de_json(markup, context.bot)
+                markup = params.get("reply_markup")  # built as the bot builds its own
+                keyboard = (Keyboard([[Button(b["text"], b.get("callback_data"), b.get("url"))
+                                       for b in row] for row in markup["inline_keyboard"]])
                             if isinstance(markup, dict) else None)
                 if method == "answerCallbackQuery":
                     assert query is not None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final, cast
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import JobQueue
 
@@ -28,6 +28,7 @@ from bot.callbacks import pack
 from bot.deps import BotApp, BotContext, Deps
 from bot.handlers import conversations
 from bot.i18n import N_, _
+from bot.keyboards import Button, Keyboard
 from bot.outgoing import send_html
 from bot.services import shop, tracking
 from bot.services.notices import rendered
@@ -64,18 +65,18 @@ class SendReport:
 # --- sending ---------------------------------------------------------------------------------
 
 
-def _card_markup(note: Notification) -> InlineKeyboardMarkup | None:
+def _card_markup(note: Notification) -> Keyboard | None:
     """The buttons under a notification: those it names (`payload["buttons"]`: rows of
     [label, callback data]), else the order's card."""
     rows = note.payload.get("buttons")
     if isinstance(rows, list) and rows:
-        return InlineKeyboardMarkup([[InlineKeyboardButton(i18n.render(i18n.from_json(label)),
+        return Keyboard([[Button(i18n.render(i18n.from_json(label)),
                                                            callback_data=str(data))
                                       for label, data in row] for row in rows])
     order_id = note.payload.get("order", note.order_id)
     if not isinstance(order_id, int):
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(_(_CARD_LABEL),
+    return Keyboard([[Button(_(_CARD_LABEL),
                                                        callback_data=pack("oc", order_id))]])
 
 

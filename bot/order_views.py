@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
 from bot import i18n
 from bot.callbacks import pack
 from bot.i18n import _, ngettext
+from bot.keyboards import Button, Keyboard
 from bot.money import format_money
 from bot.panel.models import SANDBOX_URL, ItemError, OrderStatus
 from bot.service_types import form_for
@@ -114,26 +113,26 @@ def _button_label(order: Order) -> str:
     return f"{order_number(order)} · {name} · {status_text(order)}"
 
 
-def card_button(order: Order, label: str | None = None) -> InlineKeyboardButton:
+def card_button(order: Order, label: str | None = None) -> Button:
     """A button that opens the order's card."""
-    return InlineKeyboardButton(label or _button_label(order), callback_data=pack("oc", order.id))
+    return Button(label or _button_label(order), callback_data=pack("oc", order.id))
 
 
-def list_markup(orders: Sequence[Order], *, page: int, total: int) -> InlineKeyboardMarkup:
+def list_markup(orders: Sequence[Order], *, page: int, total: int) -> Keyboard:
     """One button per order, then ◀ ▶ between pages and the menu."""
     rows = [[card_button(order)] for order in orders]
-    nav: list[InlineKeyboardButton] = []
+    nav: list[Button] = []
     if page > 0:
-        nav.append(InlineKeyboardButton("◀", callback_data=pack("ol", page - 1)))
+        nav.append(Button("◀", callback_data=pack("ol", page - 1)))
     if page + 1 < page_count(total):
-        nav.append(InlineKeyboardButton("▶", callback_data=pack("ol", page + 1)))
+        nav.append(Button("▶", callback_data=pack("ol", page + 1)))
     if total == 0:
         # i18n: button
-        nav.append(InlineKeyboardButton(_("🛒 New order"), callback_data="cat:0"))
+        nav.append(Button(_("🛒 New order"), callback_data="cat:0"))
     # i18n: button back to the main menu
-    nav.append(InlineKeyboardButton(_("🏠 Menu"), callback_data="menu"))
+    nav.append(Button(_("🏠 Menu"), callback_data="menu"))
     rows.append(nav)
-    return InlineKeyboardMarkup(rows)
+    return Keyboard(rows)
 
 
 # --- the card ---------------------------------------------------------------------------------
@@ -262,47 +261,47 @@ def card_text(order: Order, history: Sequence[StatusChange], refills: Sequence[R
 
 
 def card_markup(order: Order, account: Account,
-                refills: Sequence[Refill] = ()) -> InlineKeyboardMarkup:
+                refills: Sequence[Refill] = ()) -> Keyboard:
     """The card's buttons: only the actions this order allows now, on the panel in use."""
-    rows: list[list[InlineKeyboardButton]] = []
+    rows: list[list[Button]] = []
     here = order.panel == account.panel
     if order.state == "placed" and order.panel_order_id is not None and here:
         # i18n: button on an order's card: ask the panel for its status now
-        rows.append([InlineKeyboardButton(_("🔄 Refresh"), callback_data=pack("oc", order.id,
+        rows.append([Button(_("🔄 Refresh"), callback_data=pack("oc", order.id,
                                                                               REFRESH))])
     if order.state == "unknown" and here and not account.customer:  # the shop settles it
         rows.append([
             # i18n: button on the card of an order whose outcome is unknown
-            InlineKeyboardButton(_("🔗 It was placed"), callback_data=pack("oc", order.id, LINK)),
+            Button(_("🔗 It was placed"), callback_data=pack("oc", order.id, LINK)),
             # i18n: button on the card of an order whose outcome is unknown
-            InlineKeyboardButton(_("✖ It was not placed"),
+            Button(_("✖ It was not placed"),
                                  callback_data=pack("oc", order.id, NOT_PLACED)),
         ])
-    actions: list[InlineKeyboardButton] = []
+    actions: list[Button] = []
     if refill_refusal(order, refills, account) is None:
         # i18n: button on an order's card
-        actions.append(InlineKeyboardButton(_("♻️ Refill"), callback_data=pack("oc", order.id,
+        actions.append(Button(_("♻️ Refill"), callback_data=pack("oc", order.id,
                                                                               REFILL)))
     if refills and here:
         # i18n: button on an order's card
-        actions.append(InlineKeyboardButton(_("📋 Refill status"),
+        actions.append(Button(_("📋 Refill status"),
                                             callback_data=pack("oc", order.id, REFILL_STATUS)))
     if cancel_refusal(order, account) is None:
         # i18n: button on an order's card
-        actions.append(InlineKeyboardButton(_("✖️ Cancel order"),
+        actions.append(Button(_("✖️ Cancel order"),
                                             callback_data=pack("oc", order.id, CANCEL)))
     if actions:
         rows.append(actions)
     if order.service_id is not None and here:
         # i18n: button on an order's card: the same order form with the same answers
-        rows.append([InlineKeyboardButton(_("🔁 Order again"),
+        rows.append([Button(_("🔁 Order again"),
                                           callback_data=pack("oc", order.id, AGAIN))])
     # i18n: button on an order's card: back to the list
-    rows.append([InlineKeyboardButton(_("◀ My orders"), callback_data=pack("ol", 0))])
-    return InlineKeyboardMarkup(rows)
+    rows.append([Button(_("◀ My orders"), callback_data=pack("ol", 0))])
+    return Keyboard(rows)
 
 
-def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
+def confirm_markup(order: Order, action: str) -> Keyboard:
     """Yes / No for a write action on the card (`action` is the confirmed action's code)."""
     if action == REFILL_YES:
         # i18n: button confirming a refill request
@@ -314,10 +313,10 @@ def confirm_markup(order: Order, action: str) -> InlineKeyboardMarkup:
         assert action == NOT_PLACED_YES
         # i18n: button confirming that an order whose outcome was unknown was not placed
         label = _("✅ Yes, it was not placed")
-    return InlineKeyboardMarkup([[
-        InlineKeyboardButton(label, callback_data=pack("oc", order.id, action)),
+    return Keyboard([[
+        Button(label, callback_data=pack("oc", order.id, action)),
         # i18n: button: do not do it, back to the order's card
-        InlineKeyboardButton(_("◀ No, back"), callback_data=pack("oc", order.id)),
+        Button(_("◀ No, back"), callback_data=pack("oc", order.id)),
     ]])
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 
+from bot.keyboards import Keyboard
+
 #: What the bot's messages never have: a preview of the first link in them (as the JSON
 #: python-telegram-bot would make of {"is_disabled": True} on every call).
 _NO_PREVIEW = '{"is_disabled":true}'
@@ -28,16 +30,35 @@ _OTHER_FIELDS = tuple(name for name in InlineKeyboardButton.__slots__
                       if name not in ("text", "callback_data", "url"))
 
 
-def markup_json(markup: InlineKeyboardMarkup) -> str:
-    """A keyboard as the JSON Telegram reads: what python-telegram-bot's `to_dict` makes of it,
-    built straight from the buttons when they are text with callback data or a URL (the bot's
-    keyboards). PTB's generic walk over every attribute of every button took ~30 µs for a
-    four-button keyboard, on each message sent or edited. Any other button goes through
-    `to_dict`, and so does a keyboard without buttons."""
+#: A markup the bot sends: its own `Keyboard` (every keyboard it builds), or PTB's type.
+Markup = Keyboard | InlineKeyboardMarkup
+
+
+def markup_json(markup: Markup) -> str:
+    """A keyboard as the JSON Telegram reads: what python-telegram-bot's `to_dict` would make
+    of it. The bot's own `Keyboard` is written straight from its plain buttons; PTB's type too
+    when its buttons are text with callback data or a URL (PTB's generic walk over every
+    attribute of every button took ~30 µs for a four-button keyboard); any other button goes
+    through `to_dict`, and so does an empty keyboard (PTB leaves its empty list out)."""
+    if isinstance(markup, Keyboard):
+        if not markup.inline_keyboard:
+            return _JSON(markup.ptb().to_dict())
+        return _JSON({"inline_keyboard": [[_plain(*button) for button in row]
+                                          for row in markup.inline_keyboard]})
     if not markup.inline_keyboard:
         return _JSON(markup.to_dict())
     return _JSON({"inline_keyboard": [[_button(button) for button in row]
                                       for row in markup.inline_keyboard]})
+
+
+def _plain(text: str, data: str | None, url: str | None) -> dict[str, Any]:
+    """A button as JSON-ready values (PTB's order: text, url, callback_data)."""
+    plain: dict[str, Any] = {"text": text}
+    if url is not None:
+        plain["url"] = url
+    if data is not None:
+        plain["callback_data"] = data
+    return plain
 
 
 def _button(button: InlineKeyboardButton) -> dict[str, Any]:
@@ -46,16 +67,11 @@ def _button(button: InlineKeyboardButton) -> dict[str, Any]:
     if (button.api_kwargs or not (data is None or type(data) is str)
             or any(getattr(button, name) is not None for name in _OTHER_FIELDS)):
         return button.to_dict()
-    plain: dict[str, Any] = {"text": button.text}
-    if button.url is not None:
-        plain["url"] = button.url
-    if data is not None:
-        plain["callback_data"] = data
-    return plain
+    return _plain(button.text, data, button.url)
 
 
 async def send_html(bot: Bot, chat_id: int, text: str,
-                    markup: InlineKeyboardMarkup | None = None, *,
+                    markup: Markup | None = None, *,
                     thread_id: int | None = None,
                     business_connection_id: str | None = None) -> int:
     """Sends an HTML message (no link preview); the new message's id. `thread_id`: the forum
@@ -71,7 +87,7 @@ async def send_html(bot: Bot, chat_id: int, text: str,
 
 
 async def edit_html(bot: Bot, chat_id: int, message_id: int, text: str,
-                    markup: InlineKeyboardMarkup | None = None, *,
+                    markup: Markup | None = None, *,
                     business_connection_id: str | None = None) -> None:
     """Replaces a message's text (HTML, no link preview) and its buttons (none when `markup` is
     None). Raises BadRequest "message is not modified" as Telegram does."""

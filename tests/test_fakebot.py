@@ -34,6 +34,7 @@ from telegram.ext import (
     PreCheckoutQueryHandler,
 )
 
+from bot.keyboards import Button, Keyboard
 from bot.outgoing import edit_html, markup_json, send_html
 from bot.standin.botapi import (
     BOT_ID,
@@ -722,6 +723,21 @@ def test_a_keyboard_goes_out_as_python_telegram_bot_would_send_it(
         rows: list[list[InlineKeyboardButton]]) -> None:
     markup = InlineKeyboardMarkup(rows)
     assert json.loads(markup_json(markup)) == markup.to_dict()
+
+
+_OWN_BUTTONS = st.one_of(
+    st.builds(lambda t, d: Button(t, callback_data=d), _TEXTS, st.text(min_size=1, max_size=64)),
+    st.builds(lambda t, u: Button(t, url=u), _TEXTS,
+              st.sampled_from(["https://example.com/a?b=1", "tg://user?id=7", "https://t.me/x"])),
+)
+
+
+@given(st.lists(st.lists(_OWN_BUTTONS, min_size=1, max_size=4), max_size=5))
+def test_the_bots_own_keyboard_goes_out_as_the_same_python_telegram_bot_keyboard_would(
+        rows: list[list[Button]]) -> None:
+    keyboard = Keyboard(rows)
+    assert json.loads(markup_json(keyboard)) == keyboard.ptb().to_dict()
+    assert keyboard.inline_keyboard == tuple(map(tuple, rows))
 
 
 async def test_a_send_to_a_user_who_blocked_the_bot_raises_forbidden(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, MessageHandler, filters
 
 from bot.callbacks import int_arg, pack, unpack
@@ -19,7 +19,7 @@ from bot.catalog import ServiceIndex
 from bot.deps import BotContext
 from bot.handlers.common import answer, esc, reply, require_account, show, within_rate_limit
 from bot.i18n import N_, _, ngettext, number
-from bot.keyboards import button, cut, nav_row, page_of
+from bot.keyboards import Button, Keyboard, button, cut, nav_row, page_of
 from bot.money import format_money
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
@@ -94,7 +94,7 @@ def service_card_text(service: Service, currency: str) -> str:
 # --- pages (pure: text and buttons from the index) ------------------------------------------
 
 
-Page = tuple[str, InlineKeyboardMarkup]
+Page = tuple[str, Keyboard]
 
 
 def page_note(page: int, pages: int) -> str:
@@ -115,10 +115,10 @@ def categories_page(index: ServiceIndex, page: int, note: str = "") -> Page:
     ]
     rows.append(nav_row(page, pages, lambda p: pack("cat", p)))
     # i18n: a button back to the main menu
-    rows.append([InlineKeyboardButton(_("◀ Menu"), callback_data="menu")])
+    rows.append([Button(_("◀ Menu"), callback_data="menu")])
     head = f"{esc(note)}\n\n" if note else ""
     if not index.services:
-        return head + _("The panel lists no services right now."), InlineKeyboardMarkup(rows)
+        return head + _("The panel lists no services right now."), Keyboard(rows)
     count = len(index.categories)
     # i18n: {services} is how many services there are, in {n} categories; {page} is
     # " (page 1/3)" or nothing
@@ -126,7 +126,7 @@ def categories_page(index: ServiceIndex, page: int, note: str = "") -> Page:
                      "<b>Services</b>: {services} in {n} categories{page}.", count).format(
         services=number(len(index.services)), n=number(count), page=page_note(page, pages))
     hint = _("Pick a category, or type words to search (a service id works too).")
-    return f"{head}{total}\n{hint}", InlineKeyboardMarkup(rows)
+    return f"{head}{total}\n{hint}", Keyboard(rows)
 
 
 def category_page(index: ServiceIndex, category: int, page: int) -> Page | None:
@@ -149,7 +149,7 @@ def category_page(index: ServiceIndex, category: int, page: int) -> Page | None:
     rows.append(nav_row(page, pages, lambda p: pack("cs", category, p)))
     # i18n: a button back to the list of categories
     rows.append([button(_("◀ Categories"), "cat", category // CATEGORIES_PER_PAGE)])
-    return "\n".join(lines), InlineKeyboardMarkup(rows)
+    return "\n".join(lines), Keyboard(rows)
 
 
 def search_page(index: ServiceIndex, query: str, page: int) -> Page:
@@ -162,7 +162,7 @@ def search_page(index: ServiceIndex, query: str, page: int) -> Page:
         # i18n: {words} is what the user searched for
         text = _("No service matches “{words}”. Try fewer words, or browse the "
                  "categories.").format(words=words)
-        return text, InlineKeyboardMarkup([back])
+        return text, Keyboard([back])
     services, page, pages = page_of(found, page, SERVICES_PER_PAGE)
     # i18n: the heading of search results; {words} is what the user searched for, {page} is
     # " (page 1/3)" or nothing
@@ -174,7 +174,7 @@ def search_page(index: ServiceIndex, query: str, page: int) -> Page:
     rows = [[button(f"#{s.service} {s.name}", "svc", s.service, "sr", page)] for s in services]
     rows.append(nav_row(page, pages, lambda p: pack("sr", p)))
     rows.append(back)
-    return "\n".join(lines), InlineKeyboardMarkup(rows)
+    return "\n".join(lines), Keyboard(rows)
 
 
 def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page:
@@ -193,9 +193,9 @@ def service_page(index: ServiceIndex, service: Service, back: list[str]) -> Page
          # i18n: a button under a service's card: share a link to it
          button(_("🔗 Share"), "sh", service.service)],
         # i18n: a button under a service's card: back to the list it was picked from
-        [InlineKeyboardButton(_("◀ Back"), callback_data=back_data)],
+        [Button(_("◀ Back"), callback_data=back_data)],
     ]
-    return service_card_text(service, index.currency), InlineKeyboardMarkup(rows)
+    return service_card_text(service, index.currency), Keyboard(rows)
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ async def index_for(update: Update, context: BotContext, account: Account,
             await reply(update, _(unreachable))
         else:
             # i18n: a button: try again what failed
-            markup = InlineKeyboardMarkup([[InlineKeyboardButton(_("🔄 Retry"),
+            markup = Keyboard([[Button(_("🔄 Retry"),
                                                                  callback_data=retry)]])
             await show(update, _(unreachable), markup)
         return None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from telegram import CallbackQuery, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.error import BadRequest, TelegramError
 
 from bot.deps import BotContext
 from bot.i18n import N_, _
+from bot.keyboards import Keyboard
 from bot.outgoing import edit_html, send_html
 from bot.services.accounts import Account, account_for
 from bot.text import esc as esc
@@ -22,7 +23,7 @@ BANNED = N_("You cannot order from this shop.")
 
 
 async def reply(update: Update, text: str,
-                markup: InlineKeyboardMarkup | None = None) -> int | None:
+                markup: Keyboard | None = None) -> int | None:
     """Sends a new HTML message to the update's chat (in the forum topic, or through the
     business connection, of the message it answers); the new message's id."""
     message = update.effective_message
@@ -37,7 +38,7 @@ async def reply(update: Update, text: str,
     return await send_html(chat.get_bot(), chat.id, fit(text), markup)
 
 
-async def show(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+async def show(update: Update, text: str, markup: Keyboard | None = None) -> None:
     """Edits the message a button was pressed on (or sends one when there is none).
 
     Pressing a button that would show the same thing again is not an error.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from telegram import BotCommandScopeChat, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import BotCommandScopeChat, Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, TypeHandler
@@ -19,6 +19,7 @@ from bot.deps import DEPS_KEY, BotContext, Deps
 from bot.handlers.common import answer, reply, show
 from bot.handlers.start import bot_commands
 from bot.i18n import _
+from bot.keyboards import Button, Keyboard
 
 #: Runs before every other handler group: the language of the texts of this update.
 LANGUAGE_GROUP: Final = -2
@@ -50,15 +51,15 @@ def language_text(current: str, *, chosen: bool) -> str:
         name=name, how=how)
 
 
-def language_markup(current: str, *, chosen: bool) -> InlineKeyboardMarkup:
+def language_markup(current: str, *, chosen: bool) -> Keyboard:
     """Each language by its own name, two per row, the current one ticked; and "automatic"."""
-    buttons = [InlineKeyboardButton(("✅ " if code == current and chosen else "")
+    buttons = [Button(("✅ " if code == current and chosen else "")
                                     + i18n.own_name(code), callback_data=pack("lg", code))
                for code in i18n.languages()]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
-    rows.append([InlineKeyboardButton(("✅ " if not chosen else "") + _("Automatic"),
+    rows.append([Button(("✅ " if not chosen else "") + _("Automatic"),
                                       callback_data=pack("lg", AUTO))])
-    return InlineKeyboardMarkup(rows)
+    return Keyboard(rows)
 
 
 async def language_command(update: Update, context: BotContext) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, filters
 
 from bot.deps import BotContext
@@ -16,7 +16,7 @@ from bot.handlers.catalog import tapped_service
 from bot.handlers.common import answer, esc, remember_user, reply
 from bot.handlers.orders import caller_of, show_card
 from bot.i18n import _
-from bot.keyboards import cut
+from bot.keyboards import Button, Keyboard, cut
 from bot.services import sharing
 
 
@@ -27,11 +27,11 @@ def share_text(service_name: str, service_id: int, link: str) -> str:
         service=service_id, name=esc(cut(service_name, 80)), link=esc(link))
 
 
-def share_markup(service_name: str, link: str) -> InlineKeyboardMarkup:
+def share_markup(service_name: str, link: str) -> Keyboard:
     """A button that opens Telegram's "share to a chat" with the link."""
     url = "https://t.me/share/url?" + urlencode({"url": link, "text": cut(service_name, 80)})
     # i18n: a button under a service's link: Telegram's "share to a chat"
-    return InlineKeyboardMarkup([[InlineKeyboardButton(_("📤 Send to a chat"), url=url)]])
+    return Keyboard([[Button(_("📤 Send to a chat"), url=url)]])
 
 
 async def share_service(update: Update, context: BotContext) -> None:

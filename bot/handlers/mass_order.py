@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import Bot, Message, Update
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
@@ -49,7 +49,7 @@ from bot.handlers.common import (
 )
 from bot.handlers.conversations import ExpiringConversation
 from bot.i18n import L_, N_, _, ngettext, number
-from bot.keyboards import cut
+from bot.keyboards import Button, Keyboard, cut
 from bot.money import format_money
 from bot.panel.models import Balance
 from bot.services import mass_order, notices, pricing
@@ -246,16 +246,16 @@ def summary_file(parsed: Parsed, currency: str) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def summary_markup(batch_id: int, rev: int, valid: int) -> InlineKeyboardMarkup:
+def summary_markup(batch_id: int, rev: int, valid: int) -> Keyboard:
     """Confirm / Edit / Cancel of a summary (naming the batch and the revision shown)."""
-    return InlineKeyboardMarkup([
-        [InlineKeyboardButton(ngettext("✅ Confirm: place {n} order",
+    return Keyboard([
+        [Button(ngettext("✅ Confirm: place {n} order",
                                        "✅ Confirm: place {n} orders", valid).format(n=valid),
                               callback_data=pack("mo", "go", batch_id, rev))],
         # i18n: a button under the mass order summary
-        [InlineKeyboardButton(_("✏️ Edit"), callback_data=pack("mo", "ed", batch_id, rev)),
+        [Button(_("✏️ Edit"), callback_data=pack("mo", "ed", batch_id, rev)),
          # i18n: a button under the mass order summary
-         InlineKeyboardButton(_("✖ Cancel"), callback_data=pack("mo", "x", batch_id, rev))],
+         Button(_("✖ Cancel"), callback_data=pack("mo", "x", batch_id, rev))],
     ])
 
 
@@ -321,18 +321,18 @@ def report_head(report: BatchReport) -> list[str]:
     return head
 
 
-def report_markup(report: BatchReport) -> InlineKeyboardMarkup:
+def report_markup(report: BatchReport) -> Keyboard:
     """Send the rest (when the batch was interrupted) and My orders."""
-    rows: list[list[InlineKeyboardButton]] = []
+    rows: list[list[Button]] = []
     left = report.count("not_sent")
     if left and report.state == "interrupted":
-        rows.append([InlineKeyboardButton(
+        rows.append([Button(
             # i18n: a button sending the lines of a mass order that were not sent
             ngettext("▶ Send the {n} not sent", "▶ Send the {n} not sent", left).format(n=left),
             callback_data=pack("mo", "go", report.batch_id, report.rev))])
     # i18n: a button under a mass order's results
-    rows.append([InlineKeyboardButton(_("📦 My orders"), callback_data=pack("ol", 0))])
-    return InlineKeyboardMarkup(rows)
+    rows.append([Button(_("📦 My orders"), callback_data=pack("ol", 0))])
+    return Keyboard(rows)
 
 
 def report_text(report: BatchReport) -> tuple[str, bool]:
@@ -373,7 +373,7 @@ def report_file(report: BatchReport) -> bytes:
 async def deliver(bot: Bot, chat_id: int, message_id: int | None, report: BatchReport) -> None:
     """The batch's final message (the progress message, edited) and, when long, a file."""
     text, with_file = report_text(report)
-    markup = report_markup(report)
+    markup = report_markup(report).ptb()
     if message_id is not None:
         try:
             await bot.edit_message_text(fit_html(text), chat_id, message_id,

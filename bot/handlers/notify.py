@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Final, cast
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler, TypeHandler
 
 from bot.callbacks import pack, unpack
 from bot.deps import BotContext
 from bot.handlers.common import answer, esc, remember_user, reply, show
 from bot.i18n import N_, _
+from bot.keyboards import Button, Keyboard
 from storage import users
 from storage.users import NOTIFY_MODES, NotifyMode
 
@@ -51,10 +52,10 @@ def notify_text(mode: str, *, saved: bool = False) -> str:
     return "\n".join(lines)
 
 
-def notify_markup(mode: str) -> InlineKeyboardMarkup:
+def notify_markup(mode: str) -> Keyboard:
     """One button per mode, the current one ticked."""
-    return InlineKeyboardMarkup([[
-        InlineKeyboardButton(("✅ " if m == mode else "") + _(LABELS[m]),
+    return Keyboard([[
+        Button(("✅ " if m == mode else "") + _(LABELS[m]),
                              callback_data=pack("nt", m))
         for m in LABELS
     ]])

@@ -20,7 +20,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from telegram import InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
@@ -45,6 +45,7 @@ from bot.handlers.common import (
 from bot.handlers.conversations import ExpiringConversation
 from bot.handlers.shop import wallet_balance_text
 from bot.i18n import L_, N_, _, ngettext
+from bot.keyboards import Keyboard
 from bot.money import format_money, parse_whole
 from bot.order_views import (
     CANCEL,
@@ -181,7 +182,7 @@ def not_found_lines(ids: Sequence[int]) -> list[str]:
 # --- /orders and the list ---------------------------------------------------------------------
 
 async def orders_page(context: BotContext, caller: Caller,
-                      page: int) -> tuple[str, InlineKeyboardMarkup]:
+                      page: int) -> tuple[str, Keyboard]:
     """A page of the caller's orders (admins on the operator account: everyone's)."""
     db = context.deps.db
     everyone = caller.role == "admin" and not caller.account.own

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal, InvalidOperation
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, LabeledPrice, Update
+from telegram import LabeledPrice, Update
 from telegram.error import BadRequest, Forbidden
 from telegram.ext import (
     BaseHandler,
@@ -41,6 +41,7 @@ from bot.handlers.common import BANNED, answer, esc, remember_user, reply, show
 from bot.handlers.conversations import ExpiringConversation, wait_fallbacks
 from bot.handlers.shop import top_up_hint
 from bot.i18n import L_, N_, _
+from bot.keyboards import Button, Keyboard
 from bot.services import payments, wallet
 from bot.services.accounts import role_of
 from bot.services.notices import notice
@@ -91,7 +92,7 @@ def amount_label(settings: Settings, amount: Decimal, currency: str) -> str:
 
 
 async def amounts_question(deps: Deps, user_id: int,
-                           error: str | None = None) -> tuple[str, InlineKeyboardMarkup | None]:
+                           error: str | None = None) -> tuple[str, Keyboard | None]:
     """How much to top up: the amounts as buttons, and the range for another (HTML)."""
     settings = deps.settings
     funds = await wallet.balance(deps, user_id)
@@ -108,13 +109,13 @@ async def amounts_question(deps: Deps, user_id: int,
               _("Tap an amount, or another one between {low} and {high}. You pay in the "
                 "invoice that follows.").format(low=esc(wallet.show(low, currency)),
                                                  high=esc(wallet.show(high, currency)))]
-    buttons = [InlineKeyboardButton(amount_label(settings, amount, currency),
+    buttons = [Button(amount_label(settings, amount, currency),
                                     callback_data=pack("tp", "a", format(amount, "f")))
                for amount in payments.offered(settings, currency)]
     rows = [buttons[i : i + AMOUNTS_PER_ROW] for i in range(0, len(buttons), AMOUNTS_PER_ROW)]
     # i18n: button under the top-up amounts: type an amount of your own
-    rows.append([InlineKeyboardButton(_("✏️ Other amount"), callback_data="tp:o")])
-    return "\n".join(lines), InlineKeyboardMarkup(rows)
+    rows.append([Button(_("✏️ Other amount"), callback_data="tp:o")])
+    return "\n".join(lines), Keyboard(rows)
 
 
 def typed_question(deps: Deps, currency: str, error: str | None = None) -> str:
@@ -476,7 +477,7 @@ async def refund_button(update: Update, context: BotContext) -> None:
     if topup is None or topup.charge_id is None:
         await answer(query, _(NO_LONGER_VALID))
         return
-    back = InlineKeyboardMarkup([[InlineKeyboardButton(
+    back = Keyboard([[Button(
         # i18n: button back to a customer's wallet
         _("◀ Wallet"), callback_data=pack("wl", topup.user_id, 0))]])
     if parts[2:3] != ["y"]:
@@ -491,9 +492,9 @@ async def refund_button(update: Update, context: BotContext) -> None:
         else:
             taken = _("The Stars go back to the customer; the wallet is debited {amount} "
                       "first.").format(amount=esc(wallet.show(topup.amount, topup.currency)))
-        await show(update, f"{question}\n{taken}", InlineKeyboardMarkup([
+        await show(update, f"{question}\n{taken}", Keyboard([
             # i18n: button confirming an admin's refund of a Stars payment
-            [InlineKeyboardButton(_("↩️ Yes, refund"), callback_data=pack("rf", topup.id, "y"))],
+            [Button(_("↩️ Yes, refund"), callback_data=pack("rf", topup.id, "y"))],
             *back.inline_keyboard]))
         return
     # i18n: the answer to the refund confirmation button, while Telegram is asked

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from babel.dates import format_date
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot import i18n
@@ -25,7 +25,7 @@ from bot.callbacks import int_arg, pack, unpack
 from bot.deps import BotContext, Deps
 from bot.handlers.common import answer, esc, remember_user, reply, show, within_rate_limit
 from bot.i18n import N_, _, ngettext
-from bot.keyboards import nav_row
+from bot.keyboards import Button, Keyboard, nav_row
 from bot.money import format_money
 from bot.panel.errors import PanelClientError
 from bot.panel.models import Service
@@ -133,8 +133,8 @@ def entry_line(entry: Entry, order_number: str | None) -> str:
 
 
 async def wallet_page(deps: Deps, user_id: int, page: int, *, whose: str | None = None,
-                      extra: list[list[InlineKeyboardButton]] | None = None,
-                      ) -> tuple[str, InlineKeyboardMarkup]:
+                      extra: list[list[Button]] | None = None,
+                      ) -> tuple[str, Keyboard]:
     """A wallet's balance and a page of its entries, newest first, with ◀ ▶ (and `extra`
     rows above the menu); `whose`: the title, "Your wallet" unless told."""
     total = await ledger.count_entries(deps.db, user_id)
@@ -166,8 +166,8 @@ async def wallet_page(deps: Deps, user_id: int, page: int, *, whose: str | None 
     rows = [row for row in [nav_row(page, pages, lambda p: pack("wl", user_id, p))] if row]
     rows += extra or []
     # i18n: button back to the main menu
-    rows.append([InlineKeyboardButton(_("🏠 Menu"), callback_data="menu")])
-    return "\n".join(lines), InlineKeyboardMarkup(rows)
+    rows.append([Button(_("🏠 Menu"), callback_data="menu")])
+    return "\n".join(lines), Keyboard(rows)
 
 
 async def _whose(deps: Deps, user_id: int, viewer: int) -> str:
@@ -243,7 +243,7 @@ def refund_label(topup: Topup) -> str:
 
 
 async def _payment_rows(update: Update, context: BotContext,
-                        target: int) -> list[list[InlineKeyboardButton]]:
+                        target: int) -> list[list[Button]]:
     """Stars buttons on a wallet: Top up on one's own, Refund per recent payment for admins."""
     user = update.effective_user
     deps = context.deps
@@ -252,9 +252,9 @@ async def _payment_rows(update: Update, context: BotContext,
     rows = []
     if target == user.id:
         # i18n: button on one's own wallet: top it up with Telegram Stars
-        rows.append([InlineKeyboardButton(_("💳 Top up"), callback_data="tp:w")])
+        rows.append([Button(_("💳 Top up"), callback_data="tp:w")])
     if await _is_admin(update, context):
-        rows += [[InlineKeyboardButton(refund_label(t), callback_data=pack("rf", t.id))]
+        rows += [[Button(refund_label(t), callback_data=pack("rf", t.id))]
                  for t in await payments.refundable(deps, target)]
     return rows
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import BotCommand, Update
 from telegram.ext import BaseHandler, CallbackQueryHandler, CommandHandler
 
 from bot.deps import BotContext
 from bot.handlers.common import BANNED, answer, esc, no_access_text, remember_user, reply, show
 from bot.i18n import N_, _
+from bot.keyboards import Button, Keyboard
 from bot.services import wallet
 from bot.services.accounts import account_for, role_of
 
@@ -116,15 +117,15 @@ def bot_commands(*, shop: bool = False) -> list[BotCommand]:
             for name, description in (SHOP_COMMANDS if shop else COMMANDS)]
 
 
-def menu_markup() -> InlineKeyboardMarkup:
+def menu_markup() -> Keyboard:
     """The main menu's buttons."""
-    return InlineKeyboardMarkup([
+    return Keyboard([
         # i18n: a button of the main menu
-        [InlineKeyboardButton(_("🛒 New order"), callback_data="cat:0")],
+        [Button(_("🛒 New order"), callback_data="cat:0")],
         # i18n: a button of the main menu
-        [InlineKeyboardButton(_("📦 My orders"), callback_data="ol:0"),
+        [Button(_("📦 My orders"), callback_data="ol:0"),
          # i18n: a button of the main menu (the panel balance, or a shop's wallet)
-         InlineKeyboardButton(_("💰 Balance"), callback_data="bal")],
+         Button(_("💰 Balance"), callback_data="bal")],
     ])
 
 

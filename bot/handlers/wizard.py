@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import Message, Update
 from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
@@ -66,7 +66,7 @@ from bot.handlers.common import (
 from bot.handlers.conversations import ExpiringConversation
 from bot.handlers.shop import top_up_hint
 from bot.i18n import L_, N_, Ln_, Money, Msg, _, ngettext, number
-from bot.keyboards import cut
+from bot.keyboards import Button, Keyboard, cut
 from bot.money import format_money
 from bot.panel.errors import PanelClientError, PanelError, PanelErrorKind
 from bot.panel.models import Balance, Service
@@ -228,30 +228,30 @@ def question_text(order: Mapping[str, Any], service: Service, field: FormField,
     return "\n".join(lines)
 
 
-def question_markup(order: Mapping[str, Any], field: FormField) -> InlineKeyboardMarkup:
+def question_markup(order: Mapping[str, Any], field: FormField) -> Keyboard:
     """The question's buttons: choices, Keep, Skip, Back and Cancel."""
-    rows: list[list[InlineKeyboardButton]] = []
+    rows: list[list[Button]] = []
     if field.kind is Kind.CHOICE:
-        buttons = [InlineKeyboardButton(str(c), callback_data=pack("wz", "choice", c))
+        buttons = [Button(str(c), callback_data=pack("wz", "choice", c))
                    for c in field.choices]
         rows += [buttons[i : i + CHOICES_PER_ROW] for i in range(0, len(buttons),
                                                                   CHOICES_PER_ROW)]
     extra = []
     if order["answers"].get(field.name):
         # i18n: button under an order form's question: keep the answer given before
-        extra.append(InlineKeyboardButton(_("✔ Keep"), callback_data="wz:keep"))
+        extra.append(Button(_("✔ Keep"), callback_data="wz:keep"))
     if field.optional:
         # i18n: button under an order form's question: leave this optional answer out
-        extra.append(InlineKeyboardButton(_("⏭ Skip"), callback_data="wz:skip"))
+        extra.append(Button(_("⏭ Skip"), callback_data="wz:skip"))
     if extra:
         rows.append(extra)
     # i18n: button under the order form: leave it, nothing is sent
-    last = [InlineKeyboardButton(_("✖ Cancel"), callback_data="wz:cancel")]
+    last = [Button(_("✖ Cancel"), callback_data="wz:cancel")]
     if order["history"]:
         # i18n: button under the order form: to the previous question
-        last.insert(0, InlineKeyboardButton(_("◀ Back"), callback_data="wz:back"))
+        last.insert(0, Button(_("◀ Back"), callback_data="wz:back"))
     rows.append(last)
-    return InlineKeyboardMarkup(rows)
+    return Keyboard(rows)
 
 
 def cost_line(form: OrderForm, service: Service, values: Mapping[str, str],
@@ -365,7 +365,7 @@ def summary_text(order: Mapping[str, Any], service: Service, form: OrderForm,
 
 
 def summary_markup(draft_id: int, revision: int, *, retry: bool = False,
-                   top_up: str | None = None) -> InlineKeyboardMarkup:
+                   top_up: str | None = None) -> Keyboard:
     """Confirm / Edit / Cancel (and Back to the last question; a shop's "Top up N" when the
     wallet can't pay). Confirm names the draft and the summary's revision: one draft serves the
     whole form, so an older summary of it is stale."""
@@ -373,18 +373,18 @@ def summary_markup(draft_id: int, revision: int, *, retry: bool = False,
     label = (_("✅ Confirm (retry)") if retry
              # i18n: button on an order summary: place the order
              else _("✅ Confirm"))
-    rows = [[InlineKeyboardButton(label, callback_data=pack("wz", "confirm", draft_id,
+    rows = [[Button(label, callback_data=pack("wz", "confirm", draft_id,
                                                             revision))]]
     if top_up is not None:
-        rows.append([InlineKeyboardButton(top_up, callback_data=pack("tp", "d", draft_id))])
+        rows.append([Button(top_up, callback_data=pack("tp", "d", draft_id))])
     # i18n: buttons on an order summary: go through the questions again, leave, last question
-    rows += [[InlineKeyboardButton(_("✏️ Edit"), callback_data="wz:edit"),
-              InlineKeyboardButton(_("✖ Cancel"), callback_data="wz:cancel")],
-             [InlineKeyboardButton(_("◀ Back"), callback_data="wz:back")]]
-    return InlineKeyboardMarkup(rows)
+    rows += [[Button(_("✏️ Edit"), callback_data="wz:edit"),
+              Button(_("✖ Cancel"), callback_data="wz:cancel")],
+             [Button(_("◀ Back"), callback_data="wz:back")]]
+    return Keyboard(rows)
 
 
-async def say(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> int | None:
+async def say(update: Update, text: str, markup: Keyboard | None = None) -> int | None:
     """Edits the message whose button was tapped, or sends a new one; that message's id."""
     query = update.callback_query
     if query is not None and isinstance(query.message, Message):
