@@ -248,6 +248,20 @@ async def test_add_refusal_is_panel_error_sent_once(connect: Connect) -> None:
     assert panel.count == 1
 
 
+@pytest.mark.parametrize(("body", "content_type"), [
+    ("\ufeff{\"error\": \"Неверная ссылка\"}".encode(), "application/json"),  # BOM, no charset
+    ('{"error": "Неверная ссылка"}'.encode(), 'application/json; charset="UTF-8"'),
+    ('{"error": "Неверная ссылка"}'.encode("cp1251"), "text/html; charset=windows-1251"),
+])
+async def test_a_refusal_is_read_in_the_charset_the_panel_names(
+        connect: Connect, body: bytes, content_type: str) -> None:
+    answer = httpx.Response(200, content=body, headers={"Content-Type": content_type})
+    client, _panel = connect(always(answer))
+    with pytest.raises(PanelError) as caught:
+        await client.add(KEY, 1, {"link": "https://x.example", "quantity": 100})
+    assert caught.value.text == "Неверная ссылка"
+
+
 async def test_add_rejects_fields_that_would_override_key_or_action(connect: Connect) -> None:
     client, panel = connect(always(reply('{"order": 1}')))
     with pytest.raises(ValueError):
