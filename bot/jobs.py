@@ -71,13 +71,13 @@ def _card_markup(note: Notification) -> Keyboard | None:
     rows = note.payload.get("buttons")
     if isinstance(rows, list) and rows:
         return Keyboard([[Button(i18n.render(i18n.from_json(label)),
-                                                           callback_data=str(data))
-                                      for label, data in row] for row in rows])
+                                 callback_data=str(data))
+                          for label, data in row] for row in rows])
     order_id = note.payload.get("order", note.order_id)
     if not isinstance(order_id, int):
         return None
     return Keyboard([[Button(_(_CARD_LABEL),
-                                                       callback_data=pack("oc", order_id))]])
+                             callback_data=pack("oc", order_id))]])
 
 
 def _retry_seconds(error: RetryAfter) -> float:

@@ -267,35 +267,33 @@ def card_markup(order: Order, account: Account,
     here = order.panel == account.panel
     if order.state == "placed" and order.panel_order_id is not None and here:
         # i18n: button on an order's card: ask the panel for its status now
-        rows.append([Button(_("🔄 Refresh"), callback_data=pack("oc", order.id,
-                                                                              REFRESH))])
+        rows.append([Button(_("🔄 Refresh"), callback_data=pack("oc", order.id, REFRESH))])
     if order.state == "unknown" and here and not account.customer:  # the shop settles it
         rows.append([
             # i18n: button on the card of an order whose outcome is unknown
             Button(_("🔗 It was placed"), callback_data=pack("oc", order.id, LINK)),
             # i18n: button on the card of an order whose outcome is unknown
             Button(_("✖ It was not placed"),
-                                 callback_data=pack("oc", order.id, NOT_PLACED)),
+                   callback_data=pack("oc", order.id, NOT_PLACED)),
         ])
     actions: list[Button] = []
     if refill_refusal(order, refills, account) is None:
         # i18n: button on an order's card
-        actions.append(Button(_("♻️ Refill"), callback_data=pack("oc", order.id,
-                                                                              REFILL)))
+        actions.append(Button(_("♻️ Refill"), callback_data=pack("oc", order.id, REFILL)))
     if refills and here:
         # i18n: button on an order's card
         actions.append(Button(_("📋 Refill status"),
-                                            callback_data=pack("oc", order.id, REFILL_STATUS)))
+                              callback_data=pack("oc", order.id, REFILL_STATUS)))
     if cancel_refusal(order, account) is None:
         # i18n: button on an order's card
         actions.append(Button(_("✖️ Cancel order"),
-                                            callback_data=pack("oc", order.id, CANCEL)))
+                              callback_data=pack("oc", order.id, CANCEL)))
     if actions:
         rows.append(actions)
     if order.service_id is not None and here:
         # i18n: button on an order's card: the same order form with the same answers
         rows.append([Button(_("🔁 Order again"),
-                                          callback_data=pack("oc", order.id, AGAIN))])
+                            callback_data=pack("oc", order.id, AGAIN))])
     # i18n: button on an order's card: back to the list
     rows.append([Button(_("◀ My orders"), callback_data=pack("ol", 0))])
     return Keyboard(rows)

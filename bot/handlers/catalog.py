@@ -232,7 +232,7 @@ async def index_for(update: Update, context: BotContext, account: Account,
         else:
             # i18n: a button: try again what failed
             markup = Keyboard([[Button(_("🔄 Retry"),
-                                                                 callback_data=retry)]])
+                                       callback_data=retry)]])
             await show(update, _(unreachable), markup)
         return None
 

@@ -54,11 +54,11 @@ def language_text(current: str, *, chosen: bool) -> str:
 def language_markup(current: str, *, chosen: bool) -> Keyboard:
     """Each language by its own name, two per row, the current one ticked; and "automatic"."""
     buttons = [Button(("✅ " if code == current and chosen else "")
-                                    + i18n.own_name(code), callback_data=pack("lg", code))
+                      + i18n.own_name(code), callback_data=pack("lg", code))
                for code in i18n.languages()]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
     rows.append([Button(("✅ " if not chosen else "") + _("Automatic"),
-                                      callback_data=pack("lg", AUTO))])
+                        callback_data=pack("lg", AUTO))])
     return Keyboard(rows)
 
 

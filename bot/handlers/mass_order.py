@@ -250,8 +250,8 @@ def summary_markup(batch_id: int, rev: int, valid: int) -> Keyboard:
     """Confirm / Edit / Cancel of a summary (naming the batch and the revision shown)."""
     return Keyboard([
         [Button(ngettext("✅ Confirm: place {n} order",
-                                       "✅ Confirm: place {n} orders", valid).format(n=valid),
-                              callback_data=pack("mo", "go", batch_id, rev))],
+                         "✅ Confirm: place {n} orders", valid).format(n=valid),
+                callback_data=pack("mo", "go", batch_id, rev))],
         # i18n: a button under the mass order summary
         [Button(_("✏️ Edit"), callback_data=pack("mo", "ed", batch_id, rev)),
          # i18n: a button under the mass order summary

@@ -56,7 +56,7 @@ def notify_markup(mode: str) -> Keyboard:
     """One button per mode, the current one ticked."""
     return Keyboard([[
         Button(("✅ " if m == mode else "") + _(LABELS[m]),
-                             callback_data=pack("nt", m))
+               callback_data=pack("nt", m))
         for m in LABELS
     ]])
 

@@ -110,7 +110,7 @@ async def amounts_question(deps: Deps, user_id: int,
                 "invoice that follows.").format(low=esc(wallet.show(low, currency)),
                                                  high=esc(wallet.show(high, currency)))]
     buttons = [Button(amount_label(settings, amount, currency),
-                                    callback_data=pack("tp", "a", format(amount, "f")))
+                      callback_data=pack("tp", "a", format(amount, "f")))
                for amount in payments.offered(settings, currency)]
     rows = [buttons[i : i + AMOUNTS_PER_ROW] for i in range(0, len(buttons), AMOUNTS_PER_ROW)]
     # i18n: button under the top-up amounts: type an amount of your own
