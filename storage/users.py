@@ -118,11 +118,16 @@ async def remember_user(
     new user, another name or language, or a user marked as having blocked the bot. The usual
     case (nothing new) is one read and no write, so it neither takes the write lock nor waits
     for it. (`updated_at` is then when the row last changed.)"""
-    row = await fetch_one(
-        db, "SELECT name, language, blocked FROM users WHERE telegram_id = ?", (telegram_id,))
+    row = await _name_row(db, telegram_id)
     if row is not None and row[0] == name and row[1] == language and not row[2]:
         return
     await upsert_user(db, telegram_id=telegram_id, name=name, language=language)
+
+
+async def _name_row(db: aiosqlite.Connection, telegram_id: int) -> aiosqlite.Row | None:
+    """The user's name, language and blocked mark (one indexed read), or None if unknown."""
+    return await fetch_one(
+        db, "SELECT name, language, blocked FROM users WHERE telegram_id = ?", (telegram_id,))
 
 
 async def get_user(db: aiosqlite.Connection, telegram_id: int) -> User | None:
@@ -137,8 +142,7 @@ async def user_returns(db: aiosqlite.Connection, telegram_id: int) -> tuple[str,
     """Someone writes to the bot: their name and language as stored (None: not a known user),
     after clearing their 'blocked the bot' mark if it was set. One indexed read of three
     columns (not the whole row, with its key and dates); a write only for a marked user."""
-    row = await fetch_one(
-        db, "SELECT name, language, blocked FROM users WHERE telegram_id = ?", (telegram_id,))
+    row = await _name_row(db, telegram_id)
     if row is None:
         return None
     if row[2]:

@@ -373,8 +373,7 @@ def summary_markup(draft_id: int, revision: int, *, retry: bool = False,
     label = (_("✅ Confirm (retry)") if retry
              # i18n: button on an order summary: place the order
              else _("✅ Confirm"))
-    rows = [[Button(label, callback_data=pack("wz", "confirm", draft_id,
-                                              revision))]]
+    rows = [[Button(label, callback_data=pack("wz", "confirm", draft_id, revision))]]
     if top_up is not None:
         rows.append([Button(top_up, callback_data=pack("tp", "d", draft_id))])
     # i18n: buttons on an order summary: go through the questions again, leave, last question
